@@ -1,0 +1,38 @@
+# promptctl: `make demo` runs the tutorial end to end offline; `make test` runs the suite.
+# Both create the virtualenv themselves.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SERVE ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: venv test demo bench emulator worker web clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/python manage.py demo --serve=$(SERVE)
+
+bench: $(STAMP)
+	$(BIN)/python manage.py bench
+
+emulator: $(STAMP)
+	$(BIN)/python manage.py emulator --port 8765
+
+worker: $(STAMP)
+	$(BIN)/celery -A promptctl worker --loglevel=INFO
+
+clean:
+	rm -rf var

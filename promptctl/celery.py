@@ -1,0 +1,16 @@
+"""The Celery application: ``celery -A promptctl worker`` starts a worker.
+
+Pool, concurrency, acknowledgement and broker options come from Django
+settings (``CELERY_*``), so a plain worker command is already tuned for
+I/O-bound session work; command-line flags only adjust.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promptctl.settings")
+
+app = Celery("promptctl")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
