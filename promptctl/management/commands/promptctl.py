@@ -1,0 +1,49 @@
+"""``python manage.py promptctl <group> <action> ...``: the scriptable front door.
+
+Human-readable output by default, ``--json`` for machines, exit 1 with a
+one-line reason on any refusal. Groups live in modules listed in
+``promptctl.cli.GROUP_MODULES``; each handler is a thin caller of services.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from promptctl.cli import GROUP_MODULES
+from promptctl.cli.common import Output
+from promptctl.errors import DomainError
+
+
+class Command(BaseCommand):
+    help = "Change control for Managed Agents prompt versions (agents, versions, changes, evals, audit)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="print machine-readable JSON only")
+        groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
+        for module_name in GROUP_MODULES:
+            importlib.import_module(module_name).register(groups)
+
+    def handle(self, *args, **options) -> None:
+        from argparse import Namespace
+
+        namespace = Namespace(**options)
+        out = Output(json_mode=options["json"], stream=self.stdout)
+        handler = options.get("handler")
+        if handler is None:
+            self.stderr.write("error: choose an action; see --help")
+            sys.exit(2)
+        try:
+            result = handler(namespace, out)
+        except DomainError as error:
+            self.stderr.write(f"error: {error}")
+            sys.exit(1)
+        exit_code = 0
+        if isinstance(result, tuple):
+            result, exit_code = result
+        if options["json"] and result is not None:
+            out.emit_json(result)
+        if exit_code:
+            sys.exit(exit_code)
