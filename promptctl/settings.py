@@ -144,6 +144,23 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
+# Eval units are routed to their own queue name only by convention: one default queue keeps
+# `celery -A promptctl worker` sufficient. Stalled runs are resumed by `evals.sweep_runs`,
+# scheduled here for `celery beat` and also run by every worker on a timer (see docs/EVALS.md).
+CELERY_BEAT_SCHEDULE = {
+    "evals-sweep-runs": {"task": "evals.sweep_runs", "schedule": env.float("PROMPTCTL_EVAL_SWEEP_SECONDS", default=30.0)},
+}
+# Shared session-creation budget (evals/ratelimit.py): at most BUDGET creates in any WINDOW seconds,
+# BURST of them at once. Redis when the broker is Redis, else a flock'ed file under PROMPTCTL_VAR_DIR.
+PROMPTCTL_RATE_LIMITER = env.str("PROMPTCTL_RATE_LIMITER", default="auto")  # auto | redis | file | off
+PROMPTCTL_RATE_LIMIT_REDIS_URL = env.str("PROMPTCTL_RATE_LIMIT_REDIS_URL", default="")
+PROMPTCTL_SESSION_CREATE_BUDGET = env.int("PROMPTCTL_SESSION_CREATE_BUDGET", default=300)
+PROMPTCTL_SESSION_CREATE_WINDOW = env.float("PROMPTCTL_SESSION_CREATE_WINDOW", default=60.0)
+PROMPTCTL_SESSION_CREATE_BURST = env.int("PROMPTCTL_SESSION_CREATE_BURST", default=20)
+# A running run with no new result for this long is resumed by the sweep (must exceed one unit's longest time).
+PROMPTCTL_EVAL_STALL_SECONDS = env.float("PROMPTCTL_EVAL_STALL_SECONDS", default=300.0)
+PROMPTCTL_EVAL_SWEEP_SECONDS = env.float("PROMPTCTL_EVAL_SWEEP_SECONDS", default=30.0)
+PROMPTCTL_EVAL_WORKER_SWEEP = env.bool("PROMPTCTL_EVAL_WORKER_SWEEP", default=True)
 
 # --- Managed Agents boundary ---------------------------------------------
 # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are the SDK's own variables. With no
