@@ -51,7 +51,11 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "promptctl.middleware.RequestIdMiddleware",
 ]
+
+# History views are read-only: no revert button (and promptctl's admin refuses the POST too).
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 ROOT_URLCONF = "promptctl.urls"
 

@@ -1,0 +1,338 @@
+"""Reads of the change-control domain: lookups with messages for people, status, diffs, the timeline.
+
+Selectors never write. Each list is built with a fixed number of queries
+however many rows there are (joins and prefetches, no per-row lookups).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from django.db.models import Count, Q, QuerySet
+
+from promptctl.audit import AuditVerification, audit_verify
+from promptctl.errors import DomainError
+from promptctl.models import Agent, AgentVersion, Approval, ChangeRequest, Pin
+
+
+# --- lookups ------------------------------------------------------------------
+
+
+def agent_get(*, name: str) -> Agent:
+    agent = Agent.objects.filter(name=name).first()
+    if agent is None:
+        known = ", ".join(Agent.objects.order_by("name").values_list("name", flat=True)[:20]) or "none yet"
+        raise DomainError(f"No agent named {name!r} (known: {known}). Create one with `promptctl agent create`.")
+    return agent
+
+
+def agent_list() -> QuerySet[Agent]:
+    return Agent.objects.order_by("name").prefetch_related(
+        "pins__version", "pins__canary_version"
+    ).annotate(
+        version_count=Count("versions", distinct=True),
+        outside_count=Count("versions", filter=Q(versions__origin=AgentVersion.Origin.OUTSIDE), distinct=True),
+    )
+
+
+def version_get(*, agent: Agent, number: int) -> AgentVersion:
+    version = agent.versions.select_related("created_by").filter(number=number).first()
+    if version is None:
+        raise DomainError(
+            f"{agent.name} has no version {number} recorded. `promptctl version list --agent {agent.name}` lists them; "
+            f"`promptctl agent sync --agent {agent.name}` records versions made on the server."
+        )
+    return version
+
+
+def version_list(*, agent: Agent) -> QuerySet[AgentVersion]:
+    return agent.versions.select_related("created_by").order_by("number")
+
+
+def change_request_get(*, change_id: int) -> ChangeRequest:
+    change = (
+        ChangeRequest.objects.select_related("agent", "target_version", "base_version", "requested_by", "closed_by")
+        .filter(pk=change_id)
+        .first()
+    )
+    if change is None:
+        raise DomainError(f"No change request #{change_id}: `promptctl change list` shows the open ones.")
+    return change
+
+
+def change_request_list(*, agent: Agent | None = None, status: str | None = None) -> QuerySet[ChangeRequest]:
+    if status is not None and status not in ChangeRequest.Status.values:
+        raise DomainError(f"Unknown status {status!r}: choose one of {', '.join(ChangeRequest.Status.values)}.")
+    changes = ChangeRequest.objects.select_related(
+        "agent", "target_version", "base_version", "requested_by", "closed_by"
+    ).annotate(
+        approval_count=Count("approvals", filter=Q(approvals__decision=Approval.Decision.APPROVE)),
+    )
+    if agent is not None:
+        changes = changes.filter(agent=agent)
+    if status is not None:
+        changes = changes.filter(status=status)
+    return changes.order_by("-requested_at", "-id")
+
+
+def pins_for_agent(*, agent: Agent) -> dict[str, Pin]:
+    pins = Pin.objects.filter(agent=agent).select_related("version", "canary_version", "change")
+    return {pin.channel: pin for pin in pins}
+
+
+def agent_drift(*, agent: Agent) -> list[AgentVersion]:
+    """Versions found on the server that promptctl did not make: each one is a warning on the agent."""
+    return list(agent.versions.filter(origin=AgentVersion.Origin.OUTSIDE).order_by("number"))
+
+
+# --- representations for the CLI and API -------------------------------------------
+
+
+def version_as_dict(version: AgentVersion) -> dict[str, Any]:
+    return {
+        "version": version.number,
+        "origin": version.origin,
+        "created_by": version.created_by.username if version.created_by_id else None,
+        "created_at": version.created_at.isoformat(),
+        "model": version.model,
+        "config_sha256": version.config_sha256,
+    }
+
+
+def pin_as_dict(pin: Pin) -> dict[str, Any]:
+    return {
+        "version": pin.version.number,
+        "canary_version": pin.canary_version.number if pin.canary_version_id else None,
+        "canary_percent": pin.canary_percent,
+        "revision": pin.revision,
+        "change_request": pin.change_id,
+        "updated_at": pin.updated_at.isoformat(),
+    }
+
+
+def change_request_as_dict(change: ChangeRequest) -> dict[str, Any]:
+    return {
+        "id": change.pk,
+        "agent": change.agent.name,
+        "channel": change.channel,
+        "kind": change.kind,
+        "base_version": change.base_version.number if change.base_version_id else None,
+        "target_version": change.target_version.number,
+        "target_config_sha256": change.target_config_sha256,
+        "canary_percent": change.canary_percent,
+        "evidence_type": change.evidence_type,
+        "evidence_id": change.evidence_id,
+        "evidence": change.evidence,
+        "accept_regression_reason": change.accept_regression_reason,
+        "approvals_required": change.approvals_required,
+        "approvals": getattr(change, "approval_count", None),
+        "reason": change.reason,
+        "requested_by": change.requested_by.username,
+        "requested_at": change.requested_at.isoformat(),
+        "status": change.status,
+        "status_reason": change.status_reason,
+    }
+
+
+def agent_status(*, agent: Agent) -> dict[str, Any]:
+    """Everything ``promptctl agent status`` shows: identity, policy, pins, versions, drift."""
+    versions = list(version_list(agent=agent))
+    return {
+        "agent": {
+            "name": agent.name,
+            "remote_id": agent.remote_id,
+            "environment_id": agent.environment_id,
+            "model": agent.model,
+            "latest_version": agent.latest_version_number,
+            "required_approvals": agent.required_approvals,
+            "approver_group": agent.approver_group,
+            "regression_tolerance": agent.regression_tolerance,
+        },
+        "pins": {channel: pin_as_dict(pin) for channel, pin in sorted(pins_for_agent(agent=agent).items())},
+        "versions": [version_as_dict(v) for v in versions],
+        "drift": [
+            {
+                "version": v.number,
+                "origin": v.origin,
+                "recorded_at": v.created_at.isoformat(),
+                "warning": f"version {v.number} was changed outside promptctl",
+            }
+            for v in versions
+            if v.origin == AgentVersion.Origin.OUTSIDE
+        ],
+        "open_change_requests": [
+            change_request_as_dict(c)
+            for c in change_request_list(agent=agent).filter(status__in=ChangeRequest.OPEN_STATUSES)
+        ],
+    }
+
+
+# --- diffs --------------------------------------------------------------------------
+
+
+def _config_lines(version: AgentVersion) -> list[str]:
+    config = {key: value for key, value in version.config.items() if key != "system"}
+    return json.dumps(config, indent=2, sort_keys=True, default=str).splitlines()
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    """Two versions compared: unified text for terminals, and aligned rows for side-by-side views."""
+
+    agent: Agent
+    left: AgentVersion
+    right: AgentVersion
+    system_unified: list[str]
+    config_unified: list[str]
+    system_rows: list[tuple[str, str, str]] = field(default_factory=list)
+    config_rows: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return not self.system_unified and not self.config_unified
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent.name,
+            "left": version_as_dict(self.left),
+            "right": version_as_dict(self.right),
+            "identical": self.identical,
+            "system_prompt_diff": self.system_unified,
+            "config_diff": self.config_unified,
+        }
+
+
+def _side_by_side(left: list[str], right: list[str]) -> list[tuple[str, str, str]]:
+    """Rows of (operation, left line, right line), operation one of equal/replace/delete/insert."""
+    rows: list[tuple[str, str, str]] = []
+    matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
+    for operation, a_start, a_end, b_start, b_end in matcher.get_opcodes():
+        a_lines, b_lines = left[a_start:a_end], right[b_start:b_end]
+        for index in range(max(len(a_lines), len(b_lines))):
+            rows.append(
+                (
+                    operation,
+                    a_lines[index] if index < len(a_lines) else "",
+                    b_lines[index] if index < len(b_lines) else "",
+                )
+            )
+    return rows
+
+
+def version_diff(*, agent: Agent, left_number: int, right_number: int) -> VersionDiff:
+    left = version_get(agent=agent, number=left_number)
+    right = version_get(agent=agent, number=right_number)
+    left_system, right_system = left.system_prompt.splitlines(), right.system_prompt.splitlines()
+    left_config, right_config = _config_lines(left), _config_lines(right)
+    return VersionDiff(
+        agent=agent,
+        left=left,
+        right=right,
+        system_unified=list(
+            difflib.unified_diff(left_system, right_system, f"v{left.number}/system", f"v{right.number}/system", lineterm="")
+        ),
+        config_unified=list(
+            difflib.unified_diff(left_config, right_config, f"v{left.number}/config", f"v{right.number}/config", lineterm="")
+        ),
+        system_rows=_side_by_side(left_system, right_system),
+        config_rows=_side_by_side(left_config, right_config),
+    )
+
+
+# --- the timeline ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One thing that happened to an agent: when, what kind, who, and a sentence for an auditor."""
+
+    at: dt.datetime
+    kind: str
+    actor: str
+    summary: str
+    url: str = ""
+
+
+TimelineProvider = Callable[[Agent], Iterable[TimelineEntry]]
+_TIMELINE_PROVIDERS: list[TimelineProvider] = []
+
+
+def timeline_provider_register(provider: TimelineProvider) -> TimelineProvider:
+    """Add a source of timeline entries (the evals app adds eval runs); usable as a decorator. Idempotent."""
+    if provider not in _TIMELINE_PROVIDERS:
+        _TIMELINE_PROVIDERS.append(provider)
+    return provider
+
+
+def _who(user: Any) -> str:
+    return user.username if user is not None else "(server)"
+
+
+@timeline_provider_register
+def _timeline_versions(agent: Agent) -> Iterable[TimelineEntry]:
+    for version in agent.versions.select_related("created_by").order_by("created_at"):
+        if version.origin == AgentVersion.Origin.OUTSIDE:
+            yield TimelineEntry(
+                version.created_at, "version", "(outside promptctl)",
+                f"version {version.number} found on the server: changed outside promptctl",
+            )
+        else:
+            yield TimelineEntry(
+                version.created_at, "version", _who(version.created_by), f"created version {version.number}"
+            )
+
+
+@timeline_provider_register
+def _timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
+    changes = ChangeRequest.objects.filter(agent=agent).select_related(
+        "target_version", "base_version", "requested_by", "closed_by"
+    )
+    for change in changes:
+        extra = f" at {change.canary_percent}%" if change.kind == ChangeRequest.Kind.CANARY else ""
+        evidence = f"; evidence {change.evidence_type}:{change.evidence_id or change.evidence.get('reference', '')}" if change.evidence_type else ""
+        yield TimelineEntry(
+            change.requested_at, "change request", change.requested_by.username,
+            f"requested #{change.pk}: {change.kind} {change.channel} to version {change.target_version.number}{extra}"
+            f" — {change.reason}{evidence}",
+        )
+        if change.approved_at:
+            yield TimelineEntry(change.approved_at, "change request", "", f"#{change.pk} reached its {change.approvals_required} approval(s)")
+        if change.closed_at:
+            if change.status == ChangeRequest.Status.APPLIED:
+                yield TimelineEntry(
+                    change.closed_at, "pin move", _who(change.closed_by),
+                    f"applied #{change.pk}: {change.channel} pin moved "
+                    f"{'to canary of' if change.kind == ChangeRequest.Kind.CANARY else 'to'} version {change.target_version.number}{extra}",
+                )
+            elif change.status != ChangeRequest.Status.REJECTED:
+                yield TimelineEntry(change.closed_at, "change request", _who(change.closed_by), f"#{change.pk} {change.status}: {change.status_reason}")
+
+
+@timeline_provider_register
+def _timeline_approvals(agent: Agent) -> Iterable[TimelineEntry]:
+    approvals = Approval.objects.filter(change__agent=agent).select_related("reviewer")
+    for approval in approvals:
+        verb = "approved" if approval.decision == Approval.Decision.APPROVE else "rejected"
+        comment = f": {approval.comment}" if approval.comment else ""
+        yield TimelineEntry(approval.created_at, "approval", approval.reviewer.username, f"{verb} #{approval.change_id}{comment}")
+
+
+def agent_timeline(*, agent: Agent) -> list[TimelineEntry]:
+    """Every provider's entries for ``agent``, oldest first (ties keep provider order)."""
+    entries: list[TimelineEntry] = []
+    for provider in list(_TIMELINE_PROVIDERS):
+        entries.extend(provider(agent))
+    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    return sorted(entries, key=lambda entry: entry.at or epoch)
+
+
+# --- audit ------------------------------------------------------------------------------
+
+
+def audit_chain_verify() -> AuditVerification:
+    return audit_verify()
+
