@@ -7,7 +7,7 @@ import queue
 from typing import Any, Mapping
 
 from . import errors
-from .eventlog import subscribe, unsubscribe, user_message_accept
+from .eventlog import close_streams, subscribe, unsubscribe, user_message_accept
 from .pagination import page_limit, paginate
 from .sessions import session_get
 from .state import EmulatorState, Session
@@ -79,7 +79,10 @@ def stream_open(state: EmulatorState, session_id: str) -> tuple[Session, queue.S
     """Subscribe before the response headers go out, so nothing sent after ``stream()`` returns is missed."""
     with state.lock:
         session = session_get(state, session_id)
-        return session, subscribe(session)
+        subscriber = subscribe(session)
+        if session.archived_at is not None:
+            close_streams(session)  # an archived session will never have another event
+        return session, subscriber
 
 
 def stream_close(state: EmulatorState, session: Session, subscriber: queue.SimpleQueue) -> None:
