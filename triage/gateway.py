@@ -19,6 +19,7 @@ Rules this module keeps, and why:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -27,9 +28,10 @@ import re
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import anthropic
 from django.conf import settings
@@ -147,6 +149,7 @@ def client_reset() -> None:
     with _client_lock:
         _client = None
         _client_key = None
+        _async_clients.clear()  # defined in the async section at the end of this module
 
 
 # --- Retries ----------------------------------------------------------------
@@ -195,6 +198,26 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _next_pause(error: Exception, *, attempt_number: int, max_attempts: int, deadline: float | None) -> float | None:
+    """How long to wait before retrying ``error``; None when the attempt budget or the deadline is spent.
+
+    Shared by the sync and async retry loops so both keep exactly the same policy.
+    """
+    if attempt_number + 1 >= max_attempts:
+        return None
+    pause = _backoff_seconds(attempt_number, error)
+    if deadline is not None and time.monotonic() + pause > deadline:
+        return None
+    return pause
+
+
+def _exhausted(what: str, counter: _Attempts, last: Exception) -> UpstreamUnavailable:
+    return UpstreamUnavailable(
+        f"Managed Agents could not {what} after {counter.total} attempts ({_describe(last)}). "
+        "The service is overloaded or unreachable; try again later or lower the request rate."
+    )
+
+
 def _with_retries(
     call: Callable[[], T], *, what: str, attempts: _Attempts | None = None, deadline: float | None = None
 ) -> T:
@@ -209,18 +232,13 @@ def _with_retries(
             if not _is_transient(error):
                 raise
             last = error
-            if attempt_number + 1 >= max_attempts:
-                break
-            pause = _backoff_seconds(attempt_number, error)
-            if deadline is not None and time.monotonic() + pause > deadline:
+            pause = _next_pause(error, attempt_number=attempt_number, max_attempts=max_attempts, deadline=deadline)
+            if pause is None:
                 break
             counter.retries += 1
             logger.info("%s failed (%s); retry %d in %.2fs", what, _describe(error), attempt_number + 1, pause)
             time.sleep(pause)
-    raise UpstreamUnavailable(
-        f"Managed Agents could not {what} after {counter.total} attempts ({_describe(last)}). "
-        "The service is overloaded or unreachable; try again later or lower the request rate."
-    ) from last
+    raise _exhausted(what, counter, last) from last
 
 
 def _refusal(error: anthropic.APIStatusError, *, what: str) -> GatewayError:
@@ -416,6 +434,10 @@ class _TurnCollector:
         return len(self.seen)
 
 
+def _user_message(text: str) -> dict:
+    return {"type": "user.message", "content": [{"type": "text", "text": text}]}
+
+
 def _pinned(agent_id: str, version: int) -> dict:
     if not agent_id or version is None:
         raise GatewayError("A session must be pinned to an agent id and an explicit version; refusing 'latest'.")
@@ -444,8 +466,7 @@ def session_run(
     attempts = _Attempts()
     collector = _TurnCollector()
     api = client().beta.sessions
-    tags = {str(k)[:64]: str(v)[:512] for k, v in (metadata or {}).items()}
-    tags.setdefault("promptctl_call", uuid.uuid4().hex)
+    tags = _session_tags(metadata)
 
     try:
         session = _with_retries(
@@ -467,16 +488,36 @@ def session_run(
             _interrupt(api, session_id)
     finally:
         archived = _archive(api, session_id, deadline=time.monotonic() + 10.0)
-    latency = time.monotonic() - started
     if timed_out:
-        raise SessionTimeout(
-            f"Session {session_id} (agent {agent_id} version {version}) did not answer within {budget:.0f}s; "
-            "it was interrupted and archived. Raise PROMPTCTL_SESSION_TIMEOUT if the agent is just slow."
-        )
+        raise _session_timeout(session_id=session_id, agent_id=agent_id, version=version, budget=budget)
+    return _transcript(
+        collector, session_id=session_id, started=started, attempts=attempts, archived=archived,
+        used_fallback=used_fallback,
+    )
+
+
+def _session_tags(metadata: dict[str, str] | None) -> dict[str, str]:
+    """Metadata within the API's size limits, with a unique call id so strays can be found and archived."""
+    tags = {str(k)[:64]: str(v)[:512] for k, v in (metadata or {}).items()}
+    tags.setdefault("promptctl_call", uuid.uuid4().hex)
+    return tags
+
+
+def _session_timeout(*, session_id: str, agent_id: str, version: int, budget: float) -> SessionTimeout:
+    return SessionTimeout(
+        f"Session {session_id} (agent {agent_id} version {version}) did not answer within {budget:.0f}s; "
+        "it was interrupted and archived. Raise PROMPTCTL_SESSION_TIMEOUT if the agent is just slow."
+    )
+
+
+def _transcript(
+    collector: _TurnCollector, *, session_id: str, started: float, attempts: _Attempts, archived: bool,
+    used_fallback: bool,
+) -> Transcript:
     return Transcript(
         reply_text="".join(collector.texts),
         session_id=session_id,
-        latency_seconds=latency,
+        latency_seconds=time.monotonic() - started,
         usage=collector.usage,
         event_count=collector.event_count,
         attempts=attempts.total,
@@ -498,9 +539,7 @@ def _collect_turn(api, session_id: str, text: str, collector: _TurnCollector, at
     watchdog.start()
     try:
         _with_retries(
-            lambda: api.events.send(
-                session_id, events=[{"type": "user.message", "content": [{"type": "text", "text": text}]}]
-            ),
+            lambda: api.events.send(session_id, events=[_user_message(text)]),
             what="send the ticket",
             attempts=attempts,
             deadline=deadline,
@@ -568,6 +607,221 @@ def _archive(api, session_id: str, *, deadline: float) -> bool:
                 # A running session cannot be archived: interrupt, give it a moment, try again.
                 _interrupt(api, session_id)
                 time.sleep(0.2)
+                continue
+            logger.warning("could not archive session %s: %s", session_id, _describe(error))
+            return False
+        except Exception as error:  # noqa: BLE001 - a failed archive must not hide the real outcome
+            logger.warning("could not archive session %s: %s", session_id, _describe(error))
+            return False
+    return False
+
+
+# =============================================================================
+# --- Async twin (the internal triage API) -----------------------------------
+# =============================================================================
+#
+# The API serves each triage call from an async view on the ASGI server's event
+# loop, so a caller waiting on a 0.5-30 s session holds a coroutine, not a
+# worker thread. Everything below mirrors the sync functions above with the
+# same contract and the same error types; the policy pieces (retry pauses,
+# event folding, pinning, transcript) are the shared helpers above.
+
+
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[tuple[str, str], anthropic.AsyncAnthropic]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def async_client() -> anthropic.AsyncAnthropic:
+    """The running event loop's async SDK client (one per loop: its connection pool belongs to that loop).
+
+    Under uvicorn there is one loop per process, so this is one client per
+    process; a loop that ends takes its client with it.
+    """
+    loop = asyncio.get_running_loop()
+    key = _client_settings()
+    with _client_lock:
+        entry = _async_clients.get(loop)
+        if entry is None or entry[0] != key:
+            base_url, api_key = key
+            entry = (
+                key,
+                anthropic.AsyncAnthropic(
+                    api_key=api_key,
+                    base_url=base_url or None,
+                    max_retries=0,
+                    timeout=anthropic.Timeout(60.0, connect=10.0),
+                ),
+            )
+            _async_clients[loop] = entry
+        return entry[1]
+
+
+async def _with_retries_async(
+    call: Callable[[], Awaitable[T]], *, what: str, attempts: _Attempts | None = None, deadline: float | None = None
+) -> T:
+    """``_with_retries`` for coroutines: same budget, same backoff, same ``UpstreamUnavailable``."""
+    counter = attempts if attempts is not None else _Attempts()
+    max_attempts = max(1, settings.PROMPTCTL_MAX_ATTEMPTS)
+    for attempt_number in range(max_attempts):
+        counter.total += 1
+        try:
+            return await call()
+        except Exception as error:  # noqa: BLE001 - classified right below
+            if not _is_transient(error):
+                raise
+            last = error
+            pause = _next_pause(error, attempt_number=attempt_number, max_attempts=max_attempts, deadline=deadline)
+            if pause is None:
+                break
+            counter.retries += 1
+            logger.info("%s failed (%s); retry %d in %.2fs", what, _describe(error), attempt_number + 1, pause)
+            await asyncio.sleep(pause)
+    raise _exhausted(what, counter, last) from last
+
+
+async def session_run_async(
+    *,
+    agent_id: str,
+    version: int,
+    environment_id: str,
+    text: str,
+    timeout: float | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Transcript:
+    """``session_run`` without blocking a thread: the same pinned turn, stream-first, always archived.
+
+    If the caller is cancelled (for example the HTTP client went away) the
+    session is still interrupted and archived: archiving runs in a shielded
+    task that outlives the cancellation.
+    """
+    budget = settings.PROMPTCTL_SESSION_TIMEOUT if timeout is None else timeout
+    started = time.monotonic()
+    deadline = started + budget
+    attempts = _Attempts()
+    collector = _TurnCollector()
+    api = async_client().beta.sessions
+    tags = _session_tags(metadata)
+    pinned = _pinned(agent_id, version)
+
+    try:
+        session = await _with_retries_async(
+            lambda: api.create(agent=pinned, environment_id=environment_id, metadata=tags),
+            what="create a session",
+            attempts=attempts,
+            deadline=deadline,
+        )
+    except anthropic.APIStatusError as error:
+        raise _refusal(error, what=f"create a session for agent {agent_id} version {version}") from error
+    session_id = session.id
+    used_fallback = False
+    timed_out = False
+    archived = False
+    finished = False
+    try:
+        used_fallback = await _collect_turn_async(api, session_id, text, collector, attempts, deadline)
+        timed_out = not collector.done
+        finished = True
+    finally:
+        # Interrupt (when the turn did not end) and archive in a task of its own,
+        # so a cancellation of this coroutine cannot leave the session running.
+        cleanup = asyncio.ensure_future(
+            _end_session_async(api, session_id, interrupt_first=not finished or timed_out)
+        )
+        archived = await asyncio.shield(cleanup)
+    if timed_out:
+        raise _session_timeout(session_id=session_id, agent_id=agent_id, version=version, budget=budget)
+    return _transcript(
+        collector, session_id=session_id, started=started, attempts=attempts, archived=archived,
+        used_fallback=used_fallback,
+    )
+
+
+async def _collect_turn_async(
+    api, session_id: str, text: str, collector: _TurnCollector, attempts: _Attempts, deadline: float
+) -> bool:
+    """Stream the turn; returns True when it had to fall back to listing the history."""
+    stream = await _with_retries_async(
+        lambda: api.events.stream(session_id), what="open the event stream", attempts=attempts, deadline=deadline
+    )
+    try:
+        await _with_retries_async(
+            lambda: api.events.send(session_id, events=[_user_message(text)]),
+            what="send the ticket",
+            attempts=attempts,
+            deadline=deadline,
+        )
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                async for event in stream:
+                    collector.add(event)
+                    if collector.done:
+                        return False
+        except TimeoutError:
+            return False
+        except Exception as error:  # noqa: BLE001 - a broken stream falls back to the history
+            if time.monotonic() >= deadline:
+                return False
+            logger.info("event stream of %s broke (%s); listing history instead", session_id, _describe(error))
+    finally:
+        await stream.close()
+    if time.monotonic() >= deadline:
+        return False
+    await _poll_history_async(api, session_id, collector, attempts, deadline)
+    return True
+
+
+async def _poll_history_async(
+    api, session_id: str, collector: _TurnCollector, attempts: _Attempts, deadline: float
+) -> None:
+    """List the session's events until the turn ends or the deadline passes (events.list does not long-poll)."""
+    pause = 0.1
+
+    async def history() -> list:
+        return [event async for event in api.events.list(session_id)]
+
+    while time.monotonic() < deadline:
+        try:
+            events = await _with_retries_async(
+                history, what="list session events", attempts=attempts, deadline=deadline
+            )
+        except UpstreamUnavailable:
+            if time.monotonic() >= deadline:
+                return
+            raise
+        for event in events:
+            collector.add(event)
+        if collector.done:
+            return
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 1.0)
+
+
+async def _interrupt_async(api, session_id: str) -> None:
+    try:
+        await _with_retries_async(
+            lambda: api.events.send(session_id, events=[{"type": "user.interrupt"}]),
+            what="interrupt the session",
+            deadline=time.monotonic() + 5.0,
+        )
+    except Exception as error:  # noqa: BLE001 - archiving still follows
+        logger.warning("could not interrupt session %s: %s", session_id, _describe(error))
+
+
+async def _end_session_async(api, session_id: str, *, interrupt_first: bool) -> bool:
+    """Interrupt when asked, then archive (interrupting again if still running); never raises."""
+    if interrupt_first:
+        await _interrupt_async(api, session_id)
+    deadline = time.monotonic() + 10.0
+    for _ in range(5):
+        try:
+            await _with_retries_async(lambda: api.archive(session_id), what="archive the session", deadline=deadline)
+            return True
+        except anthropic.APIStatusError as error:
+            if error.status_code in (400, 409) and time.monotonic() < deadline:
+                # A running session cannot be archived: interrupt, give it a moment, try again.
+                await _interrupt_async(api, session_id)
+                await asyncio.sleep(0.2)
                 continue
             logger.warning("could not archive session %s: %s", session_id, _describe(error))
             return False
