@@ -1,0 +1,293 @@
+"""The promotion gate's rules, called from ``promptctl.gates``.
+
+A request to promote a version on the production channel must carry evidence
+measured on the agent's gating test set (its current contents):
+
+- when production already has a pin: a comparison whose baseline is a run of
+  the pinned version and whose candidate is a run of the target version;
+- for the agent's first production promotion: a finished run of the target
+  (a comparison with the target as candidate is accepted too).
+
+A comparison that flags a regression blocks the apply unless the request gives
+an accept-regression reason; the change-control services then require one
+approval more than the agent's policy, and the apply gate checks it again. The
+evidence is frozen on the request as a snapshot reviewers read, and re-checked
+when the request is applied. Other channels and kinds (rollback, canary) take
+evidence optionally and are not gated: a rollback returns to a version that
+production already ran.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from evals import selectors
+from evals.models import Comparison, EvalRun, TestSet
+from promptctl.errors import DomainError
+from promptctl.models import PRODUCTION, Pin
+
+_REFERENCE = re.compile(r"^(?P<type>comparison|run)[:#-]?(?P<id>\d{1,18})$", re.IGNORECASE)
+_ANY_TYPED = re.compile(r"^(?P<type>[a-z][a-z_-]{0,31}):(?P<id>\d{1,18})$")
+
+
+def is_gated(*, channel: str, kind: str) -> bool:
+    return channel == PRODUCTION and kind == "promote"
+
+
+def _teams_line(result: dict) -> str:
+    parts = []
+    for team, row in result["teams"].items():
+        b, c = row["baseline"], row["candidate"]
+        mark = " REGRESSED" if row["regressed"] else ""
+        parts.append(f"{team} {b['correct']}/{b['total']} → {c['correct']}/{c['total']} ({row['delta']:+d}){mark}")
+    return "; ".join(parts)
+
+
+def _flips_line(flips: list[dict]) -> str:
+    if not flips:
+        return "no ticket flipped"
+    arrows = {"right_to_wrong": "right→wrong", "wrong_to_right": "wrong→right"}
+    return ", ".join(f"{f['ticket']} ({f['team']}, {arrows[f['direction']]})" for f in flips)
+
+
+def comparison_snapshot(comparison: Comparison) -> dict[str, Any]:
+    """What reviewers see on the request: verdict, per-team counts, flips, p-value, warnings."""
+    summary = selectors.comparison_summary(comparison=comparison)
+    verdict = (
+        f"REGRESSED: {', '.join(summary['regressed_teams'])} lost more than {summary['tolerance']} ticket(s)"
+        if summary["regressed"]
+        else f"no team lost more than {summary['tolerance']} ticket(s)"
+    )
+    summary["summary"] = (
+        f"comparison #{comparison.pk}: v{summary['baseline']['version']} (run #{summary['baseline']['run']}) → "
+        f"v{summary['candidate']['version']} (run #{summary['candidate']['run']}) on {summary['testset']} "
+        f"v{summary['testset_version']}. {verdict}. Teams: {_teams_line(comparison.result)}. "
+        f"Flips: {_flips_line(summary['flips'])}. Exact McNemar p = {summary['mcnemar_p']:.3g}."
+    )
+    summary["type"] = "comparison"
+    return summary
+
+
+def run_snapshot(run: EvalRun) -> dict[str, Any]:
+    data = selectors.eval_run_summary(run=run, with_scores=True)
+    data.pop("tickets", None)
+    teams = data["scores"]["teams"]
+    team_line = "; ".join(f"{team} {row['correct']}/{row['total']}" for team, row in teams.items())
+    data["summary"] = (
+        f"run #{run.pk}: v{data['version']} on {data['testset']} v{data['testset_version']}, {data['status']}. "
+        f"Teams: {team_line}."
+    )
+    data["type"] = "run"
+    data["regressed"] = False
+    return data
+
+
+def _parse(reference: str) -> tuple[str, int] | None:
+    match = _REFERENCE.match(reference)
+    if not match:
+        return None
+    return match["type"].lower(), int(match["id"])
+
+
+def _next_steps(agent, target_number: int, pinned_number: int | None, testset: TestSet | None) -> str:
+    testset_flag = f" --testset {testset.name}" if testset else ""
+    if pinned_number is None:
+        return (
+            f"This is {agent.name}'s first production promotion: run the candidate on the gating set "
+            f"(`promptctl eval run --agent {agent.name} --version {target_number}{testset_flag} --wait`) and file "
+            "with `--evidence run:RUN_ID`."
+        )
+    return (
+        f"Compare the candidate with production v{pinned_number}: "
+        f"`promptctl eval compare --agent {agent.name} --baseline {pinned_number} --candidate {target_number}"
+        f"{testset_flag}` (after `promptctl eval run` of both versions on the gating set), and file with "
+        "`--evidence comparison:ID`."
+    )
+
+
+def evidence_resolve(
+    *, agent, channel: str, kind: str, target_version, evidence_ref: str | None, accept_regression_reason: str
+) -> dict[str, Any]:
+    """The evidence to freeze on a new change request, or a ``DomainError`` saying what is missing."""
+    reference = (evidence_ref or "").strip()
+    if not is_gated(channel=channel, kind=kind):
+        return _ungated(reference)
+    testset = selectors.testset_gating_for(agent=agent)
+    pin = Pin.objects.select_related("version").filter(agent=agent, channel=PRODUCTION).first()
+    pinned = pin.version if pin else None
+    pinned_number = pinned.number if pinned else None
+    if testset is None:
+        raise DomainError(
+            f"Refused: promotions of {agent.name} to production need eval evidence on its gating test set, and "
+            f"{agent.name} has none. Import one with `promptctl testset import FILE --name NAME --agent {agent.name} "
+            "--gating`. Then: " + _next_steps(agent, target_version.number, pinned_number, None)
+        )
+    gating_version = selectors.testset_version_latest(testset=testset)
+    if not reference:
+        raise DomainError(
+            f"Refused: a production promotion of {agent.name} must carry eval evidence (--evidence). "
+            + _next_steps(agent, target_version.number, pinned_number, testset)
+        )
+    parsed = _parse(reference)
+    if parsed is None:
+        raise DomainError(
+            f"Refused: evidence {reference!r} is not a comparison or run id (write comparison:ID or run:ID). "
+            + _next_steps(agent, target_version.number, pinned_number, testset)
+        )
+    evidence_type, evidence_id = parsed
+    if evidence_type == "run":
+        if pinned is not None:
+            raise DomainError(
+                f"Refused: production already runs v{pinned_number}, so a run alone is not enough evidence: "
+                "the candidate must be compared with it. " + _next_steps(agent, target_version.number, pinned_number, testset)
+            )
+        run = EvalRun.objects.select_related("agent_version__agent", "testset_version__testset").filter(pk=evidence_id).first()
+        _check_run(run, evidence_id, agent, target_version, gating_version)
+        if accept_regression_reason:
+            raise DomainError(
+                "Refused: --accept-regression only applies to a comparison that flags a regression; a first "
+                "promotion's run evidence has nothing to accept. Leave it out."
+            )
+        return {"evidence_type": "run", "evidence_id": run.pk, "evidence": run_snapshot(run)}
+    comparison = Comparison.objects.filter(pk=evidence_id).first()
+    _check_comparison(comparison, evidence_id, agent, target_version, pinned, gating_version)
+    snapshot = comparison_snapshot(comparison)
+    if comparison.regressed and not accept_regression_reason:
+        raise DomainError(
+            f"Refused: comparison #{comparison.pk} flags a regression "
+            f"({', '.join(comparison.result['regressed_teams'])}): {_teams_line(comparison.result)}. "
+            f"Flipped tickets: {_flips_line(comparison.result['flips'])}. Fix the prompt and compare again, or, "
+            "if the regression is intended, file with --accept-regression REASON: the request then needs "
+            f"{agent.required_approvals + 1} approvals (one more than the policy)."
+        )
+    if accept_regression_reason and not comparison.regressed:
+        raise DomainError(
+            f"Refused: comparison #{comparison.pk} flags no regression, so there is nothing to accept. "
+            "Leave out --accept-regression (it would only demand an extra approval)."
+        )
+    return {"evidence_type": "comparison", "evidence_id": comparison.pk, "evidence": snapshot}
+
+
+def _ungated(reference: str) -> dict[str, Any]:
+    if not reference:
+        return {"evidence_type": "", "evidence_id": None, "evidence": {}}
+    if len(reference) > 500:
+        raise DomainError("The evidence reference is longer than 500 characters: give an id such as comparison:12.")
+    parsed = _parse(reference)
+    if parsed is not None:
+        evidence_type, evidence_id = parsed
+        if evidence_type == "comparison":
+            comparison = Comparison.objects.filter(pk=evidence_id).first()
+            if comparison is None:
+                raise DomainError(f"There is no comparison #{evidence_id}: `promptctl eval compare ...` makes one.")
+            return {"evidence_type": "comparison", "evidence_id": evidence_id, "evidence": comparison_snapshot(comparison)}
+        run = EvalRun.objects.filter(pk=evidence_id).first()
+        if run is None:
+            raise DomainError(f"There is no eval run #{evidence_id}: `promptctl eval run ...` starts one.")
+        return {"evidence_type": "run", "evidence_id": evidence_id, "evidence": run_snapshot(run)}
+    typed = _ANY_TYPED.match(reference)
+    if typed:
+        return {"evidence_type": typed["type"], "evidence_id": int(typed["id"]), "evidence": {"reference": reference}}
+    return {"evidence_type": "reference", "evidence_id": None, "evidence": {"reference": reference}}
+
+
+def _check_run(run, evidence_id, agent, target_version, gating_version) -> None:
+    if run is None:
+        raise DomainError(f"Refused: there is no eval run #{evidence_id}.")
+    if run.agent_version_id != target_version.pk:
+        raise DomainError(
+            f"Refused: run #{run.pk} scored {run.agent_version.agent.name} v{run.agent_version.number}, not the "
+            f"version being promoted (v{target_version.number}). Run v{target_version.number} on the gating set."
+        )
+    if run.status != EvalRun.Status.FINISHED:
+        raise DomainError(
+            f"Refused: run #{run.pk} is {run.status}; evidence must be a finished run. "
+            f"Follow it with `promptctl eval show {run.pk}`."
+        )
+    if run.testset_version.content_hash != gating_version.content_hash:
+        raise DomainError(
+            f"Refused: run #{run.pk} used {run.testset_version.testset.name} v{run.testset_version.number}, not the "
+            f"current contents of {agent.name}'s gating set ({gating_version.testset.name} v{gating_version.number}). "
+            f"Run v{target_version.number} on it again."
+        )
+
+
+def _check_comparison(comparison, evidence_id, agent, target_version, pinned, gating_version) -> None:
+    if comparison is None:
+        raise DomainError(f"Refused: there is no comparison #{evidence_id}: `promptctl eval compare ...` makes one.")
+    if comparison.agent_id != agent.pk:
+        raise DomainError(f"Refused: comparison #{comparison.pk} is about agent {comparison.agent.name}, not {agent.name}.")
+    candidate = comparison.candidate_run.agent_version
+    baseline = comparison.baseline_run.agent_version
+    if candidate.pk != target_version.pk:
+        raise DomainError(
+            f"Refused: comparison #{comparison.pk} has v{candidate.number} as its candidate, but this request promotes "
+            f"v{target_version.number}. Compare v{target_version.number} instead."
+        )
+    if pinned is not None and baseline.pk != pinned.pk:
+        raise DomainError(
+            f"Refused: comparison #{comparison.pk} compares against v{baseline.number}, but production runs "
+            f"v{pinned.number}: the baseline must be the current production version. "
+            f"`promptctl eval compare --agent {agent.name} --baseline {pinned.number} --candidate {target_version.number}`."
+        )
+    if comparison.content_hash != gating_version.content_hash:
+        raise DomainError(
+            f"Refused: comparison #{comparison.pk} was measured on test set contents {comparison.content_hash[:12]}, "
+            f"not the current contents of {agent.name}'s gating set ({gating_version.testset.name} "
+            f"v{gating_version.number}, {gating_version.content_hash[:12]}). Run both versions on it and compare again."
+        )
+
+
+def apply_gate(*, change) -> None:
+    """Refuse to apply a gated request whose evidence no longer allows the pin to move."""
+    if not is_gated(channel=change.channel, kind=change.kind):
+        return
+    agent = change.agent
+    if change.evidence_type not in ("comparison", "run") or change.evidence_id is None:
+        raise DomainError(
+            f"Cannot apply change request #{change.pk}: a production promotion needs eval evidence and this request "
+            "carries none. File a new request with --evidence comparison:ID (or run:ID for a first promotion)."
+        )
+    testset = selectors.testset_gating_for(agent=agent)
+    if testset is None:
+        raise DomainError(
+            f"Cannot apply change request #{change.pk}: {agent.name} no longer has a gating test set, so its evidence "
+            "cannot be checked. Mark a gating set and file a new request."
+        )
+    gating_version = selectors.testset_version_latest(testset=testset)
+    pin = Pin.objects.select_related("version").filter(agent=agent, channel=PRODUCTION).first()
+    pinned = pin.version if pin else None
+    try:
+        if change.evidence_type == "run":
+            run = EvalRun.objects.select_related("agent_version__agent", "testset_version__testset").filter(
+                pk=change.evidence_id
+            ).first()
+            if pinned is not None:
+                raise DomainError(
+                    f"production now runs v{pinned.number}, so a run alone is not enough: compare against it"
+                )
+            _check_run(run, change.evidence_id, agent, change.target_version, gating_version)
+            return
+        comparison = Comparison.objects.filter(pk=change.evidence_id).first()
+        _check_comparison(comparison, change.evidence_id, agent, change.target_version, pinned, gating_version)
+    except DomainError as error:
+        raise DomainError(
+            f"Cannot apply change request #{change.pk}: its evidence no longer holds ({str(error).removeprefix('Refused: ')}). "
+            "File a new request with fresh evidence."
+        ) from error
+    if not comparison.regressed:
+        return
+    if not change.accept_regression_reason.strip():
+        raise DomainError(
+            f"Cannot apply change request #{change.pk}: comparison #{comparison.pk} flags a regression "
+            f"({', '.join(comparison.result['regressed_teams'])}) and the request does not accept it. "
+            "File a new request with --accept-regression REASON if the regression is intended."
+        )
+    approvals = change.approvals.filter(decision="approve").count()
+    needed = agent.required_approvals + 1
+    if approvals < needed:
+        raise DomainError(
+            f"Cannot apply change request #{change.pk}: it accepts a regression, which needs {needed} approvals "
+            f"(one more than {agent.name}'s policy of {agent.required_approvals}); it has {approvals}."
+        )

@@ -1,0 +1,157 @@
+"""Reads of the evals domain: lookups by name, progress, and the data the CLI and admin show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Max, Q
+
+from evals.models import Comparison, EvalResult, EvalRun, TestSet, TestSetVersion
+from promptctl.errors import DomainError
+from promptctl.models import Agent, AgentVersion
+
+
+def testset_get(*, name: str) -> TestSet:
+    testset = TestSet.objects.select_related("agent").filter(name=name).first()
+    if testset is None:
+        known = ", ".join(TestSet.objects.values_list("name", flat=True)[:20]) or "none yet"
+        raise DomainError(
+            f"There is no test set {name!r} (known: {known}). Import one with `promptctl testset import FILE --name {name}`."
+        )
+    return testset
+
+
+def testset_gating_for(*, agent: Agent) -> TestSet | None:
+    return TestSet.objects.filter(agent=agent, gating=True).first()
+
+
+def testset_version_latest(*, testset: TestSet) -> TestSetVersion:
+    version = testset.versions.order_by("-number").first()
+    if version is None:
+        raise DomainError(f"Test set {testset.name!r} has no contents yet: import a file into it.")
+    return version
+
+
+def eval_run_get(*, run_id: int) -> EvalRun:
+    run = (
+        EvalRun.objects.select_related("agent_version__agent", "testset_version__testset", "started_by")
+        .filter(pk=run_id)
+        .first()
+    )
+    if run is None:
+        raise DomainError(f"There is no eval run #{run_id}: `promptctl eval run ...` starts one.")
+    return run
+
+
+def comparison_get(*, comparison_id: int) -> Comparison:
+    comparison = (
+        Comparison.objects.select_related(
+            "agent",
+            "baseline_run__agent_version",
+            "candidate_run__agent_version",
+            "baseline_run__testset_version__testset",
+        )
+        .filter(pk=comparison_id)
+        .first()
+    )
+    if comparison is None:
+        raise DomainError(f"There is no comparison #{comparison_id}: `promptctl eval compare ...` makes one.")
+    return comparison
+
+
+def eval_run_latest_finished(*, agent_version: AgentVersion, testset: TestSet) -> EvalRun | None:
+    """The newest finished run of ``agent_version`` on any version of ``testset``."""
+    return (
+        EvalRun.objects.select_related("agent_version__agent", "testset_version__testset")
+        .filter(agent_version=agent_version, testset_version__testset=testset, status=EvalRun.Status.FINISHED)
+        .order_by("-finished_at", "-pk")
+        .first()
+    )
+
+
+def eval_run_progress(*, run: EvalRun) -> dict[str, Any]:
+    """Counts of recorded results by kind, for progress bars (one query)."""
+    counts = run.results.aggregate(
+        done=Count("id"),
+        ok=Count("id", filter=Q(kind=EvalResult.Kind.OK)),
+        invalid=Count("id", filter=Q(kind=EvalResult.Kind.INVALID)),
+        errors=Count("id", filter=Q(kind=EvalResult.Kind.ERROR)),
+        last=Max("created_at"),
+    )
+    total = run.unit_total
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "done": counts["done"],
+        "total": total,
+        "ok": counts["ok"],
+        "invalid": counts["invalid"],
+        "errors": counts["errors"],
+        "percent": round(100.0 * counts["done"] / total, 1) if total else 0.0,
+        "last_result_at": counts["last"].isoformat() if counts["last"] else None,
+    }
+
+
+def _seconds(start, end) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+def eval_run_summary(*, run: EvalRun, with_scores: bool = True) -> dict[str, Any]:
+    """A run as plain data: what, on what, state, timings, progress and (when finished) scores."""
+    from evals.services import eval_run_score
+
+    version = run.testset_version
+    data: dict[str, Any] = {
+        "id": run.pk,
+        "agent": run.agent_version.agent.name,
+        "version": run.agent_version.number,
+        "testset": version.testset.name,
+        "testset_version": version.number,
+        "content_hash": version.content_hash,
+        "repeats": run.repeats,
+        "status": run.status,
+        "status_reason": run.status_reason,
+        "started_by": run.started_by.username if run.started_by_id else None,
+        "created_at": run.created_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "wall_seconds": _seconds(run.started_at, run.finished_at),
+        "queue_seconds": _seconds(run.created_at, run.started_at),
+        "resume_count": run.resume_count,
+        "progress": eval_run_progress(run=run),
+        "label_warnings": run.label_warnings,
+    }
+    if with_scores:
+        scores = run.scores if run.scores is not None else eval_run_score(run=run)
+        data["scores"] = {key: value for key, value in scores.items() if key != "tickets"}
+        data["tickets"] = scores["tickets"]
+    return data
+
+
+def comparison_summary(*, comparison: Comparison) -> dict[str, Any]:
+    """A comparison as plain data; the keys the CLI's ``--json`` promises come first."""
+    result = comparison.result
+    baseline = comparison.baseline_run
+    candidate = comparison.candidate_run
+    return {
+        "id": comparison.pk,
+        "evidence": f"comparison:{comparison.pk}",
+        "agent": comparison.agent.name,
+        "regressed": comparison.regressed,
+        "regressed_teams": result["regressed_teams"],
+        "teams": result["teams"],
+        "overall": result["overall"],
+        "flips": result["flips"],
+        "mcnemar_p": comparison.mcnemar_p,
+        "right_to_wrong": result["right_to_wrong"],
+        "wrong_to_right": result["wrong_to_right"],
+        "unpaired": result["unpaired"],
+        "tolerance": comparison.tolerance,
+        "baseline": {"run": baseline.pk, "version": baseline.agent_version.number},
+        "candidate": {"run": candidate.pk, "version": candidate.agent_version.number},
+        "testset": baseline.testset_version.testset.name,
+        "testset_version": baseline.testset_version.number,
+        "content_hash": comparison.content_hash,
+        "label_warnings": comparison.label_warnings,
+        "created_at": comparison.created_at.isoformat(),
+    }

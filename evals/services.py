@@ -1,0 +1,610 @@
+"""Writes of the evals domain: test sets, runs, results, comparisons.
+
+Rules every service keeps, and why:
+
+- A test set file is stored whole or not at all (``TestSetFileRefused`` names
+  every bad line), and contents are identified by their hash, so a run can
+  always say exactly which tickets it used.
+- A run's state moves only here, inside ``transaction.atomic()`` with the run
+  row locked by ``select_for_update()`` and its starting state checked.
+- Recording a result locks the run row first, then inserts (once per unit:
+  the unique key makes a redelivered unit a no-op), then counts: whichever
+  result lands last sees every other one and finishes the run, exactly once.
+- The database, not the broker, says what is left: resume and the sweep
+  dispatch every (case, attempt) that has no result. A duplicate message
+  finds the result already there and does nothing.
+- No network call happens inside a transaction: the session runs between the
+  "may I start" check and the transaction that records its result.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from evals import ratelimit
+from evals.importing import FORMATS, ImportReport, format_from_filename, label_warnings, ticket_file_parse
+from evals.models import Comparison, EvalResult, EvalRun, TestCase, TestSet, TestSetVersion
+from evals.scoring import CaseLabel, Outcome, run_score, runs_compare
+from promptctl.errors import DomainError
+from promptctl.models import Agent, AgentVersion
+from triage import gateway, verdicts
+
+logger = logging.getLogger(__name__)
+
+MAX_ERRORS_IN_MESSAGE = 50
+
+
+class TestSetFileRefused(DomainError):
+    """A test set file with bad lines; ``report`` holds every one of them."""
+
+    __test__ = False
+
+    def __init__(self, message: str, *, report: ImportReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class UnitRetryLater(Exception):
+    """A transient failure the task should retry after ``countdown`` seconds (not a refusal)."""
+
+    def __init__(self, message: str, *, countdown: float) -> None:
+        super().__init__(message)
+        self.countdown = countdown
+
+
+def _saved(instance: Any, actor: Any) -> Any:
+    instance._history_user = actor if actor is not None and getattr(actor, "pk", None) else None
+    instance.save()
+    return instance
+
+
+# --- test sets ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestSetImport:
+    """What an import did: the set, its (new or existing) version, and the parse report."""
+
+    __test__ = False
+
+    testset: TestSet
+    version: TestSetVersion
+    created: bool
+    report: ImportReport
+
+
+def _allowed_for_agent(agent: Agent | None) -> dict[str, tuple[str, ...]]:
+    if agent is None:
+        return {}
+    latest = agent.versions.order_by("-number").first()
+    return verdicts.allowed_labels(latest.system_prompt) if latest else {}
+
+
+def testset_import(
+    *,
+    name: str,
+    data: bytes | str,
+    filename: str = "",
+    file_format: str | None = None,
+    agent: Agent | None = None,
+    gating: bool = False,
+    actor: Any = None,
+) -> TestSetImport:
+    """Store a file as the newest version of test set ``name`` (created on first import).
+
+    Refused whole when any line is bad. The same contents imported again are the
+    same version (nothing new is stored). Labels the agent's latest prompt cannot
+    produce are kept, and recorded on the version as warnings.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise DomainError("Give the test set a name (--name), e.g. support-tickets.")
+    file_format = file_format or format_from_filename(filename)
+    if file_format not in FORMATS:
+        raise DomainError(
+            f"Cannot tell the format of {filename or 'the file'!r}: name it .jsonl or .csv, or pass the format explicitly."
+        )
+    report = ticket_file_parse(data=data, file_format=file_format)
+    if not report.ok:
+        shown = report.error_lines()[:MAX_ERRORS_IN_MESSAGE]
+        more = len(report.errors) - len(shown)
+        raise TestSetFileRefused(
+            f"Refused {filename or 'the file'}: {len(report.errors)} bad line(s), so nothing was imported. "
+            "Fix these lines and import again:\n  "
+            + "\n  ".join(shown)
+            + (f"\n  ... and {more} more" if more > 0 else ""),
+            report=report,
+        )
+    with transaction.atomic():
+        testset = TestSet.objects.select_for_update().filter(name=name).first()
+        if testset is None:
+            try:
+                with transaction.atomic():
+                    testset = _saved(TestSet(name=name, agent=agent, created_by=actor), actor)
+            except IntegrityError:
+                pass
+            testset = TestSet.objects.select_for_update().get(name=name)
+        if agent is not None and testset.agent_id not in (None, agent.pk):
+            raise DomainError(
+                f"Test set {name!r} belongs to agent {testset.agent.name}, not {agent.name}: "
+                "import under another name, or leave out --agent."
+            )
+        if agent is not None and testset.agent_id is None:
+            testset.agent = agent
+            _saved(testset, actor)
+        existing = testset.versions.filter(content_hash=report.content_hash).first()
+        if existing is not None:
+            version, created = existing, False
+        else:
+            allowed = _allowed_for_agent(testset.agent)
+            cases = [case.canonical() for case in report.cases]
+            number = (testset.versions.aggregate(top=Max("number"))["top"] or 0) + 1
+            version = TestSetVersion.objects.create(
+                testset=testset,
+                number=number,
+                content_hash=report.content_hash,
+                case_count=len(report.cases),
+                source_name=(filename or "")[:300],
+                source_format=file_format,
+                allowed_labels={key: list(value) for key, value in allowed.items()},
+                label_warnings=label_warnings(cases=cases, allowed=allowed),
+                created_by=actor if getattr(actor, "pk", None) else None,
+            )
+            TestCase.objects.bulk_create(
+                TestCase(
+                    version=version,
+                    position=position,
+                    external_id=case.id,
+                    subject=case.subject,
+                    body=case.body,
+                    team=case.team,
+                    priority=case.priority,
+                    tags=list(case.tags),
+                )
+                for position, case in enumerate(report.cases, start=1)
+            )
+            created = True
+        if gating:
+            testset = testset_gating_set(testset=testset, actor=actor)
+        version.testset = testset
+    return TestSetImport(testset=testset, version=version, created=created, report=report)
+
+
+def testset_gating_set(*, testset: TestSet, actor: Any = None) -> TestSet:
+    """Make ``testset`` its agent's gating set (the one production promotions are judged on)."""
+    with transaction.atomic():
+        testset = TestSet.objects.select_for_update().get(pk=testset.pk)
+        if testset.agent_id is None:
+            raise DomainError(
+                f"Test set {testset.name!r} belongs to no agent, so it cannot gate promotions: "
+                "import it with --agent NAME first."
+            )
+        if testset.gating:
+            return testset
+        for other in TestSet.objects.select_for_update().filter(agent_id=testset.agent_id, gating=True):
+            other.gating = False
+            _saved(other, actor)
+        testset.gating = True
+        _saved(testset, actor)
+    return testset
+
+
+# --- runs -----------------------------------------------------------------------
+
+
+def eval_run_start(
+    *, agent_version: AgentVersion, testset_version: TestSetVersion, repeats: int = 1, actor: Any = None
+) -> EvalRun:
+    """Queue a run of ``agent_version`` on ``testset_version``; its units are dispatched after commit."""
+    if not 1 <= repeats <= EvalRun.MAX_REPEATS:
+        raise DomainError(f"repeats must be between 1 and {EvalRun.MAX_REPEATS}, got {repeats}.")
+    agent = agent_version.agent
+    if not agent.environment_id:
+        raise DomainError(
+            f"Agent {agent.name} has no environment recorded, so no session can be started for it. "
+            "Recreate or re-register the agent with promptctl."
+        )
+    allowed = verdicts.allowed_labels(agent_version.system_prompt)
+    cases = list(testset_version.cases.values("external_id", "team", "priority"))
+    warnings = label_warnings(
+        cases=[{"id": c["external_id"], "team": c["team"], "priority": c["priority"]} for c in cases], allowed=allowed
+    )
+    with transaction.atomic():
+        run = _saved(
+            EvalRun(
+                agent_version=agent_version,
+                testset_version=testset_version,
+                repeats=repeats,
+                unit_total=len(cases) * repeats,
+                allowed_labels={key: list(value) for key, value in allowed.items()},
+                label_warnings=warnings,
+                started_by=actor if getattr(actor, "pk", None) else None,
+            ),
+            actor,
+        )
+        run_id = run.pk
+        transaction.on_commit(lambda: eval_units_dispatch(run_id=run_id))
+    return run
+
+
+def _missing_units(run: EvalRun) -> list[tuple[int, int]]:
+    done = set(run.results.values_list("case_id", "attempt"))
+    case_ids = list(run.testset_version.cases.order_by("position").values_list("id", flat=True))
+    # Attempt-major order: with a shared budget every ticket gets its first answer before any repeat.
+    return [
+        (case_id, attempt)
+        for attempt in range(1, run.repeats + 1)
+        for case_id in case_ids
+        if (case_id, attempt) not in done
+    ]
+
+
+def eval_units_dispatch(*, run_id: int) -> int:
+    """Send one task per unit that has no result yet; returns how many were sent."""
+    from evals.tasks import run_unit
+
+    run = EvalRun.objects.select_related("testset_version").get(pk=run_id)
+    if not run.is_active:
+        return 0
+    units = _missing_units(run)
+    for case_id, attempt in units:
+        run_unit.delay(run_id, case_id, attempt)
+    return len(units)
+
+
+def _run_locked(run_id: int) -> EvalRun:
+    return EvalRun.objects.select_for_update().get(pk=run_id)
+
+
+def _run_mark_running(run_id: int) -> None:
+    with transaction.atomic():
+        run = _run_locked(run_id)
+        if run.status != EvalRun.Status.QUEUED:
+            return
+        run.status = EvalRun.Status.RUNNING
+        run.started_at = timezone.now()
+        _saved(run, None)
+
+
+def _transient_countdown(task_try: int) -> float:
+    ceiling = min(60.0, 2.0 * (2 ** (task_try - 1)))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def eval_unit_execute(*, run_id: int, case_id: int, attempt: int, task_try: int = 1, last_try: bool = True) -> EvalResult | None:
+    """Run one (case, attempt) of a run through one pinned session and record what came back.
+
+    A no-op when the run is no longer active or the unit already has a result.
+    Transient upstream failures raise ``UnitRetryLater`` unless this is the last
+    try, when they are recorded as an ``error`` result so the run still ends.
+    """
+    run = EvalRun.objects.select_related("agent_version__agent").filter(pk=run_id).first()
+    case = TestCase.objects.filter(pk=case_id).first()
+    if run is None or case is None or case.version_id != run.testset_version_id:
+        logger.warning("unit (run %s, case %s, attempt %s) names nothing that exists; dropped", run_id, case_id, attempt)
+        return None
+    if not run.is_active:
+        return None
+    existing = EvalResult.objects.filter(run_id=run_id, case_id=case_id, attempt=attempt).first()
+    if existing is not None:
+        return existing
+    if run.status == EvalRun.Status.QUEUED:
+        _run_mark_running(run_id)
+    version = run.agent_version
+    agent = version.agent
+    ratelimit.session_slot_acquire()
+    try:
+        transcript = gateway.session_run(
+            agent_id=agent.remote_id,
+            version=version.number,
+            environment_id=agent.environment_id,
+            text=case.ticket_text,
+            metadata={"promptctl_run": str(run_id), "ticket": case.external_id, "attempt": str(attempt)},
+        )
+    except (gateway.UpstreamUnavailable, gateway.SessionTimeout) as error:
+        if not last_try:
+            raise UnitRetryLater(str(error), countdown=_transient_countdown(task_try)) from error
+        return eval_result_record(
+            run=run, case=case, attempt=attempt, kind=EvalResult.Kind.ERROR, problem=str(error), task_attempts=task_try
+        )
+    except gateway.GatewayError as error:
+        return eval_result_record(
+            run=run, case=case, attempt=attempt, kind=EvalResult.Kind.ERROR, problem=str(error), task_attempts=task_try
+        )
+    if not transcript.reply_text.strip() and transcript.errors:
+        return eval_result_record(
+            run=run,
+            case=case,
+            attempt=attempt,
+            kind=EvalResult.Kind.ERROR,
+            problem="the session ended with an error and no reply: " + "; ".join(transcript.errors),
+            session_id=transcript.session_id,
+            latency_seconds=transcript.latency_seconds,
+            http_attempts=transcript.attempts,
+            task_attempts=task_try,
+        )
+    allowed = {key: tuple(value) for key, value in (run.allowed_labels or {}).items()}
+    verdict = verdicts.verdict_parse(reply=transcript.reply_text, allowed=allowed)
+    return eval_result_record(
+        run=run,
+        case=case,
+        attempt=attempt,
+        kind=EvalResult.Kind.OK if verdict.ok else EvalResult.Kind.INVALID,
+        predicted_team=verdict.team or "",
+        predicted_priority=verdict.priority or "",
+        raw_reply=transcript.reply_text,
+        problem=verdict.problem or "",
+        format_warning=verdict.format_warning or "",
+        latency_seconds=transcript.latency_seconds,
+        session_id=transcript.session_id,
+        http_attempts=transcript.attempts,
+        task_attempts=task_try,
+        usage=transcript.usage,
+    )
+
+
+def eval_result_record(
+    *,
+    run: EvalRun,
+    case: TestCase,
+    attempt: int,
+    kind: str,
+    predicted_team: str = "",
+    predicted_priority: str = "",
+    raw_reply: str = "",
+    problem: str = "",
+    format_warning: str = "",
+    latency_seconds: float | None = None,
+    session_id: str = "",
+    http_attempts: int = 0,
+    task_attempts: int = 1,
+    usage: dict | None = None,
+) -> EvalResult:
+    """Store one unit's result (once) and finish the run when it was the last one.
+
+    Returns the stored result, which is the earlier one when the unit was
+    already recorded. A result for a run that was cancelled meanwhile is still
+    kept (the session happened), but never finishes the run.
+    """
+    if not 1 <= attempt <= run.repeats:
+        raise DomainError(f"Attempt {attempt} is outside 1..{run.repeats} for run #{run.pk}.")
+    with transaction.atomic():
+        locked = _run_locked(run.pk)
+        existing = EvalResult.objects.filter(run_id=run.pk, case_id=case.pk, attempt=attempt).first()
+        if existing is not None:
+            return existing
+        result = EvalResult.objects.create(
+            run=locked,
+            case=case,
+            attempt=attempt,
+            kind=kind,
+            predicted_team=predicted_team[:100],
+            predicted_priority=predicted_priority[:50],
+            raw_reply=raw_reply,
+            problem=problem,
+            format_warning=format_warning,
+            latency_seconds=latency_seconds,
+            session_id=session_id[:200],
+            attempts=http_attempts,
+            task_attempts=task_attempts,
+            usage=usage,
+        )
+        if locked.is_active and locked.results.count() >= locked.unit_total:
+            _run_finish(locked)
+    return result
+
+
+def eval_run_score(*, run: EvalRun) -> dict:
+    """Scores computed from the results stored so far (final once the run has finished)."""
+    cases = [
+        CaseLabel(id=external_id, team=team, priority=priority)
+        for external_id, team, priority in run.testset_version.cases.values_list("external_id", "team", "priority")
+    ]
+    outcomes = [
+        Outcome(
+            ticket=row["case__external_id"],
+            attempt=row["attempt"],
+            kind=row["kind"],
+            team=row["predicted_team"] or None,
+            priority=row["predicted_priority"] or None,
+            latency_seconds=row["latency_seconds"],
+        )
+        for row in run.results.values(
+            "case__external_id", "attempt", "kind", "predicted_team", "predicted_priority", "latency_seconds"
+        )
+    ]
+    allowed = {key: tuple(value) for key, value in (run.allowed_labels or {}).items()}
+    return run_score(cases=cases, outcomes=outcomes, allowed=allowed)
+
+
+def _run_finish(run: EvalRun) -> None:
+    """Final transition of a locked, active run whose every unit has a result."""
+    scores = eval_run_score(run=run)
+    errors = scores["overall"]["errors"]
+    run.scores = scores
+    run.finished_at = timezone.now()
+    run.started_at = run.started_at or run.finished_at
+    if errors >= run.unit_total:
+        first = run.results.filter(kind=EvalResult.Kind.ERROR).order_by("created_at").values_list("problem", flat=True).first()
+        run.status = EvalRun.Status.FAILED
+        run.status_reason = f"every unit failed, so nothing was scored. First error: {first}"
+    else:
+        run.status = EvalRun.Status.FINISHED
+        run.status_reason = f"{errors} of {run.unit_total} units failed and are not scored" if errors else ""
+    _saved(run, None)
+
+
+def eval_run_cancel(*, run: EvalRun, actor: Any = None) -> EvalRun:
+    """Stop a queued or running run: units not yet started do nothing when they arrive."""
+    with transaction.atomic():
+        run = _run_locked(run.pk)
+        if not run.is_active:
+            raise DomainError(f"Run #{run.pk} is already {run.status}: there is nothing left to cancel.")
+        run.status = EvalRun.Status.CANCELLED
+        run.finished_at = timezone.now()
+        who = getattr(actor, "username", None)
+        run.status_reason = f"cancelled by {who}" if who else "cancelled"
+        _saved(run, actor)
+    return run
+
+
+def eval_run_resume(*, run: EvalRun, actor: Any = None, stalled_for: float | None = None) -> int:
+    """Dispatch again every unit of an active run that has no result; returns how many.
+
+    With ``stalled_for``, only when the run has had no new result (and no
+    resume) for that many seconds: the check is repeated under the row lock,
+    so concurrent sweeps resume a run once. A run whose units are all recorded
+    but which is somehow still active is finished here.
+    """
+    with transaction.atomic():
+        run = _run_locked(run.pk)
+        if not run.is_active:
+            if stalled_for is not None:
+                return 0
+            raise DomainError(f"Run #{run.pk} is {run.status}: only queued or running runs can be resumed.")
+        now = timezone.now()
+        if stalled_for is not None:
+            last = run.results.aggregate(last=Max("created_at"))["last"]
+            moments = [moment for moment in (last, run.resumed_at, run.started_at, run.created_at) if moment]
+            if max(moments) > now - timedelta(seconds=stalled_for):
+                return 0
+        if run.results.count() >= run.unit_total:
+            _run_finish(run)
+            return 0
+        run.resume_count += 1
+        run.resumed_at = now
+        _saved(run, actor)
+        run_id = run.pk
+        missing = len(_missing_units(run))
+        transaction.on_commit(lambda: eval_units_dispatch(run_id=run_id))
+    logger.warning("resumed run #%s: %d unit(s) dispatched again", run_id, missing)
+    return missing
+
+
+def eval_runs_sweep(*, stall_seconds: float | None = None) -> dict[int, int]:
+    """Resume every active run that has made no progress for ``stall_seconds`` (default from settings).
+
+    The broker may lose a unit (the embedded broker drops what a killed worker
+    held; Redis holds it back for the visibility timeout). The database knows
+    what is missing, so this is what guarantees every run ends.
+    """
+    stall = settings.PROMPTCTL_EVAL_STALL_SECONDS if stall_seconds is None else stall_seconds
+    resumed: dict[int, int] = {}
+    for run in EvalRun.objects.filter(status__in=EvalRun.ACTIVE_STATUSES).order_by("pk"):
+        try:
+            count = eval_run_resume(run=run, stalled_for=stall)
+        except DomainError:
+            continue
+        if count:
+            resumed[run.pk] = count
+    return resumed
+
+
+# --- comparisons ------------------------------------------------------------------
+
+
+def _merged_warnings(*runs: EvalRun) -> list[dict]:
+    seen: set[tuple] = set()
+    merged = []
+    for run in runs:
+        for warning in run.label_warnings or []:
+            key = (warning.get("ticket"), warning.get("field"), warning.get("label"))
+            if key not in seen:
+                seen.add(key)
+                merged.append(warning)
+    return merged
+
+
+def _run_name(run: EvalRun) -> str:
+    version = run.testset_version
+    return (
+        f"run #{run.pk} (v{run.agent_version.number} on {version.testset.name} v{version.number}, "
+        f"contents {version.content_hash[:12]})"
+    )
+
+
+def comparison_create(*, baseline_run: EvalRun, candidate_run: EvalRun, actor: Any = None) -> Comparison:
+    """Freeze a comparison of two finished runs of one agent on the same test set contents.
+
+    Refused for different contents (tickets or labels differ, so counts would
+    not mean the same thing). An identical comparison made earlier (same runs,
+    same tolerance) is returned instead of a copy.
+    """
+    if baseline_run.pk == candidate_run.pk:
+        raise DomainError(f"Baseline and candidate are the same run #{baseline_run.pk}: compare two different runs.")
+    for role, run in (("baseline", baseline_run), ("candidate", candidate_run)):
+        if run.status != EvalRun.Status.FINISHED:
+            raise DomainError(
+                f"The {role} {_run_name(run)} is {run.status}, not finished: only finished runs can be compared. "
+                f"Follow it with `promptctl eval show {run.pk}`."
+            )
+    agent = baseline_run.agent_version.agent
+    if candidate_run.agent_version.agent_id != agent.pk:
+        raise DomainError(
+            f"The runs belong to different agents ({agent.name} and {candidate_run.agent_version.agent.name}): "
+            "compare versions of one agent."
+        )
+    baseline_hash = baseline_run.testset_version.content_hash
+    candidate_hash = candidate_run.testset_version.content_hash
+    if baseline_hash != candidate_hash:
+        raise DomainError(
+            f"Refused: the runs used different test set contents, so their counts are not comparable. "
+            f"Baseline {_run_name(baseline_run)}; candidate {_run_name(candidate_run)}. "
+            f"Run both versions on the same test set version, e.g. `promptctl eval run --agent {agent.name} "
+            f"--version {baseline_run.agent_version.number} --testset {candidate_run.testset_version.testset.name}`."
+        )
+    tolerance = agent.regression_tolerance
+    existing = Comparison.objects.filter(
+        baseline_run=baseline_run, candidate_run=candidate_run, tolerance=tolerance
+    ).first()
+    if existing is not None:
+        return existing
+    result = runs_compare(baseline=baseline_run.scores, candidate=candidate_run.scores, tolerance=tolerance)
+    return Comparison.objects.create(
+        agent=agent,
+        baseline_run=baseline_run,
+        candidate_run=candidate_run,
+        content_hash=baseline_hash,
+        tolerance=tolerance,
+        regressed=result["regressed"],
+        mcnemar_p=result["mcnemar_p"],
+        result=result,
+        label_warnings=_merged_warnings(baseline_run, candidate_run),
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )
+
+
+def comparison_for_versions(
+    *, agent: Agent, baseline_number: int, candidate_number: int, testset: TestSet | None = None, actor: Any = None
+) -> Comparison:
+    """Compare the latest finished run of each version on ``testset`` (the agent's gating set by default)."""
+    from evals import selectors
+
+    testset = testset or selectors.testset_gating_for(agent=agent)
+    if testset is None:
+        raise DomainError(
+            f"Agent {agent.name} has no gating test set: pass --testset NAME, or import one with "
+            f"`promptctl testset import FILE --name NAME --agent {agent.name} --gating`."
+        )
+    runs = {}
+    for role, number in (("baseline", baseline_number), ("candidate", candidate_number)):
+        version = agent.versions.filter(number=number).first()
+        if version is None:
+            raise DomainError(f"{agent.name} has no version {number}: `promptctl version list --agent {agent.name}` lists them.")
+        run = selectors.eval_run_latest_finished(agent_version=version, testset=testset)
+        if run is None:
+            raise DomainError(
+                f"Version {number} of {agent.name} has no finished run on test set {testset.name!r} ({role}). "
+                f"Start one: `promptctl eval run --agent {agent.name} --version {number} --testset {testset.name} --wait`."
+            )
+        runs[role] = run
+    return comparison_create(baseline_run=runs["baseline"], candidate_run=runs["candidate"], actor=actor)

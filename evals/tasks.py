@@ -1,0 +1,80 @@
+"""Celery tasks of the evals app. Each takes ids, calls one service, and is idempotent.
+
+- ``evals.run_unit(run_id, case_id, attempt)``: one (ticket, attempt) of a run.
+  A result already recorded, or a run no longer active, makes it a no-op, so a
+  redelivered or duplicated message is harmless. Transient upstream failures
+  are retried by Celery with backoff; the last try records an ``error`` result
+  so the run still ends.
+- ``evals.sweep_runs()``: resumes runs that stopped progressing. Scheduled by
+  ``CELERY_BEAT_SCHEDULE`` for deployments running ``celery beat``, and run
+  by every worker on a timer as well (``PROMPTCTL_EVAL_WORKER_SWEEP``), so a
+  lone ``celery -A promptctl worker`` recovers lost units on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from evals import services
+
+logger = logging.getLogger(__name__)
+
+UNIT_TRIES = 4  # one try plus three Celery retries of a transient failure
+
+
+@shared_task(name="evals.run_unit", bind=True, max_retries=UNIT_TRIES - 1, ignore_result=True, acks_late=True)
+def run_unit(self, run_id: int, case_id: int, attempt: int) -> None:
+    task_try = self.request.retries + 1
+    try:
+        services.eval_unit_execute(
+            run_id=run_id, case_id=case_id, attempt=attempt, task_try=task_try, last_try=task_try >= UNIT_TRIES
+        )
+    except services.UnitRetryLater as error:
+        logger.info("unit (run %s, case %s, attempt %s) retried in %.1fs: %s", run_id, case_id, attempt, error.countdown, error)
+        raise self.retry(countdown=error.countdown)
+
+
+@shared_task(name="evals.sweep_runs", ignore_result=True)
+def sweep_runs() -> None:
+    resumed = services.eval_runs_sweep()
+    if resumed:
+        logger.warning("sweep resumed runs %s", resumed)
+
+
+# --- the worker's own sweep timer ---------------------------------------------------
+
+_stop = threading.Event()
+
+
+def _sweep_forever() -> None:
+    interval = max(1.0, settings.PROMPTCTL_EVAL_SWEEP_SECONDS)
+    # First pass soon after start: a worker replacing a dead one picks up its stalled runs.
+    delay = min(interval, 2.0)
+    while not _stop.wait(delay):
+        delay = interval
+        try:
+            close_old_connections()
+            services.eval_runs_sweep()
+        except Exception:  # noqa: BLE001 - the timer must outlive a failed pass (database restarting, ...)
+            logger.exception("eval sweep failed; trying again in %.0fs", interval)
+        finally:
+            connection.close()
+
+
+@worker_ready.connect
+def _start_sweep_timer(**_kwargs) -> None:
+    if not settings.PROMPTCTL_EVAL_WORKER_SWEEP:
+        return
+    _stop.clear()
+    threading.Thread(target=_sweep_forever, name="evals-sweep", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_sweep_timer(**_kwargs) -> None:
+    _stop.set()

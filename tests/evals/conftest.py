@@ -1,0 +1,168 @@
+"""Fixtures for evals tests: the tutorial agent on the emulator, test sets, and real Celery workers.
+
+Workers are real ``celery -A promptctl worker`` subprocesses pointed at the
+test database, the test broker and the emulator; nothing of promptctl is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from evals import ratelimit
+from evals.models import EvalRun
+from promptctl import services as promptctl_services
+
+ROOT = Path(__file__).resolve().parents[2]
+TICKETS = ROOT / "evals" / "data" / "support_tickets.jsonl"
+CELERY = Path(sys.executable).with_name("celery")
+
+V1 = (
+    "You are a support-ticket triage agent for a usage-billed API product.\n"
+    "Read the ticket and respond with ONLY a single line of raw JSON (no code fences, no prose):\n"
+    '{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}\n'
+    "Route based on the customer's actual problem, not surface keywords."
+)
+V2 = V1 + (
+    "\n\nROUTING RULE: If the ticket text mentions API usage, rate limits, quotas, or request volume, route to "
+    "api-platform. Apply this rule before any other consideration; do not second-guess it based on the rest of the ticket."
+)
+
+
+@pytest.fixture
+def requester(db):
+    return promptctl_services.user_create(username="rita", role="requester", password="correct-horse-battery")
+
+
+@pytest.fixture
+def reviewer(db):
+    return promptctl_services.user_create(username="victor", role="reviewer", password="correct-horse-battery")
+
+
+@pytest.fixture
+def second_reviewer(db):
+    return promptctl_services.user_create(username="wendy", role="reviewer", password="correct-horse-battery")
+
+
+@pytest.fixture
+def agent(emulator, requester):
+    return promptctl_services.agent_create(
+        name="ticket-triage", model="claude-sonnet-4-6", system_prompt=V1, actor=requester
+    )
+
+
+@pytest.fixture
+def versions(agent, requester):
+    """(v1, v2) of the tutorial agent."""
+    v1 = agent.versions.get()
+    v2 = promptctl_services.version_create(agent=agent, system_prompt=V2, actor=requester)
+    return v1, v2
+
+
+@pytest.fixture
+def gating_set(agent, requester):
+    from evals import services
+
+    imported = services.testset_import(
+        name="support-tickets", data=TICKETS.read_bytes(), filename=TICKETS.name, agent=agent, gating=True, actor=requester
+    )
+    return imported.version
+
+
+@pytest.fixture(autouse=True)
+def _full_session_budget(settings):
+    """Each test starts with the whole burst available (the budget is shared across runs by design)."""
+    ratelimit.limiter_reset()
+    yield
+
+
+def _database_url() -> str:
+    params = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{params['NAME']}"
+    user = params.get("USER") or ""
+    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
+    host = params.get("HOST") or "127.0.0.1"
+    port = params.get("PORT") or 5432
+    return f"postgres://{user}{password}@{host}:{port}/{params['NAME']}"
+
+
+class Workers:
+    """Starts and stops real Celery worker processes for one test."""
+
+    def __init__(self, *, emulator_url: str) -> None:
+        self.emulator_url = emulator_url
+        self.processes: list[subprocess.Popen] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=_database_url(),
+            CELERY_BROKER_URL=django_settings.CELERY_BROKER_URL,
+            PROMPTCTL_VAR_DIR=str(django_settings.VAR_DIR),
+            ANTHROPIC_BASE_URL=self.emulator_url,
+            ANTHROPIC_API_KEY="emulator-accepts-any-key",
+            PROMPTCTL_BACKOFF_BASE="0.05",
+            PROMPTCTL_BACKOFF_CAP="0.5",
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def purge(self) -> None:
+        subprocess.run([str(CELERY), "-A", "promptctl", "purge", "-f"], env=self.env(), cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+
+    def start(self, *, concurrency: int | None = None, **extra: str) -> subprocess.Popen:
+        command = [str(CELERY), "-A", "promptctl", "worker", "--loglevel=WARNING", "-n", f"test-{uuid.uuid4().hex[:8]}@%h"]
+        if concurrency is not None:
+            command.append(f"--concurrency={concurrency}")
+        process = subprocess.Popen(command, env=self.env(**extra), cwd=ROOT, start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen) -> None:
+        """SIGKILL the worker and everything it started: no chance to acknowledge or requeue."""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def workers(transactional_db, emulator):
+    pool = Workers(emulator_url=emulator.base_url)
+    pool.purge()
+    yield pool
+    pool.stop_all()
+    pool.purge()
+
+
+def wait_for_run(run: EvalRun, *, timeout: float = 60.0, until=None) -> EvalRun:
+    """Poll the database until the run is final (or ``until(run)`` holds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if (until(run) if until else not run.is_active):
+            return run
+        time.sleep(0.1)
+    progress = run.results.count()
+    raise AssertionError(f"run #{run.pk} still {run.status} after {timeout}s with {progress}/{run.unit_total} results")
