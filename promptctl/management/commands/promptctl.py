@@ -15,6 +15,17 @@ from django.core.management.base import BaseCommand, CommandParser
 from promptctl.cli import GROUP_MODULES
 from promptctl.cli.common import Output
 from promptctl.errors import DomainError
+from promptctl.middleware import request_id_bind
+
+
+def _group_module(module_name: str):
+    """The group module, or ``None`` when that module does not exist (yet); other import errors surface."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name == module_name:
+            return None
+        raise
 
 
 class Command(BaseCommand):
@@ -24,7 +35,9 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print machine-readable JSON only")
         groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
         for module_name in GROUP_MODULES:
-            importlib.import_module(module_name).register(groups)
+            module = _group_module(module_name)
+            if module is not None:
+                module.register(groups)
 
     def handle(self, *args, **options) -> None:
         from argparse import Namespace
@@ -36,7 +49,9 @@ class Command(BaseCommand):
             self.stderr.write("error: choose an action; see --help")
             sys.exit(2)
         try:
-            result = handler(namespace, out)
+            # One request id per command, so its audit events can be found together.
+            with request_id_bind():
+                result = handler(namespace, out)
         except DomainError as error:
             self.stderr.write(f"error: {error}")
             sys.exit(1)

@@ -1,0 +1,138 @@
+"""``promptctl agent create|list|status|sync``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from promptctl import selectors, services
+from promptctl.cli.common import actor_from_options, add_actor_argument
+from promptctl.errors import DomainError
+
+
+def register(groups) -> None:
+    group = groups.add_parser("agent", help="agents: create, list, status, sync with the server")
+    actions = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    create = actions.add_parser("create", help="create the remote agent and record version 1")
+    create.add_argument("--name", required=True)
+    create.add_argument("--model", required=True)
+    create.add_argument("--system-file", required=True, help="file holding the system prompt")
+    create.add_argument("--environment", default=services.DEFAULT_ENVIRONMENT, help="environment name (reused if it exists)")
+    add_actor_argument(create)
+    create.set_defaults(handler=agent_create)
+
+    listing = actions.add_parser("list", help="every agent with its pins")
+    listing.set_defaults(handler=agent_list)
+
+    status = actions.add_parser("status", help="pins, versions, drift and open requests of one agent")
+    status.add_argument("--agent", required=True)
+    status.set_defaults(handler=agent_status)
+
+    sync = actions.add_parser("sync", help="record versions made on the server outside promptctl")
+    sync.add_argument("--agent", required=True)
+    add_actor_argument(sync, required=False)
+    sync.set_defaults(handler=agent_sync)
+
+
+def read_text_file(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise DomainError(f"Cannot read the {what} from {path!r}: {error.strerror or error}.") from error
+
+
+def agent_create(options, out):
+    actor = actor_from_options(options)
+    agent = services.agent_create(
+        name=options.name,
+        model=options.model,
+        system_prompt=read_text_file(options.system_file, "system prompt"),
+        environment_name=options.environment,
+        actor=actor,
+    )
+    out.human(
+        f"Created agent {agent.name} ({agent.remote_id}) in environment {agent.environment_id}; "
+        f"version {agent.latest_version_number} recorded. No pin yet: file a change request to promote it."
+    )
+    return selectors.agent_status(agent=agent)
+
+
+def _pin_text(pin) -> str:
+    if pin is None:
+        return "-"
+    canary = f" (canary v{pin.canary_version.number} {pin.canary_percent}%)" if pin.canary_version_id else ""
+    return f"v{pin.version.number}{canary}"
+
+
+def agent_list(options, out):
+    rows, data = [], []
+    for agent in selectors.agent_list():
+        pins = {pin.channel: pin for pin in agent.pins.all()}
+        rows.append([
+            agent.name, agent.remote_id, _pin_text(pins.get("production")),
+            ", ".join(f"{c}={_pin_text(p)}" for c, p in sorted(pins.items()) if c != "production") or "-",
+            agent.version_count, f"{agent.outside_count} outside" if agent.outside_count else "-",
+        ])
+        data.append({
+            "name": agent.name,
+            "remote_id": agent.remote_id,
+            "pins": {channel: selectors.pin_as_dict(pin) for channel, pin in sorted(pins.items())},
+            "versions": agent.version_count,
+            "drift": agent.outside_count,
+        })
+    out.table(rows, ["agent", "remote id", "production", "other pins", "versions", "drift"])
+    if not rows:
+        out.human("No agents yet: `promptctl agent create --name NAME --model MODEL --system-file FILE --as USER`.")
+    return data
+
+
+def agent_status(options, out):
+    agent = selectors.agent_get(name=options.agent)
+    status = selectors.agent_status(agent=agent)
+    info = status["agent"]
+    out.human(f"Agent {info['name']}  remote {info['remote_id']}  environment {info['environment_id']}  model {info['model']}")
+    out.human(
+        f"Policy: {info['required_approvals']} approval(s) from group {info['approver_group']!r}; "
+        f"regression tolerance {info['regression_tolerance']} ticket(s)."
+    )
+    if status["pins"]:
+        for channel, pin in status["pins"].items():
+            canary = f", canary v{pin['canary_version']} at {pin['canary_percent']}%" if pin["canary_version"] else ""
+            out.human(f"Pin {channel}: v{pin['version']}{canary} (revision {pin['revision']}, change #{pin['change_request']})")
+    else:
+        out.human("Pins: none yet.")
+    out.human()
+    out.table(
+        [[v["version"], v["origin"], v["created_by"] or "-", v["created_at"][:19], v["config_sha256"][:12]] for v in status["versions"]],
+        ["version", "origin", "created by", "recorded", "config sha256"],
+    )
+    for drift in status["drift"]:
+        out.human(f"WARNING: {drift['warning']} (found {drift['recorded_at'][:19]}); it reaches a pin only through a change request.")
+    if status["open_change_requests"]:
+        out.human()
+        out.human("Open change requests:")
+        for change in status["open_change_requests"]:
+            out.human(
+                f"  #{change['id']} {change['kind']} {change['channel']} → v{change['target_version']} "
+                f"{change['status']} ({change['approvals']}/{change['approvals_required']}) by {change['requested_by']}"
+            )
+    return status
+
+
+def agent_sync(options, out):
+    agent = selectors.agent_get(name=options.agent)
+    actor = actor_from_options(options) if options.actor else None
+    result = services.agent_sync(agent=agent, actor=actor)
+    if result.new_versions:
+        for version in result.new_versions:
+            out.human(f"WARNING: version {version.number} was changed outside promptctl; recorded as such.")
+    else:
+        out.human(f"{agent.name} is in sync: the server has nothing promptctl has not recorded.")
+    for number in result.mismatched_numbers:
+        out.human(f"WARNING: the server's configuration of version {number} differs from what promptctl recorded.")
+    return {
+        "agent": agent.name,
+        "new_versions": [selectors.version_as_dict(v) for v in result.new_versions],
+        "latest_version": result.latest_version_number,
+        "mismatched_versions": result.mismatched_numbers,
+    }
