@@ -135,14 +135,15 @@ class Lexicon:
 
 
 @functools.lru_cache(maxsize=4)
-def _lexicon_cached(path: str, modified: int) -> Lexicon:
+def _lexicon_cached(path: str, modified: int, size: int) -> Lexicon:
     return Lexicon.from_data(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 def lexicon_load(path: Path | None = None) -> Lexicon:
     """The lexicon as currently saved; an edited file is picked up without restarting."""
     path = path or LEXICON_PATH
-    return _lexicon_cached(str(path), path.stat().st_mtime_ns)
+    status = path.stat()
+    return _lexicon_cached(str(path), status.st_mtime_ns, status.st_size)
 
 
 # --- reading the prompt -------------------------------------------------------------------------
