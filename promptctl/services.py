@@ -433,6 +433,7 @@ def change_request_create(
     elif canary_percent:
         raise DomainError("--percent only applies to canary requests.")
     with transaction.atomic():
+        agent = Agent.objects.get(pk=agent.pk)  # the policy as it stands now, not as the caller last read it
         pin = Pin.objects.select_related("version", "canary_version").filter(agent=agent, channel=channel).first()
         pinned = pin.version if pin else None
         canary_running = bool(pin and pin.canary_version_id)
@@ -484,7 +485,7 @@ def change_request_create(
 
 def _change_locked(change: ChangeRequest) -> ChangeRequest:
     return (
-        ChangeRequest.objects.select_for_update()
+        ChangeRequest.objects.select_for_update(of=("self",))
         .select_related("agent", "target_version", "base_version", "requested_by")
         .get(pk=change.pk)
     )
@@ -625,7 +626,7 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=change.agent_id)
         pin = (
-            Pin.objects.select_for_update()
+            Pin.objects.select_for_update(of=("self",))
             .select_related("version", "canary_version", "agent")
             .filter(agent=agent, channel=change.channel)
             .first()
@@ -667,7 +668,7 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                 reason=f"applied by {actor.username}: {change.channel} pin now at v{pin.version.number}",
             )
             others = (
-                ChangeRequest.objects.select_for_update()
+                ChangeRequest.objects.select_for_update(of=("self",))
                 .select_related("agent", "target_version", "base_version", "requested_by")
                 .filter(agent=agent, channel=change.channel, status__in=ChangeRequest.OPEN_STATUSES)
                 .exclude(pk=change.pk)

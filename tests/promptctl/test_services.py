@@ -24,20 +24,20 @@ def test_agent_create_records_version_one_and_audits(agent, requester):
 
 
 def test_version_create_is_conditional_on_the_last_known_version(agent, requester):
-    second = services.version_create(agent=agent, system_prompt=V2, actor=requester, channel=CHANNEL)
+    second = services.version_create(agent=agent, system_prompt=V2, actor=requester)
     agent.refresh_from_db()
     assert second.number > agent.versions.order_by("number").first().number
     assert agent.latest_version_number == second.number
     assert second.config_sha256 != agent.versions.get(number=agent.versions.order_by("number").first().number).config_sha256
     with pytest.raises(DomainError, match="already has exactly this system prompt"):
-        services.version_create(agent=agent, system_prompt=V2, actor=requester, channel=CHANNEL)
+        services.version_create(agent=agent, system_prompt=V2, actor=requester)
 
 
 def test_version_create_after_an_outside_change_syncs_and_names_the_server_version(agent, requester, remote_client):
     first = agent.latest_version_number
     outside = remote_client.beta.agents.update(agent.remote_id, system=V1 + "\nBe terse.", version=first)
     with pytest.raises(DomainError) as refusal:
-        services.version_create(agent=agent, system_prompt=V2, actor=requester, channel=CHANNEL)
+        services.version_create(agent=agent, system_prompt=V2, actor=requester)
     message = str(refusal.value)
     assert f"server now has version {outside.version}" in message and f"against version {first}" in message
     recorded = agent.versions.get(number=outside.version)
@@ -45,7 +45,7 @@ def test_version_create_after_an_outside_change_syncs_and_names_the_server_versi
     agent.refresh_from_db()
     assert agent.latest_version_number == outside.version
     # Retrying now builds on the server's latest.
-    made = services.version_create(agent=agent, system_prompt=V2, actor=requester, channel=CHANNEL)
+    made = services.version_create(agent=agent, system_prompt=V2, actor=requester)
     assert made.number > outside.version and made.origin == AgentVersion.Origin.PROMPTCTL
 
 
@@ -97,7 +97,7 @@ def test_apply_refuses_until_the_policy_is_met(agent, requester, reviewer, secon
     with pytest.raises(DomainError, match="already decided"):
         services.change_request_approve(change=change, reviewer=reviewer)
     services.change_request_approve(change=change, reviewer=second_reviewer)
-    services.change_request_apply(change=change, actor=requester, channel=CHANNEL)
+    services.change_request_apply(change=change, actor=requester)
     assert Pin.objects.get(agent=agent).version.number == agent.latest_version_number
 
 
@@ -151,7 +151,7 @@ def test_withdraw_only_by_the_requester(agent, requester, reviewer):
     )
     with pytest.raises(DomainError, match="Only rita"):
         services.change_request_withdraw(change=change, actor=reviewer)
-    services.change_request_withdraw(change=change, actor=requester, channel=CHANNEL)
+    services.change_request_withdraw(change=change, actor=requester)
     change.refresh_from_db()
     assert change.status == ChangeRequest.Status.WITHDRAWN
     with pytest.raises(DomainError, match="withdrew"):
