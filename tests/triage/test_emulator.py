@@ -484,8 +484,7 @@ def test_noise_with_a_seed_is_reproducible(server, client, agent, environment):
 
     server.configure(noise=0.5, seed=11)
     first = run()
-    server.configure(seed=None)
-    server.configure(seed=11)
+    server.configure(seed=11)  # naming the seed again restarts the dice
     second = run()
     assert first == second
     assert set(first) == {"billing", "api-platform"}  # second-best for this ticket is api-platform

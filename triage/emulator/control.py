@@ -18,7 +18,7 @@ def configure(state: EmulatorState, changes: Mapping[str, Any]) -> dict[str, Any
     """Apply knob changes (same names as the flags, with underscores); returns every knob's value."""
     with state.lock:
         try:
-            state.set_knobs(knobs_updated(state.knobs, changes))
+            state.set_knobs(knobs_updated(state.knobs, changes), restart_dice="seed" in changes)
         except KnobError as refusal:
             raise errors.invalid_request(str(refusal)) from None
         return state.knobs.as_dict()

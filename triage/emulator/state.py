@@ -196,9 +196,13 @@ class EmulatorState:
     def next_turn_token(self) -> int:
         return next(self._turn_tokens)
 
-    def set_knobs(self, knobs: Knobs) -> None:
-        """Install new knobs; a changed seed restarts the fault dice so runs are reproducible."""
-        if knobs.seed != self.knobs.seed:
+    def set_knobs(self, knobs: Knobs, *, restart_dice: bool = False) -> None:
+        """Install new knobs; naming a seed (even the same one) restarts the fault and noise dice.
+
+        Restarting on every seeded configure makes "configure(seed=7); run" repeatable
+        as many times as a test or benchmark wants.
+        """
+        if restart_dice or knobs.seed != self.knobs.seed:
             self.fault_random = random.Random(knobs.seed)
             self.noise_occurrences.clear()
         self.knobs = knobs
