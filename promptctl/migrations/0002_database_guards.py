@@ -4,7 +4,8 @@ Check and unique constraints live on the models. What they cannot say is here:
 
 - Copies hold: an approval's ``requester`` is its request's requester, and a
   request's target and base versions belong to its agent (PostgreSQL:
-  composite foreign keys; SQLite: insert triggers).
+  composite foreign keys, checked at once rather than at commit; SQLite:
+  insert triggers).
 - Immutable rows stay put: versions, approvals and audit events refuse UPDATE
   (and DELETE on PostgreSQL; SQLite's test flush deletes rows, so there only
   UPDATE is refused — TRUNCATE, which PostgreSQL's flush uses, fires no row trigger).
@@ -62,13 +63,13 @@ def _postgresql() -> list[str]:
         # Composite foreign keys: the copies and the version-agent pairs always agree.
         """ALTER TABLE promptctl_approval ADD CONSTRAINT approval_requester_is_the_requests
            FOREIGN KEY (change_id, requester_id) REFERENCES promptctl_changerequest (id, requested_by_id)
-           DEFERRABLE INITIALLY DEFERRED""",
+           NOT DEFERRABLE""",
         """ALTER TABLE promptctl_changerequest ADD CONSTRAINT changerequest_target_of_same_agent
            FOREIGN KEY (target_version_id, agent_id) REFERENCES promptctl_agentversion (id, agent_id)
-           DEFERRABLE INITIALLY DEFERRED""",
+           NOT DEFERRABLE""",
         """ALTER TABLE promptctl_changerequest ADD CONSTRAINT changerequest_base_of_same_agent
            FOREIGN KEY (base_version_id, agent_id) REFERENCES promptctl_agentversion (id, agent_id)
-           DEFERRABLE INITIALLY DEFERRED""",
+           NOT DEFERRABLE""",
         """CREATE OR REPLACE FUNCTION promptctl_refuse_row_change() RETURNS trigger AS $$
            BEGIN
              RAISE EXCEPTION 'promptctl: % (% on % refused)', TG_ARGV[0], TG_OP, TG_TABLE_NAME;
@@ -143,7 +144,7 @@ def _sqlite() -> list[str]:
            WHEN {frozen}
            BEGIN SELECT RAISE(ABORT, 'promptctl: the target and evidence of a change request are fixed once requested'); END""",
         f"""CREATE TRIGGER promptctl_changerequest_transitions BEFORE UPDATE ON promptctl_changerequest
-           WHEN {APPROVALS_SHORT} OR (NEW.status = 'applied' AND OLD.status <> 'approved')
+           WHEN {APPROVALS_SHORT} OR (NEW.status = 'applied' AND OLD.status NOT IN ('approved', 'applied'))
            BEGIN SELECT RAISE(ABORT, 'promptctl: a change request is approved only with enough approvals, and applied only once approved'); END""",
         f"""CREATE TRIGGER promptctl_pin_insert_guard BEFORE INSERT ON promptctl_pin
            WHEN NOT {PIN_INSERT_ALLOWED}
