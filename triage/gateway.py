@@ -65,6 +65,8 @@ class VersionConflict(GatewayError):
 class UpstreamUnavailable(GatewayError):
     """Transient failures (429, 5xx, connection) outlasted the bounded retries."""
 
+    retry_after: float | None = None  # seconds the server last advised waiting, when it said
+
 
 class SessionTimeout(GatewayError):
     """The session did not finish its turn within the timeout; it was interrupted and archived."""
@@ -212,10 +214,13 @@ def _next_pause(error: Exception, *, attempt_number: int, max_attempts: int, dea
 
 
 def _exhausted(what: str, counter: _Attempts, last: Exception) -> UpstreamUnavailable:
-    return UpstreamUnavailable(
+    error = UpstreamUnavailable(
         f"Managed Agents could not {what} after {counter.total} attempts ({_describe(last)}). "
         "The service is overloaded or unreachable; try again later or lower the request rate."
     )
+    # The server's own advice (429/503 retry-after), for callers that pass it on to theirs.
+    error.retry_after = _retry_after_seconds(last) if isinstance(last, anthropic.APIStatusError) else None
+    return error
 
 
 def _with_retries(

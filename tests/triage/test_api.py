@@ -1,0 +1,142 @@
+"""The triage API in-process through Django's ASGI stack, against the emulator."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.triage.test_api_support import (  # noqa: F401 - fixtures
+    V2,
+    Api,
+    api,
+    api_key,
+    people,
+    production,
+    quiet_limits,
+    ticket,
+)
+from triage import services
+from triage.models import Outcome, TriageRequest
+from triage.verdicts import allowed_labels
+
+
+def test_default_agent_answers_with_the_pinned_version_and_logs_the_call(api, production, emulator):
+    response = api.post("/triage", ticket(0, request_key="customer-17"))
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert answer["agent"] == "ticket-triage" and answer["version"] == production.v1 and answer["channel"] == "production"
+    assert answer["canary"] is False and answer["valid"] is True
+    assert answer["team"] in allowed_labels(production.agent.versions.get(number=production.v1).system_prompt)["team"]
+    assert answer["priority"] in ("P1", "P2", "P3") and answer["session_id"] and answer["latency_ms"] >= 0
+    logged = TriageRequest.objects.get(pk=answer["request_id"])
+    assert (logged.team, logged.priority, logged.session_id) == (answer["team"], answer["priority"], answer["session_id"])
+    assert logged.version.number == production.v1 and logged.canary is False and logged.outcome == Outcome.OK
+    assert logged.request_key == "customer-17" and logged.subject == ticket(0)["subject"]
+    assert emulator.stats()["sessions"]["unarchived"] == 0
+
+
+def test_named_agent_route_and_unknown_agent(api, production):
+    response = api.post("/agents/ticket-triage/triage", ticket(3))
+    assert response.status_code == 200 and response.json()["agent"] == "ticket-triage"
+    missing = api.post("/agents/no-such-agent/triage", ticket(3))
+    assert missing.status_code == 404
+    assert "no agent named 'no-such-agent'" in missing.json()["detail"]
+    odd = api.post("/agents/Not_A_Name/triage", ticket(3))
+    assert odd.status_code in (404, 422) and odd.json()["detail"]
+
+
+def test_agent_without_a_pin_is_409_with_next_steps(api, production, people):
+    from promptctl import services as change_services
+
+    change_services.agent_create(name="unpinned", model="claude-sonnet-4-6", system_prompt=V2, actor=people.requester)
+    response = api.post("/agents/unpinned/triage", ticket(1))
+    assert response.status_code == 409
+    assert "has no production version pinned" in response.json()["detail"]
+
+
+def test_no_default_agent_is_404_naming_the_fix(api, production, people):
+    production.policy.is_default = False
+    services.routing_policy_save(policy=production.policy, actor=people.admin)
+    response = api.post("/triage", ticket(1))
+    assert response.status_code == 404
+    assert "No default agent" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer pctl_not-a-real-key", "Basic dXNlcjpwYXNz", "pctl_raw"])
+def test_requests_without_a_valid_key_are_401(production, header):
+    client = Api(None)
+    from asgiref.sync import async_to_sync
+
+    headers = {"Authorization": header} if header else {}
+    response = async_to_sync(client.client.post)(
+        "/api/v1/triage", data=ticket(0), content_type="application/json", headers=headers
+    )
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert "key" in response.json()["detail"].lower()
+    assert TriageRequest.objects.count() == 0
+
+
+def test_key_scoped_to_another_agent_is_403(production, people):
+    from promptctl import services as change_services
+
+    change_services.agent_create(name="other-agent", model="claude-sonnet-4-6", system_prompt=V2, actor=people.requester)
+    scoped = services.api_key_create(name="other-only", actor=people.admin, agent_names=["other-agent"])
+    response = Api(scoped.secret).post("/triage", ticket(0))
+    assert response.status_code == 403
+    assert "may not call agent 'ticket-triage'" in response.json()["detail"]
+
+
+def test_upstream_trouble_after_retries_is_503_with_retry_after(api, production, emulator, settings):
+    settings.PROMPTCTL_MAX_ATTEMPTS = 2
+    emulator.configure(fault_500=1.0)
+    response = api.post("/triage", ticket(2))
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) >= 1
+    body = response.json()
+    assert "could not create a session after 2 attempts" in body["detail"]
+    logged = TriageRequest.objects.get()
+    assert logged.outcome == Outcome.UNAVAILABLE and f"#{logged.pk}" in body["detail"]
+
+
+def test_rate_limited_upstream_passes_its_retry_after_on(api, production, emulator, settings):
+    settings.PROMPTCTL_MAX_ATTEMPTS = 2
+    settings.PROMPTCTL_BACKOFF_CAP = 0.05  # our own wait is capped; the advice passed on is the server's
+    emulator.configure(fault_429=1.0, retry_after=3)
+    response = api.post("/triage", ticket(2))
+    assert response.status_code == 503
+    assert response["Retry-After"] == "3"
+
+
+def test_session_timeout_is_504_and_the_session_is_archived(api, production, emulator, settings):
+    settings.PROMPTCTL_SESSION_TIMEOUT = 1.0
+    emulator.configure(fault_stuck=1.0)
+    response = api.post("/triage", ticket(4))
+    assert response.status_code == 504
+    assert "did not answer within 1s" in response.json()["detail"]
+    assert TriageRequest.objects.get().outcome == Outcome.TIMEOUT
+    assert emulator.stats()["sessions"]["unarchived"] == 0
+
+
+def test_invalid_agent_output_is_answered_as_invalid_not_an_error(api, production, emulator):
+    emulator.configure(fault_malformed=1.0)
+    response = api.post("/triage", ticket(5))
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["valid"] is False and answer["team"] is None and answer["problem"]
+    assert TriageRequest.objects.get().outcome == Outcome.INVALID
+
+
+def test_openapi_document_and_docs_are_served(production):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    document = async_to_sync(client.get)("/api/v1/openapi.json")
+    assert document.status_code == 200
+    schema = document.json()
+    assert {"/api/v1/triage", "/api/v1/agents/{name}/triage", "/api/v1/triage/jobs", "/api/v1/triage/jobs/{job_id}"} <= set(schema["paths"])
+    ticket_schema = schema["components"]["schemas"]["TicketIn"]
+    assert ticket_schema["properties"]["subject"]["maxLength"] == 500
+    assert schema["components"]["securitySchemes"]["ApiKeyAuth"]["scheme"] == "bearer"
+    docs = async_to_sync(client.get)("/api/v1/docs")
+    assert docs.status_code == 200 and b"openapi.json" in docs.content

@@ -1,0 +1,169 @@
+"""Fixtures and helpers shared by the triage API tests (the test modules import them; no tests here).
+
+An agent is put into production the way people do it: a gating test set, an
+eval run of the candidate (its units run through the real service, one
+pinned session each, against the emulator), then a change request filed,
+approved by someone else and applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.test import AsyncClient
+
+from evals import services as eval_services
+from evals.models import EvalRun
+from promptctl import services as change_services
+from tests.triage.test_gateway import TICKETS, V1, V2
+from triage import services
+from triage.models import RoutingPolicy
+
+V3 = V1 + "\nAnswer with the JSON line only."
+PASSWORD = "correct-horse-battery"
+GATE_TICKET_IDS = ("TKT-1001", "TKT-1006", "TKT-1011", "TKT-1016")
+
+
+class People:
+    def __init__(self) -> None:
+        self.requester = change_services.user_create(username="rita", role="requester", password=PASSWORD)
+        self.reviewer = change_services.user_create(username="victor", role="reviewer", password=PASSWORD)
+        self.admin = change_services.user_create(username="ada", role="admin", password=PASSWORD)
+
+
+def gate_tickets_jsonl() -> str:
+    chosen = [t for t in TICKETS if t["id"] in GATE_TICKET_IDS] or TICKETS[:4]
+    return "\n".join(json.dumps(t) for t in chosen) + "\n"
+
+
+def eval_run_now(*, version, testset_version, actor) -> EvalRun:
+    """Start a run and execute every unit now through the evals service (what the worker task calls)."""
+    run = eval_services.eval_run_start(agent_version=version, testset_version=testset_version, actor=actor)
+    for case in testset_version.cases.order_by("position"):
+        eval_services.eval_unit_execute(run_id=run.pk, case_id=case.pk, attempt=1)
+    run.refresh_from_db()
+    assert run.status == EvalRun.Status.FINISHED, f"eval run #{run.pk} did not finish: {run.status}"
+    return run
+
+
+def move_pin(agent, number: int, people: People, *, kind: str = "promote", evidence_ref: str | None = None,
+             percent: int | None = None):
+    change = change_services.change_request_create(
+        agent=agent, kind=kind, target_number=number, reason=f"{kind} v{number}", actor=people.requester,
+        canary_percent=percent, evidence_ref=evidence_ref,
+    )
+    change_services.change_request_approve(change=change, reviewer=people.reviewer)
+    change_services.change_request_apply(change=change, actor=people.reviewer)
+    change.refresh_from_db()
+    return change
+
+
+class ProductionAgent:
+    """An agent with v1 pinned in production (through the evals gate), as the default agent."""
+
+    def __init__(self, people: People, *, name: str = "ticket-triage") -> None:
+        self.people = people
+        self.agent = change_services.agent_create(
+            name=name, model="claude-sonnet-4-6", system_prompt=V1, actor=people.requester
+        )
+        imported = eval_services.testset_import(
+            name=f"{name}-gate", data=gate_tickets_jsonl(), filename="gate.jsonl", agent=self.agent, gating=True,
+            actor=people.requester,
+        )
+        self.testset = imported.testset
+        self.testset_version = imported.version
+        self.runs: dict[int, EvalRun] = {}
+        v1 = self.agent.versions.get(number=self.agent.latest_version_number)
+        self.v1 = v1.number
+        self.runs[v1.number] = eval_run_now(version=v1, testset_version=self.testset_version, actor=people.requester)
+        move_pin(self.agent, v1.number, people, evidence_ref=f"run:{self.runs[v1.number].pk}")
+        policy = RoutingPolicy(agent=self.agent, is_default=True)
+        services.routing_policy_save(policy=policy, actor=people.admin)
+        self.policy = policy
+
+    def new_version(self, system_prompt: str) -> int:
+        version = change_services.version_create(agent=self.agent, system_prompt=system_prompt, actor=self.people.requester)
+        return version.number
+
+    def promote_with_comparison(self, number: int) -> None:
+        """Promote ``number`` over the current pin with an eval comparison (it must not regress)."""
+        version = self.agent.versions.get(number=number)
+        self.runs[number] = eval_run_now(version=version, testset_version=self.testset_version, actor=self.people.requester)
+        pinned = self.agent.pins.get(channel="production").version.number
+        comparison = eval_services.comparison_for_versions(agent=self.agent, baseline_number=pinned, candidate_number=number)
+        move_pin(self.agent, number, self.people, evidence_ref=f"comparison:{comparison.pk}")
+
+    def rollback(self, number: int):
+        return move_pin(self.agent, number, self.people, kind="rollback")
+
+    def canary(self, number: int, percent: int):
+        return move_pin(self.agent, number, self.people, kind="canary", percent=percent)
+
+
+@pytest.fixture
+def quiet_limits(settings):
+    """Tests of the API are not tests of the shared session budget."""
+    settings.PROMPTCTL_RATE_LIMITER = "off"
+    settings.PROMPTCTL_BACKOFF_BASE = 0.01
+
+
+@pytest.fixture
+def people(db):
+    return People()
+
+
+@pytest.fixture
+def production(emulator, people, quiet_limits):
+    return ProductionAgent(people)
+
+
+@pytest.fixture
+def api_key(production):
+    """A key for every agent; returns the secret."""
+    return services.api_key_create(name="helpdesk", actor=production.people.admin, all_agents=True).secret
+
+
+class Api:
+    """Django's async test client driving the ASGI stack in-process, with a key."""
+
+    def __init__(self, secret: str | None) -> None:
+        self.client = AsyncClient()
+        self.secret = secret
+
+    def _headers(self, secret: str | None) -> dict[str, str]:
+        chosen = self.secret if secret is None else secret
+        return {"Authorization": f"Bearer {chosen}"} if chosen else {}
+
+    def post(self, path: str, payload=None, *, raw: bytes | None = None, secret: str | None = None,
+             content_type: str = "application/json"):
+        data = raw if raw is not None else json.dumps(payload)
+        return async_to_sync(self.client.post)(
+            "/api/v1" + path, data=data, content_type=content_type, headers=self._headers(secret)
+        )
+
+    def get(self, path: str, *, secret: str | None = None):
+        return async_to_sync(self.client.get)("/api/v1" + path, headers=self._headers(secret))
+
+
+@pytest.fixture
+def api(api_key):
+    return Api(api_key)
+
+
+def ticket(index: int = 0, **extra) -> dict:
+    chosen = TICKETS[index % len(TICKETS)]
+    return {"subject": chosen["subject"], "body": chosen["body"], **extra}
+
+
+def run_async(coroutine):
+    return asyncio.run(coroutine)
+
+
+__all__ = [
+    "V1", "V2", "V3", "TICKETS", "People", "ProductionAgent", "Api", "ticket", "move_pin", "eval_run_now",
+    "quiet_limits", "people", "production", "api_key", "api", "run_async", "Path",
+]

@@ -1,0 +1,322 @@
+"""The internal triage API (django-ninja): production callers route tickets here, never to a version directly.
+
+Mounted at ``/api/v1/``; the OpenAPI document is ``/api/v1/openapi.json`` and
+the browsable docs ``/api/v1/docs``. Endpoints are thin: they turn the request
+into a ``Ticket`` and a ``Principal``, call one service, and shape the answer.
+
+Async by design: a triage call waits 0.5-30 s on a Managed Agents session.
+The views are ``async def`` and the session runs on the ASGI server's event
+loop through the SDK's async client (``gateway.session_run_async``), so a
+waiting caller holds a coroutine, not a worker thread. Only the short
+database steps (key check, pin read, log insert) run in Django's per-request
+thread via ``sync_to_async``.
+
+Status codes (every refusal is JSON ``{"detail": ..., "errors": [...]}``):
+400 unreadable body (not UTF-8, not JSON), 401 missing/unknown/revoked key,
+403 key not scoped to the agent, 404 unknown agent or job, 409 agent has no
+pinned version, 413 body over the server's size limit, 422 a field is missing,
+of the wrong type, empty or too long, 502 Managed Agents refused the session,
+503 Managed Agents unavailable after retries (with ``Retry-After``), 504 the
+session timed out. Nothing a caller sends produces a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from ninja import NinjaAPI, Path
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
+from ninja.security import HttpBearer
+
+from promptctl.errors import DomainError
+from triage import pins, selectors, services
+from triage.models import Outcome, TriageJob
+from triage.schemas import BODY_MAX, REQUEST_KEY_MAX, SUBJECT_MAX, ErrorOut, JobAccepted, JobOut, TicketIn, TriageOut
+
+DEFAULT_RETRY_AFTER_SECONDS = 5
+AGENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
+
+
+class BodyUnreadable(ValueError):
+    """The request body is not UTF-8 JSON; the message says what is wrong with it."""
+
+
+class TicketParser(Parser):
+    """JSON bodies must be UTF-8 (RFC 8259); refusals say exactly what could not be read."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        try:
+            text = request.body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise BodyUnreadable(
+                f"the request body is not UTF-8 text (byte {error.start} cannot be decoded); send JSON encoded as UTF-8"
+            ) from None
+        try:
+            return json.loads(text.removeprefix("\ufeff"))
+        except json.JSONDecodeError as error:
+            raise BodyUnreadable(
+                f"the request body is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
+            ) from None
+        except (ValueError, RecursionError) as error:
+            raise BodyUnreadable(f"the request body is not usable JSON ({error})") from None
+
+
+class ApiKeyAuth(HttpBearer):
+    """``Authorization: Bearer KEY``; the key row is read on every request, so revocation is immediate."""
+
+    async def authenticate(self, request: HttpRequest, token: str) -> services.Principal:
+        return await sync_to_async(services.api_key_authenticate)(token=token)
+
+
+api = NinjaAPI(
+    title="promptctl triage API",
+    version="1",
+    description=(
+        "Route support tickets with the agent version promptctl's change control allows. Callers never choose a "
+        "version: every request reads the agent's production pin (and canary) at request time. "
+        f"Limits: subject 1-{SUBJECT_MAX} characters, body up to {BODY_MAX}, request_key up to {REQUEST_KEY_MAX}. "
+        "See docs/API.md."
+    ),
+    urls_namespace="triage-api",
+    auth=ApiKeyAuth(),
+    parser=TicketParser(),
+)
+
+ERRORS = {
+    400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut,
+    502: ErrorOut, 503: ErrorOut, 504: ErrorOut,
+}
+JOB_READ_ERRORS = {code: ErrorOut for code in (400, 401, 404, 422)}
+
+
+# --- error mapping --------------------------------------------------------------------
+
+
+def _error(request: HttpRequest, status: int, detail: str, errors: list[dict] | None = None,
+           headers: dict[str, str] | None = None) -> HttpResponse:
+    response = api.create_response(request, {"detail": detail, "errors": errors or []}, status=status)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _field_message(item: dict) -> dict[str, str]:
+    """One pydantic error as ``{"field", "message"}`` in words a caller can act on."""
+    location = [str(part) for part in item.get("loc", ()) if part not in ("body", "ticket")]
+    if location and location[0] in ("path", "query"):
+        location = location[1:]
+    field = ".".join(location) or "json"
+    kind = item.get("type", "")
+    context = item.get("ctx") or {}
+    if field == "json":
+        if kind == "missing":
+            return {"field": "json", "message": "the request body is empty: send a JSON object with subject and body"}
+        return {
+            "field": "json",
+            "message": f"the request body must be a JSON object with subject and body, not {_json_type(item.get('input'))}",
+        }
+    if kind == "missing":
+        message = f"{field} is required"
+    elif kind == "string_type":
+        message = f"{field} must be a string, not {_json_type(item.get('input'))}"
+    elif kind == "string_too_long":
+        given = item.get("input")
+        size = f" ({len(given)} given)" if isinstance(given, str) else ""
+        message = f"{field} is longer than the limit of {context.get('max_length')} characters{size}"
+    elif kind == "value_error":
+        message = str(item.get("msg", "")).removeprefix("Value error, ")
+    else:
+        message = f"{field}: {item.get('msg', 'invalid value')}"
+    return {"field": field, "message": message}
+
+
+@api.exception_handler(ValidationError)
+def _on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    errors = [_field_message(item) for item in exc.errors]
+    fields = ", ".join(sorted({error["field"] for error in errors}))
+    return _error(request, 422, f"The request was refused: fix {fields} (see errors) and send it again.", errors)
+
+
+@api.exception_handler(HttpError)
+def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    cause = exc.__cause__
+    if isinstance(exc, AuthenticationError):
+        return _error(
+            request, 401,
+            "No API key: send `Authorization: Bearer KEY` with a key from `promptctl apikey create` or the admin.",
+            headers={"WWW-Authenticate": 'Bearer realm="promptctl"'},
+        )
+    if isinstance(cause, BodyUnreadable):
+        return _error(request, 400, f"The request body could not be read: {cause}.", [{"field": "json", "message": str(cause)}])
+    if isinstance(cause, RequestDataTooBig):
+        return _on_too_big(request, cause)
+    return _error(request, exc.status_code, str(exc))
+
+
+@api.exception_handler(RequestDataTooBig)
+def _on_too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
+    return _error(
+        request, 413,
+        f"The request body is larger than the server accepts. A ticket's body may be at most {BODY_MAX} characters.",
+        [{"field": "json", "message": "the request body is too large"}],
+    )
+
+
+@api.exception_handler(services.ApiKeyRefused)
+def _on_key_refused(request: HttpRequest, exc: services.ApiKeyRefused) -> HttpResponse:
+    return _error(request, 401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="promptctl", error="invalid_token"'})
+
+
+@api.exception_handler(services.AgentOutOfScope)
+def _on_out_of_scope(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return _error(request, 403, str(exc))
+
+
+@api.exception_handler(pins.RouteRefused)
+def _on_route_refused(request: HttpRequest, exc: pins.RouteRefused) -> HttpResponse:
+    status = 409 if isinstance(exc, pins.AgentNotServing) else 404
+    return _error(request, status, str(exc))
+
+
+@api.exception_handler(selectors.JobNotFound)
+def _on_job_not_found(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return _error(request, 404, str(exc))
+
+
+@api.exception_handler(services.TriageFailed)
+def _on_triage_failed(request: HttpRequest, exc: services.TriageFailed) -> HttpResponse:
+    if exc.outcome == Outcome.TIMEOUT:
+        return _error(request, 504, str(exc))
+    if exc.outcome == Outcome.UNAVAILABLE:
+        seconds = exc.retry_after if exc.retry_after else DEFAULT_RETRY_AFTER_SECONDS
+        return _error(request, 503, str(exc), headers={"Retry-After": str(max(1, math.ceil(seconds)))})
+    return _error(request, 502, str(exc))
+
+
+@api.exception_handler(DomainError)
+def _on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return _error(request, 400, str(exc))
+
+
+# --- endpoints --------------------------------------------------------------------------
+
+
+def _ticket(payload: TicketIn) -> services.Ticket:
+    return services.Ticket(subject=payload.subject, body=payload.body, request_key=payload.request_key)
+
+
+def _triage_out(served: services.Served) -> dict[str, Any]:
+    return {
+        "team": served.team,
+        "priority": served.priority,
+        "valid": served.valid,
+        "problem": served.problem,
+        "agent": served.agent,
+        "version": served.version,
+        "channel": served.channel,
+        "canary": served.canary,
+        "session_id": served.session_id,
+        "latency_ms": served.latency_ms,
+        "request_id": served.request_id,
+    }
+
+
+AgentName = Path(..., min_length=1, max_length=100, pattern=AGENT_NAME_PATTERN, description="promptctl's agent name")
+
+
+@api.post("/triage", response={200: TriageOut, **ERRORS}, summary="Route a ticket with the default agent", tags=["triage"])
+async def triage_default(request: HttpRequest, ticket: TicketIn):
+    served = await services.triage_serve(principal=request.auth, agent_name=None, ticket=_ticket(ticket))
+    return _triage_out(served)
+
+
+@api.post("/agents/{name}/triage", response={200: TriageOut, **ERRORS}, summary="Route a ticket with a named agent", tags=["triage"])
+async def triage_agent(request: HttpRequest, ticket: TicketIn, name: str = AgentName):
+    served = await services.triage_serve(principal=request.auth, agent_name=name, ticket=_ticket(ticket))
+    return _triage_out(served)
+
+
+async def _job_accept(request: HttpRequest, agent_name: str | None, ticket: TicketIn):
+    job = await sync_to_async(services.triage_job_create)(
+        principal=request.auth, agent_name=agent_name, ticket=_ticket(ticket)
+    )
+    url = reverse("triage-api:triage_job_get", kwargs={"job_id": str(job.pk)})
+    response = api.create_response(request, {"job_id": str(job.pk), "status": job.status, "url": url}, status=202)
+    response["Location"] = url
+    return response
+
+
+@api.post(
+    "/triage/jobs", response={202: JobAccepted, **ERRORS}, tags=["jobs"],
+    summary="Queue a ticket for the default agent (answers 202 at once; read the result by job id)",
+)
+async def triage_job_create_default(request: HttpRequest, ticket: TicketIn):
+    return await _job_accept(request, None, ticket)
+
+
+@api.post(
+    "/agents/{name}/triage/jobs", response={202: JobAccepted, **ERRORS}, tags=["jobs"],
+    summary="Queue a ticket for a named agent",
+)
+async def triage_job_create_agent(request: HttpRequest, ticket: TicketIn, name: str = AgentName):
+    return await _job_accept(request, name, ticket)
+
+
+def _job_out(job: TriageJob) -> dict[str, Any]:
+    result = None
+    if job.status == TriageJob.Status.DONE and job.request is not None:
+        logged = job.request
+        ok = logged.outcome == Outcome.OK
+        result = {
+            "team": logged.team if ok else None,
+            "priority": logged.priority if ok else None,
+            "valid": ok,
+            "problem": None if ok else logged.problem,
+            "agent": job.agent.name,
+            "version": logged.version.number,
+            "channel": logged.channel,
+            "canary": logged.canary,
+            "session_id": logged.session_id,
+            "latency_ms": logged.latency_ms,
+            "request_id": logged.pk,
+        }
+    error = None
+    if job.status == TriageJob.Status.FAILED:
+        error = {"code": job.error_code or "failed", "message": job.error_message}
+    return {
+        "job_id": str(job.pk),
+        "status": job.status,
+        "agent": job.agent.name,
+        "created_at": job.created_at,
+        "finished_at": job.finished_at,
+        "result": result,
+        "error": error,
+    }
+
+
+@api.get("/triage/jobs/{job_id}", response={200: JobOut, **JOB_READ_ERRORS}, url_name="triage_job_get",
+         summary="Read a queued ticket's status and result", tags=["jobs"])
+async def triage_job_get(request: HttpRequest, job_id: str = Path(..., min_length=1, max_length=100)):
+    job = await sync_to_async(selectors.triage_job_get)(api_key_id=request.auth.key_id, job_id=job_id)
+    return _job_out(job)

@@ -1,0 +1,125 @@
+"""Typed request and response bodies of the triage API (the OpenAPI document is generated from these).
+
+Input rules, each refused with a message naming the field:
+
+- ``subject`` and ``body`` are required strings (numbers, nulls, lists are refused,
+  not converted); ``subject`` must contain text, ``body`` may be empty.
+- Sizes: ``subject`` at most ``SUBJECT_MAX`` characters, ``body`` at most
+  ``BODY_MAX``, ``request_key`` at most ``REQUEST_KEY_MAX``.
+- No NUL characters and no unpaired surrogates (``"\\ud800"`` in JSON): neither
+  can be stored or sent on, so they are refused rather than silently changed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal, Optional
+
+from ninja import Schema
+from pydantic import ConfigDict, Field, StrictStr, field_validator
+
+SUBJECT_MAX = 500
+BODY_MAX = 20_000
+REQUEST_KEY_MAX = 200
+
+
+def _clean(field: str, value: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{field} contains a NUL character (\\u0000); remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{field} contains an unpaired surrogate escape (such as \\ud800); send valid Unicode text") from None
+    return value
+
+
+class TicketIn(Schema):
+    """One support ticket to route."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    subject: StrictStr = Field(
+        ..., max_length=SUBJECT_MAX, description=f"The ticket's subject line: 1-{SUBJECT_MAX} characters, not blank."
+    )
+    body: StrictStr = Field(
+        ..., max_length=BODY_MAX, description=f"The ticket's text: up to {BODY_MAX} characters."
+    )
+    request_key: Optional[StrictStr] = Field(
+        None,
+        max_length=REQUEST_KEY_MAX,
+        description=(
+            "Optional caller key (e.g. the ticket or customer id). While a canary runs, one key always gets the "
+            "same version; without a key the canary share is drawn at random."
+        ),
+    )
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        _clean("subject", value)
+        if not value.strip():
+            raise ValueError("subject is empty; give the ticket's subject line")
+        return value
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, value: str) -> str:
+        return _clean("body", value)
+
+    @field_validator("request_key")
+    @classmethod
+    def _request_key(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return None
+        _clean("request_key", value)
+        return value or None
+
+
+class TriageOut(Schema):
+    """The routing verdict and which version gave it."""
+
+    team: Optional[str] = Field(..., description="The team to route to; null when the reply was not a valid verdict.")
+    priority: Optional[str] = Field(..., description="P1-P3; null when the reply was not a valid verdict.")
+    valid: bool = Field(..., description="False when the agent's reply could not be read as a verdict (see problem).")
+    problem: Optional[str] = Field(None, description="Why the reply was not a valid verdict.")
+    agent: str
+    version: int = Field(..., description="The agent version that answered (a 64-bit integer).")
+    channel: str
+    canary: bool = Field(..., description="True when the canary version answered.")
+    session_id: str
+    latency_ms: int = Field(..., description="Time from routing to the recorded verdict, in milliseconds.")
+    request_id: int = Field(..., description="This call's entry in promptctl's request log.")
+
+
+class FieldError(Schema):
+    field: str = Field(..., description="The input field at fault, or 'json' for the request body as a whole.")
+    message: str
+
+
+class ErrorOut(Schema):
+    """Every refusal: what was refused, why, and what to do next."""
+
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list, description="One message per bad field (input errors).")
+
+
+class JobAccepted(Schema):
+    job_id: uuid.UUID
+    status: Literal["queued", "running", "done", "failed"]
+    url: str = Field(..., description="Where to read the job: GET this URL.")
+
+
+class JobError(Schema):
+    code: str
+    message: str
+
+
+class JobOut(Schema):
+    job_id: uuid.UUID
+    status: Literal["queued", "running", "done", "failed"]
+    agent: str
+    created_at: datetime
+    finished_at: Optional[datetime] = None
+    result: Optional[TriageOut] = Field(None, description="Set when the job is done.")
+    error: Optional[JobError] = Field(None, description="Set when the job failed.")

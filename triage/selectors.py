@@ -1,0 +1,167 @@
+"""Reads of the triage API's records: canary and shadow numbers, jobs, keys, the timeline.
+
+Selectors never write. Each aggregate is one query however many rows there
+are (the canary window is served by the ``triagerequest_canary_window`` index).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from django.db.models import Count, Q
+
+from promptctl.errors import DomainError
+from promptctl.models import Agent
+from promptctl.selectors import TimelineEntry, timeline_provider_register
+from triage.models import ERROR_OUTCOMES, ApiKey, CanaryCheck, Outcome, ShadowResult, TriageJob, TriageRequest
+
+
+class JobNotFound(DomainError):
+    """No job with that id belongs to the caller's key."""
+
+
+@dataclass(frozen=True)
+class CanaryStats:
+    requests: int
+    invalid: int
+    errors: int
+
+    @property
+    def invalid_rate(self) -> float:
+        return self.invalid / self.requests if self.requests else 0.0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+
+def canary_stats(*, agent_id: int, pin_revision: int) -> CanaryStats:
+    """How the canary of one pin state has done so far: requests it served, invalid replies, failed sessions."""
+    counts = TriageRequest.objects.filter(agent_id=agent_id, pin_revision=pin_revision, canary=True).aggregate(
+        requests=Count("pk"),
+        invalid=Count("pk", filter=Q(outcome=Outcome.INVALID)),
+        errors=Count("pk", filter=Q(outcome__in=ERROR_OUTCOMES)),
+    )
+    return CanaryStats(requests=counts["requests"], invalid=counts["invalid"], errors=counts["errors"])
+
+
+@dataclass(frozen=True)
+class ShadowSummary:
+    """A candidate version's shadow record: how often it disagreed with production, and how often it failed."""
+
+    version_id: int
+    total: int
+    compared: int
+    disagreements: int
+    invalid: int
+    errors: int
+
+    @property
+    def disagreement_rate(self) -> float | None:
+        return self.disagreements / self.compared if self.compared else None
+
+    @property
+    def invalid_rate(self) -> float | None:
+        return self.invalid / self.total if self.total else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "version_id": self.version_id,
+            "shadow_runs": self.total,
+            "compared": self.compared,
+            "disagreements": self.disagreements,
+            "disagreement_rate": self.disagreement_rate,
+            "invalid": self.invalid,
+            "invalid_rate": self.invalid_rate,
+            "errors": self.errors,
+        }
+
+    def sentence(self) -> str:
+        if not self.total:
+            return "no shadow runs yet"
+        disagreement = f"{self.disagreement_rate:.1%}" if self.disagreement_rate is not None else "n/a"
+        return (
+            f"{self.total} shadow runs on live tickets: disagreed with production on {self.disagreements} of "
+            f"{self.compared} compared ({disagreement}); {self.invalid} invalid outputs ({self.invalid_rate:.1%}); "
+            f"{self.errors} failed sessions"
+        )
+
+
+def shadow_summaries(*, version_ids: Iterable[int]) -> dict[int, ShadowSummary]:
+    """Shadow summaries of several versions in one grouped query (versions without runs are absent)."""
+    rows = (
+        ShadowResult.objects.filter(version_id__in=list(version_ids))
+        .values("version_id")
+        .annotate(
+            total=Count("pk"),
+            compared=Count("pk", filter=Q(agrees__isnull=False)),
+            disagreements=Count("pk", filter=Q(agrees=False)),
+            invalid=Count("pk", filter=Q(outcome=Outcome.INVALID)),
+            errors=Count("pk", filter=Q(outcome__in=ERROR_OUTCOMES)),
+        )
+    )
+    return {row["version_id"]: ShadowSummary(**row) for row in rows}
+
+
+def shadow_summary(*, version_id: int) -> ShadowSummary:
+    """The shadow record of one version (all zeros when it never ran in shadow)."""
+    return shadow_summaries(version_ids=[version_id]).get(
+        version_id, ShadowSummary(version_id=version_id, total=0, compared=0, disagreements=0, invalid=0, errors=0)
+    )
+
+
+def shadow_disagreements(*, version_id: int) -> Any:
+    """The live tickets where the candidate's verdict differed from production's, newest first."""
+    return (
+        ShadowResult.objects.filter(version_id=version_id, agrees=False)
+        .select_related("request", "request__version", "version")
+        .order_by("-created_at")
+    )
+
+
+def triage_job_get(*, api_key_id: int, job_id: str | uuid.UUID) -> TriageJob:
+    """The job with that id if the caller's key created it; other keys' jobs do not exist for them."""
+    try:
+        key = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
+    except ValueError:
+        key = None
+    job = None
+    if key is not None:
+        job = (
+            TriageJob.objects.select_related("agent", "request", "request__version", "request__agent")
+            .filter(pk=key, api_key_id=api_key_id)
+            .first()
+        )
+    if job is None:
+        raise JobNotFound(
+            f"There is no job {job_id} for this API key. Job ids come from POST /api/v1/triage/jobs; "
+            "a job is visible only to the key that created it."
+        )
+    return job
+
+
+def api_key_list() -> Any:
+    return ApiKey.objects.select_related("usage", "created_by").prefetch_related("agents").order_by("name")
+
+
+# --- the agent timeline (promptctl's extension point) ------------------------------
+
+
+@timeline_provider_register
+def _timeline_canary_checks(agent: Agent) -> Iterable[TimelineEntry]:
+    for check in CanaryCheck.objects.filter(agent=agent).select_related("canary_version"):
+        yield TimelineEntry(
+            check.created_at, "canary check", "promptctl",
+            f"{check.summary()}; filed change request #{check.end_change_id} to end the canary",
+        )
+
+
+@timeline_provider_register
+def _timeline_shadow(agent: Agent) -> Iterable[TimelineEntry]:
+    versions = {v.pk: v for v in agent.versions.all()}
+    summaries = shadow_summaries(version_ids=versions)
+    for version_id, summary in summaries.items():
+        latest = ShadowResult.objects.filter(version_id=version_id).order_by("-created_at").values_list("created_at", flat=True).first()
+        yield TimelineEntry(latest, "shadow", "promptctl", f"version {versions[version_id].number}: {summary.sentence()}")

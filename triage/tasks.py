@@ -1,0 +1,31 @@
+"""Celery tasks of the triage API. Each takes ids, calls one service, and is idempotent.
+
+- ``triage.run_job(job_id)``: an asynchronous triage call. A final job is a
+  no-op; a job left running by a dead worker is started again, and only the
+  newest attempt may finish it.
+- ``triage.shadow_run(request_id)``: a logged ticket sent to its shadow
+  candidate. One result per (request, version): a repeat finds it.
+- ``triage.canary_end(agent_id, pin_revision)``: files the change request that
+  ends a canary over its limits. One per canary: a repeat finds the first.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from triage import services
+
+
+@shared_task(name="triage.run_job", ignore_result=True, acks_late=True)
+def triage_job_run(job_id: str) -> None:
+    services.triage_job_run(job_id=job_id)
+
+
+@shared_task(name="triage.shadow_run", ignore_result=True, acks_late=True)
+def shadow_run(request_id: int) -> None:
+    services.shadow_run(request_id=request_id)
+
+
+@shared_task(name="triage.canary_end", ignore_result=True, acks_late=True)
+def canary_end(agent_id: int, pin_revision: int) -> None:
+    services.canary_end(agent_id=agent_id, pin_revision=pin_revision)
