@@ -44,7 +44,8 @@ T = TypeVar("T")
 
 OFFLINE_PLACEHOLDER_KEY = "promptctl-offline"  # the emulator accepts any key
 _IDENTITY_FIELDS = {"id", "version", "created_at", "updated_at", "archived_at", "type"}
-_CONFLICT_VERSION = re.compile(r"(?:current|server)[^0-9]{0,40}?version[^0-9]{0,20}?(\d+)", re.IGNORECASE)
+# "... is at version 7", "current version: 7", "server version 7": the number the server holds now.
+_CONFLICT_VERSION = re.compile(r"(?:current|server|is at|now at)[^0-9]{0,40}?version[^0-9]{0,20}?(\d+)", re.IGNORECASE)
 
 
 # --- Errors -----------------------------------------------------------------
