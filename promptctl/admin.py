@@ -22,6 +22,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllow
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from simple_history.admin import SimpleHistoryAdmin
 
 from promptctl import selectors, services
@@ -91,7 +92,7 @@ class VersionInline(ReadOnlyAdminMixin, admin.TabularInline):
     @admin.display(description="origin")
     def origin_flag(self, version: AgentVersion) -> str:
         if version.is_outside:
-            return format_html('<strong class="promptctl-warning">⚠ changed outside promptctl</strong>')
+            return mark_safe('<strong class="promptctl-warning">⚠ changed outside promptctl</strong>')
         return "made through promptctl"
 
     @admin.display(description="config sha256")
@@ -259,7 +260,7 @@ class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="origin")
     def origin_flag(self, version: AgentVersion) -> str:
         if version.is_outside:
-            return format_html('<strong class="promptctl-warning">⚠ changed outside promptctl</strong>')
+            return mark_safe('<strong class="promptctl-warning">⚠ changed outside promptctl</strong>')
         return "promptctl"
 
     @admin.display(description="config sha256")
@@ -423,7 +424,7 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
     @admin.display(description="target origin")
     def target_origin(self, change: ChangeRequest) -> str:
         if change.target_version.is_outside:
-            return format_html('<strong class="promptctl-warning">⚠ changed outside promptctl (found by sync)</strong>')
+            return mark_safe('<strong class="promptctl-warning">⚠ changed outside promptctl (found by sync)</strong>')
         return "made through promptctl"
 
     @admin.display(description="evidence")
@@ -435,7 +436,7 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
     def get_urls(self):
         urls = [
             path(
-                "<path:object_id>/<str:action>/",
+                "<path:object_id>/action/<slug:action>/",
                 self.admin_site.admin_view(self.action_view),
                 name="promptctl_changerequest_action",
             ),
@@ -468,7 +469,7 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = ChangeRequestForm(request.POST or None, initial={"agent": request.GET.get("agent")})
+        form = ChangeRequestForm(request.POST if request.method == "POST" else None, initial={"agent": request.GET.get("agent")})
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -505,7 +506,7 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
         if not self.has_view_permission(request, change):
             raise PermissionDenied
         change_url = reverse("admin:promptctl_changerequest_change", args=[change.pk])
-        form = DecisionForm(request.POST or None)
+        form = DecisionForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             comment = form.cleaned_data["comment"]
             try:
