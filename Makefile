@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python manage.py demo --serve=$(SERVE)
+	$(BIN)/python -m promptctl.demo --serve=$(SERVE)
 
 bench: $(STAMP)
 	$(BIN)/python manage.py bench

@@ -1,0 +1,1 @@
+"""``make demo``: the tutorial end to end on embedded defaults (see ``__main__``)."""
