@@ -65,3 +65,6 @@ def promote(agent, number, requester, reviewer, *, kind="promote", channel=CHANN
     services.change_request_apply(change=change, actor=reviewer)
     change.refresh_from_db()
     return change
+
+
+from tests.browser_support import browser_page, chromium  # noqa: E402,F401  (fixtures for test_browser.py)
