@@ -1,0 +1,234 @@
+"""The tutorial, played through promptctl's own services and workers.
+
+Each step calls the same services the admin, CLI and API call; eval runs are
+executed by the Celery worker process the launcher started. A refusal that the
+story expects (the regression gate) is caught and shown; any other refusal
+stops the story with its message.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from promptctl import selectors, services
+from promptctl.errors import DomainError
+from promptctl.models import Agent, AgentVersion
+
+AGENT_NAME = "ticket-triage"
+TESTSET_NAME = "support-tickets"
+TICKETS_FILE = Path(__file__).resolve().parents[2] / "evals" / "data" / "support_tickets.jsonl"
+
+V1_PROMPT = (
+    "You are a support-ticket triage agent for a usage-billed API product.\n"
+    "Read the ticket and respond with ONLY a single line of raw JSON (no code fences, no prose):\n"
+    '{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}\n'
+    "Route based on the customer's actual problem, not surface keywords."
+)
+V2_PROMPT = V1_PROMPT + (
+    "\n\nROUTING RULE: If the ticket text mentions API usage, rate limits, quotas, or request volume, route to "
+    "api-platform. Apply this rule before any other consideration; do not second-guess it based on the rest of "
+    "the ticket."
+)
+
+DEMO_USERS = (
+    ("alice", "requester", "alice-demo-pass"),
+    ("bob", "reviewer", "bob-demo-pass"),
+    ("carol", "reviewer", "carol-demo-pass"),
+    ("admin", "admin", "admin-demo-pass"),
+)
+
+
+class Story:
+    def __init__(self, *, web_url: str, write: Callable[[str], None], run_timeout: float = 600.0) -> None:
+        self.web_url = web_url.rstrip("/")
+        self.write = write
+        self.run_timeout = run_timeout
+        self.users: dict[str, Any] = {}
+        self.runs: list[Any] = []
+
+    # --- output ---------------------------------------------------------------
+
+    def step(self, number: int, title: str) -> None:
+        self.write("")
+        self.write(f"== {number}. {title}")
+
+    def say(self, text: str = "") -> None:
+        self.write(f"   {text}" if text else "")
+
+    # --- the tutorial ------------------------------------------------------------
+
+    def play(self) -> None:
+        from evals import selectors as eval_selectors
+        from evals import services as eval_services
+
+        self.step(0, "Users and roles")
+        for username, role, password in DEMO_USERS:
+            self.users[username] = services.user_create(username=username, role=role, password=password)
+            self.say(f"{username:6} {role:9} password: {password}")
+        alice, bob, carol = self.users["alice"], self.users["bob"], self.users["carol"]
+
+        self.step(1, f"alice creates the {AGENT_NAME} agent with the v1 prompt and imports its gating test set")
+        agent = services.agent_create(name=AGENT_NAME, model="claude-sonnet-4-6", system_prompt=V1_PROMPT, actor=alice)
+        v1 = agent.versions.get()
+        self.say(f"agent {agent.name} = remote {agent.remote_id}, environment {agent.environment_id}")
+        self.say(f"version {v1.number} recorded (config sha256 {v1.config_sha256[:12]}…)")
+        imported = eval_services.testset_import(
+            name=TESTSET_NAME, data=TICKETS_FILE.read_bytes(), filename=TICKETS_FILE.name, agent=agent, gating=True, actor=alice
+        )
+        testset_version = imported.version
+        self.say(f"test set {TESTSET_NAME} v{testset_version.number}: {testset_version.case_count} tickets, "
+                 f"content {testset_version.content_hash[:12]}…")
+        for warning in testset_version.label_warnings:
+            self.say(f"warning: {warning.get('message', warning)}")
+
+        self.step(2, "score v1; alice requests promotion of v1 to production, bob approves, alice applies")
+        run_v1 = self.run_and_wait(agent_version=v1, testset_version=testset_version, actor=alice)
+        change = services.change_request_create(
+            agent=agent, kind="promote", target_number=v1.number, reason="First production version (tutorial v1).",
+            actor=alice, evidence_ref=f"run:{run_v1.pk}",
+        )
+        self.say(f"change request #{change.pk}: promote v{v1.number} with evidence run:{run_v1.pk}")
+        services.change_request_approve(change=change, reviewer=bob, comment="v1 scores well on every team.")
+        self.say("bob approved")
+        services.change_request_apply(change=change, actor=alice)
+        self.say(f"applied: production is v{self.production_number(agent)}")
+
+        self.step(3, "alice creates v2 with the routing rule, scores it and compares against production")
+        v2 = services.version_create(agent=agent, system_prompt=V2_PROMPT, actor=alice)
+        self.say(f"version {v2.number} recorded (config sha256 {v2.config_sha256[:12]}…)")
+        run_v2 = self.run_and_wait(agent_version=v2, testset_version=testset_version, actor=alice)
+        comparison = eval_services.comparison_create(baseline_run=run_v1, candidate_run=run_v2, actor=alice)
+        self.show_comparison(eval_selectors.comparison_summary(comparison=comparison))
+
+        self.step(4, "alice requests promotion of v2: the regression gate refuses; she re-files accepting it")
+        blocked = services.change_request_create(
+            agent=agent, kind="promote", target_number=v2.number, reason="Route usage questions to api-platform.",
+            actor=alice, evidence_ref=f"comparison:{comparison.pk}",
+        )
+        services.change_request_approve(change=blocked, reviewer=bob, comment="Looks fine to me.")
+        self.say(f"change request #{blocked.pk} approved by bob; alice applies it…")
+        try:
+            services.change_request_apply(change=blocked, actor=alice)
+        except DomainError as refusal:
+            self.say(f"REFUSED: {refusal}")
+        else:
+            raise DomainError("The regression gate let a regressed promotion through; the demo stops here.")
+        services.change_request_withdraw(change=blocked, actor=alice)
+        accepted = services.change_request_create(
+            agent=agent, kind="promote", target_number=v2.number, reason="Route usage questions to api-platform.",
+            actor=alice, evidence_ref=f"comparison:{comparison.pk}",
+            accept_regression_reason="Billing will re-route misrouted tickets by hand this week.",
+        )
+        accepted.refresh_from_db()
+        self.say(f"change request #{accepted.pk} accepts the regression: needs {accepted.approvals_required} approvals")
+        services.change_request_approve(change=accepted, reviewer=bob, comment="Accepting, with the manual re-route.")
+        services.change_request_approve(change=accepted, reviewer=carol, comment="Agreed; roll back if billing complains.")
+        self.say("bob and carol approved")
+        services.change_request_apply(change=accepted, actor=alice)
+        self.say(f"applied: production is v{self.production_number(agent)}")
+
+        self.step(5, "billing complains: alice requests a rollback to v1, bob approves, alice applies")
+        rollback = services.change_request_create(
+            agent=agent, kind="rollback", target_number=v1.number, reason="Billing tickets misrouted under v2.", actor=alice,
+        )
+        services.change_request_approve(change=rollback, reviewer=bob, comment="Roll back.")
+        services.change_request_apply(change=rollback, actor=alice)
+        self.say(f"applied: production is v{self.production_number(agent)} again")
+        verification = selectors.audit_chain_verify()
+        self.say(verification.message)
+        if not verification.ok:
+            raise DomainError("The audit chain does not verify.")
+
+        self.step(6, "Final status")
+        self.show_status(agent)
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def production_number(self, agent: Agent) -> int | None:
+        pin = selectors.pins_for_agent(agent=agent).get("production")
+        return pin.version.number if pin else None
+
+    def run_and_wait(self, *, agent_version: AgentVersion, testset_version: Any, actor: Any) -> Any:
+        """Start a run on the worker and show its progress until it ends."""
+        from evals import selectors as eval_selectors
+        from evals import services as eval_services
+        from evals.models import EvalRun
+
+        run = eval_services.eval_run_start(agent_version=agent_version, testset_version=testset_version, actor=actor)
+        self.say(f"eval run #{run.pk}: v{agent_version.number} × {run.unit_total} tickets on the Celery worker")
+        deadline = time.monotonic() + self.run_timeout
+        last_line = ""
+        while True:
+            run.refresh_from_db()
+            progress = eval_selectors.eval_run_progress(run=run)
+            filled = int(30 * progress["done"] / max(1, progress["total"]))
+            line = f"   [{'#' * filled}{'.' * (30 - filled)}] {progress['done']}/{progress['total']} {run.status}"
+            if line != last_line:
+                self.write(line)
+                last_line = line
+            if run.status not in (EvalRun.Status.QUEUED, EvalRun.Status.RUNNING):
+                break
+            if time.monotonic() > deadline:
+                raise DomainError(f"Eval run #{run.pk} did not finish within {self.run_timeout:.0f}s; is the worker running?")
+            time.sleep(0.25)
+        if run.status != EvalRun.Status.FINISHED:
+            raise DomainError(f"Eval run #{run.pk} ended {run.status}: {run.status_reason}")
+        summary = eval_selectors.eval_run_summary(run=run)
+        self.runs.append(summary)
+        self.show_run_scores(summary)
+        return run
+
+    def show_run_scores(self, summary: dict) -> None:
+        teams = summary["scores"]["teams"]
+        wall = summary.get("wall_seconds")
+        self.say(f"finished in {wall:.1f}s" if wall is not None else "finished")
+        for team, score in sorted(teams.items()):
+            self.say(f"{team:13} {score['correct']}/{score['total']}")
+
+    def show_comparison(self, summary: dict) -> None:
+        self.say(f"comparison #{summary['id']}: v{summary['baseline']['version']} (production) → "
+                 f"v{summary['candidate']['version']} on {summary['testset']} v{summary['testset_version']}")
+        self.say(f"{'team':13} {'baseline':>9} {'candidate':>9} {'delta':>6}  verdict")
+        for team, row in sorted(summary["teams"].items()):
+            base, cand = row["baseline"], row["candidate"]
+            verdict = "REGRESSED" if row["regressed"] else "ok"
+            self.say(f"{team:13} {base['correct']:>4}/{base['total']:<4} {cand['correct']:>4}/{cand['total']:<4} "
+                     f"{cand['correct'] - base['correct']:>+6}  {verdict}")
+        for flip in summary["flips"]:
+            self.say(f"flip {flip['ticket']} ({flip['team']}): {flip['direction'].replace('_', ' ')}, "
+                     f"v{summary['baseline']['version']} said {flip['baseline_answer']}, "
+                     f"v{summary['candidate']['version']} says {flip['candidate_answer']}")
+        self.say(f"exact McNemar p = {summary['mcnemar_p']:.3g}; regressed: {', '.join(summary['regressed_teams']) or 'none'}")
+
+    def show_status(self, agent: Agent) -> None:
+        from promptctl.models import ChangeRequest
+
+        status = selectors.agent_status(agent=agent)
+        for channel, pin in status["pins"].items():
+            self.say(f"pin {channel}: v{pin['version']}" + (f" (canary v{pin['canary_version']} at {pin['canary_percent']}%)" if pin.get("canary_version") else ""))
+        for version in status["versions"]:
+            self.say(f"version {version['version']}: origin {version['origin']}, by {version['created_by']}")
+        for run in self.runs:
+            correct = sum(team["correct"] for team in run["scores"]["teams"].values())
+            total = sum(team["total"] for team in run["scores"]["teams"].values())
+            self.say(f"run #{run['id']}: v{run['version']} {correct}/{total} teams right")
+        for change in ChangeRequest.objects.filter(agent=agent).order_by("pk"):
+            self.say(f"change #{change.pk}: {change.kind} v{change.target_version.number} — {change.status}")
+        self.say("")
+        self.say(f"admin: {self.web_url}/admin/   (logins above; try alice, then bob)")
+
+
+def story_play(*, web_url: str, write: Callable[[str], None] = lambda line: print(line, flush=True)) -> int:
+    try:
+        Story(web_url=web_url, write=write).play()
+    except DomainError as refusal:
+        write(f"demo stopped: {refusal}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run through `manage.py demo_story`
+    sys.exit(story_play(web_url="http://127.0.0.1:8000"))
