@@ -31,7 +31,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from ninja import NinjaAPI, Path
-from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, ValidationError, ValidationErrorContext
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 
@@ -59,13 +59,18 @@ class TicketParser(Parser):
                 f"the request body is not UTF-8 text (byte {error.start} cannot be decoded); send JSON encoded as UTF-8"
             ) from None
         try:
-            return json.loads(text.removeprefix("\ufeff"))
+            value = json.loads(text.removeprefix("\ufeff"))
         except json.JSONDecodeError as error:
             raise BodyUnreadable(
                 f"the request body is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})"
             ) from None
         except (ValueError, RecursionError) as error:
             raise BodyUnreadable(f"the request body is not usable JSON ({error})") from None
+        if not isinstance(value, dict):
+            raise BodyUnreadable(
+                f"the request body must be a JSON object with subject and body, not {_json_type(value)}"
+            )
+        return value
 
 
 class ApiKeyAuth(HttpBearer):
@@ -75,7 +80,25 @@ class ApiKeyAuth(HttpBearer):
         return await sync_to_async(services.api_key_authenticate)(token=token)
 
 
-api = NinjaAPI(
+class TriageNinjaAPI(NinjaAPI):
+    """NinjaAPI that keeps the JSON type and length of a bad value (never the value) for field messages."""
+
+    def validation_error_from_error_contexts(self, error_contexts: list[ValidationErrorContext]) -> ValidationError:
+        errors: list[dict[str, Any]] = []
+        for context in error_contexts:
+            model = context.model
+            for item in context.pydantic_validation_error.errors(include_url=False, include_context=True):
+                item["loc"] = (model.__ninja_param_source__,) + model.__ninja_flatten_map_reverse__.get(item["loc"], item["loc"])
+                submitted = item.pop("input", None)
+                item["input_type"] = _json_type(submitted)
+                item["input_length"] = len(submitted) if isinstance(submitted, str) else None
+                if isinstance((item.get("ctx") or {}).get("error"), Exception):
+                    item["ctx"]["error"] = str(item["ctx"]["error"])
+                errors.append(dict(item))
+        return ValidationError(errors)
+
+
+api = TriageNinjaAPI(
     title="promptctl triage API",
     version="1",
     description=(
@@ -123,8 +146,10 @@ def _json_type(value: Any) -> str:
 
 def _field_message(item: dict) -> dict[str, str]:
     """One pydantic error as ``{"field", "message"}`` in words a caller can act on."""
-    location = [str(part) for part in item.get("loc", ()) if part not in ("body", "ticket")]
-    if location and location[0] in ("path", "query"):
+    location = [str(part) for part in item.get("loc", ())]
+    if location[:1] == ["body"]:
+        location = location[2:]  # ("body", <parameter name>, field...): the source, then the schema parameter
+    elif location[:1] in (["path"], ["query"], ["header"]):
         location = location[1:]
     field = ".".join(location) or "json"
     kind = item.get("type", "")
@@ -134,16 +159,20 @@ def _field_message(item: dict) -> dict[str, str]:
             return {"field": "json", "message": "the request body is empty: send a JSON object with subject and body"}
         return {
             "field": "json",
-            "message": f"the request body must be a JSON object with subject and body, not {_json_type(item.get('input'))}",
+            "message": f"the request body must be a JSON object with subject and body, not {item.get('input_type', 'that')}",
         }
     if kind == "missing":
         message = f"{field} is required"
     elif kind == "string_type":
-        message = f"{field} must be a string, not {_json_type(item.get('input'))}"
+        message = f"{field} must be a string, not {item.get('input_type', 'that')}"
     elif kind == "string_too_long":
-        given = item.get("input")
-        size = f" ({len(given)} given)" if isinstance(given, str) else ""
+        given = item.get("input_length")
+        size = f" ({given} given)" if given is not None else ""
         message = f"{field} is longer than the limit of {context.get('max_length')} characters{size}"
+    elif kind == "string_unicode":
+        message = f"{field} contains an unpaired surrogate escape (such as \\ud800); send valid Unicode text"
+    elif kind == "string_pattern_mismatch":
+        message = f"{field} does not have the expected form ({context.get('pattern')})"
     elif kind == "value_error":
         message = str(item.get("msg", "")).removeprefix("Value error, ")
     else:
@@ -242,7 +271,10 @@ def _triage_out(served: services.Served) -> dict[str, Any]:
     }
 
 
-AgentName = Path(..., min_length=1, max_length=100, pattern=AGENT_NAME_PATTERN, description="promptctl's agent name")
+AgentName = Path(
+    ..., min_length=1, max_length=100, pattern=AGENT_NAME_PATTERN, description="promptctl's agent name",
+    example="ticket-triage",
+)
 
 
 @api.post("/triage", response={200: TriageOut, **ERRORS}, summary="Route a ticket with the default agent", tags=["triage"])
