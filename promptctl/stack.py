@@ -1,0 +1,85 @@
+"""Starting promptctl's own processes on loopback, for the demo, benchmarks and tests.
+
+Every process comes from ``promptctl.processes`` (the list docker-compose uses)
+and runs in its own process group, so ``Stack.stop`` ends it and anything it
+spawned, whatever happened before.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from promptctl.processes import BASE_DIR
+
+
+def free_port(preferred: int = 0) -> int:
+    """``preferred`` when it is free on 127.0.0.1, else any free port."""
+    for candidate in (preferred, 0) if preferred else (0,):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise OSError("no free port on 127.0.0.1")
+
+
+class Stack:
+    """Processes started together and stopped together; logs go to ``log_dir/NAME.log``."""
+
+    def __init__(self, *, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.processes: dict[str, subprocess.Popen] = {}
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen:
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+        self.processes[name] = process
+        return process
+
+    def wait_http(self, name: str, url: str, *, seconds: float = 60.0) -> None:
+        """Wait until ``url`` answers; refuse early when the process died."""
+        process = self.processes[name]
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the {name} exited early (code {process.returncode}); see {self.log_dir / (name + '.log')}")
+            try:
+                with urllib.request.urlopen(url, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the {name} did not answer at {url} within {seconds:.0f}s")
+
+    def alive(self) -> bool:
+        return all(process.poll() is None for process in self.processes.values())
+
+    def stop(self, name: str | None = None, *, sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
+        """Stop one process (or all), escalating to SIGKILL after ``grace`` seconds."""
+        names = [name] if name else list(self.processes)
+        for each in names:
+            process = self.processes[each]
+            if process.poll() is None:
+                try:
+                    os.killpg(process.pid, sig)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + grace
+        for each in names:
+            process = self.processes.pop(each)
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
