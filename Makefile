@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/python -m promptctl.demo --serve=$(SERVE)
 
 bench: $(STAMP)
-	$(BIN)/python manage.py bench
+	$(BIN)/python bench/run.py
 
 emulator: $(STAMP)
 	$(BIN)/python manage.py emulator --port 8765
