@@ -62,6 +62,7 @@ class ApiServer:
 
     def start(self, *, timeout: float = 60.0) -> None:
         argv = process_argv("web", host="127.0.0.1", port=self.port)
+        argv[argv.index("--workers") + 1] = str(self.workers)  # the list reads WEB_CONCURRENCY from this process
         var_dir = Path(self.env.get("PROMPTCTL_VAR_DIR", BASE_DIR / "var"))
         var_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = var_dir / f"api-server-{self.port}.log"
