@@ -21,15 +21,16 @@ from .turns import user_message_received
 OVERRIDABLE_AGENT_FIELDS = ("system", "model", "tools", "mcp_servers", "skills")
 
 
-def _check_create_rate(state: EmulatorState, now: float) -> None:
+def _check_create_rate(state: EmulatorState) -> None:
     """Sliding-window limit on session creates; over it, 429 with the wait until a slot frees.
 
-    Caller holds the lock. Refused creates do not use up the window, like a token bucket
-    that only counts what it let through.
+    Caller holds the lock, and the clock is read under it, so the window's times stay in
+    order however many creates race. Refused creates do not use up the window.
     """
     limit = state.knobs.create_limit
     if limit is None:
         return
+    now = time.monotonic()
     window = state.knobs.create_window
     times = state.session_create_times
     while times and times[0] <= now - window:
@@ -78,7 +79,7 @@ def session_create(state: EmulatorState, body: Mapping[str, Any]) -> dict[str, A
     initial_texts = [user_message_accept(event) for event in body.get("initial_events") or []]
     now = time.time()
     with state.lock:
-        _check_create_rate(state, now)
+        _check_create_rate(state)
         environment = environment_get(state, environment_id)
         if environment.archived_at is not None:
             raise errors.invalid_request(
