@@ -9,9 +9,13 @@ of the same org) is honoured by the gateway's ``retry-after`` handling.
 Algorithm: GCRA (a token bucket kept as one timestamp, the "theoretical arrival
 time"). It lets ``PROMPTCTL_SESSION_CREATE_BURST`` (20) sessions start at once,
 so a small run does not wait at all, and then spaces the rest evenly at
-``window / (budget - burst)``. Any window then holds at most
-``burst + (budget - burst) = budget`` starts, whether the server counts a
-sliding window, a fixed window or a token bucket. Each caller *reserves* a slot
+``(window + margin) / (budget - burst)``. Any window of ``window + margin``
+seconds then holds at most ``burst + (budget - burst) = budget`` starts,
+whether the server counts a sliding window, a fixed window or a token bucket.
+The margin (``PROMPTCTL_SESSION_CREATE_MARGIN``, 1 s) absorbs the delay between
+a slot and the request reaching the server (thread wake-up, connection set-up):
+a request that arrives up to that late still cannot make the server see more
+than ``budget`` in its window. Each caller *reserves* a slot
 (one atomic step) and sleeps until it, so waiting callers are served in
 order without polling.
 
@@ -61,16 +65,17 @@ class Budget:
     budget: int
     window: float
     burst: int
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.budget < 1 or self.window <= 0:
-            raise ValueError("a rate budget needs budget >= 1 and window > 0")
+        if self.budget < 1 or self.window <= 0 or self.margin < 0:
+            raise ValueError("a rate budget needs budget >= 1, window > 0 and margin >= 0")
         if not 1 <= self.burst < self.budget:
             raise ValueError(f"burst must be between 1 and budget - 1 ({self.budget - 1}), got {self.burst}")
 
     @property
     def interval(self) -> float:
-        return self.window / (self.budget - self.burst)
+        return (self.window + self.margin) / (self.budget - self.burst)
 
     @property
     def tolerance(self) -> float:
@@ -148,6 +153,7 @@ def session_budget() -> Budget:
         budget=settings.PROMPTCTL_SESSION_CREATE_BUDGET,
         window=settings.PROMPTCTL_SESSION_CREATE_WINDOW,
         burst=settings.PROMPTCTL_SESSION_CREATE_BURST,
+        margin=settings.PROMPTCTL_SESSION_CREATE_MARGIN,
     )
 
 

@@ -34,6 +34,17 @@ def test_gcra_allows_the_burst_at_once_then_spaces_evenly():
     assert starts[-1] - now == pytest.approx(580 * 60 / 280)
 
 
+def test_the_margin_keeps_late_requests_inside_the_budget():
+    budget = Budget(budget=300, window=60.0, burst=20, margin=1.0)
+    tat, now, starts = 0.0, 0.0, []
+    for index in range(900):
+        wait, tat = gcra_reserve(stored_tat=tat, now=now, budget=budget)
+        # Every fifth request reaches the server a whole second after its slot.
+        starts.append(now + wait + (1.0 if index % 5 == 0 else 0.0))
+    assert _max_in_window(starts, 60.0) <= 300
+    assert starts[599] <= 132  # still within 10% of the 120 s floor
+
+
 def test_budget_refuses_impossible_values():
     with pytest.raises(ValueError):
         Budget(budget=10, window=60, burst=10)
