@@ -45,26 +45,62 @@ def _array(request: Request, name: str) -> list[str]:
     return list(request.query_lists.get(f"{name}[]", [])) + list(request.query_lists.get(name, []))
 
 
+def _path(request: Request, name: str) -> str:
+    return request.path_params[name]
+
+
 ROUTES = [
     Route("POST", "/v1/environments", lambda s, r: resources.environment_create(s, r.body)),
     Route("GET", "/v1/environments", lambda s, r: resources.environment_list(s, r.query)),
-    Route("GET", "/v1/environments/{environment_id}", lambda s, r: resources.environment_retrieve(s, r.path_params["environment_id"])),
-    Route("DELETE", "/v1/environments/{environment_id}", lambda s, r: resources.environment_delete(s, r.path_params["environment_id"])),
-    Route("POST", "/v1/environments/{environment_id}/archive", lambda s, r: resources.environment_archive(s, r.path_params["environment_id"])),
+    Route(
+        "GET",
+        "/v1/environments/{environment_id}",
+        lambda s, r: resources.environment_retrieve(s, _path(r, "environment_id")),
+    ),
+    Route(
+        "DELETE",
+        "/v1/environments/{environment_id}",
+        lambda s, r: resources.environment_delete(s, _path(r, "environment_id")),
+    ),
+    Route(
+        "POST",
+        "/v1/environments/{environment_id}/archive",
+        lambda s, r: resources.environment_archive(s, _path(r, "environment_id")),
+    ),
     Route("POST", "/v1/agents", lambda s, r: resources.agent_create(s, r.body)),
     Route("GET", "/v1/agents", lambda s, r: resources.agent_list(s, r.query)),
-    Route("GET", "/v1/agents/{agent_id}", lambda s, r: resources.agent_retrieve(s, r.path_params["agent_id"], r.query)),
-    Route("POST", "/v1/agents/{agent_id}", lambda s, r: resources.agent_update(s, r.path_params["agent_id"], r.body)),
-    Route("POST", "/v1/agents/{agent_id}/archive", lambda s, r: resources.agent_archive(s, r.path_params["agent_id"])),
-    Route("GET", "/v1/agents/{agent_id}/versions", lambda s, r: resources.agent_versions_list(s, r.path_params["agent_id"], r.query)),
+    Route("GET", "/v1/agents/{agent_id}", lambda s, r: resources.agent_retrieve(s, _path(r, "agent_id"), r.query)),
+    Route("POST", "/v1/agents/{agent_id}", lambda s, r: resources.agent_update(s, _path(r, "agent_id"), r.body)),
+    Route("POST", "/v1/agents/{agent_id}/archive", lambda s, r: resources.agent_archive(s, _path(r, "agent_id"))),
+    Route(
+        "GET",
+        "/v1/agents/{agent_id}/versions",
+        lambda s, r: resources.agent_versions_list(s, _path(r, "agent_id"), r.query),
+    ),
     Route("POST", "/v1/sessions", lambda s, r: sessions.session_create(s, r.body)),
     Route("GET", "/v1/sessions", lambda s, r: sessions.session_list(s, r.query, _array(r, "statuses"))),
-    Route("GET", "/v1/sessions/{session_id}", lambda s, r: sessions.session_retrieve(s, r.path_params["session_id"])),
-    Route("POST", "/v1/sessions/{session_id}", lambda s, r: sessions.session_update(s, r.path_params["session_id"], r.body)),
-    Route("DELETE", "/v1/sessions/{session_id}", lambda s, r: sessions.session_delete(s, r.path_params["session_id"])),
-    Route("POST", "/v1/sessions/{session_id}/archive", lambda s, r: sessions.session_archive(s, r.path_params["session_id"])),
-    Route("POST", "/v1/sessions/{session_id}/events", lambda s, r: events.events_send(s, r.path_params["session_id"], r.body)),
-    Route("GET", "/v1/sessions/{session_id}/events", lambda s, r: events.events_list(s, r.path_params["session_id"], r.query, _array(r, "types"))),
+    Route("GET", "/v1/sessions/{session_id}", lambda s, r: sessions.session_retrieve(s, _path(r, "session_id"))),
+    Route(
+        "POST",
+        "/v1/sessions/{session_id}",
+        lambda s, r: sessions.session_update(s, _path(r, "session_id"), r.body),
+    ),
+    Route("DELETE", "/v1/sessions/{session_id}", lambda s, r: sessions.session_delete(s, _path(r, "session_id"))),
+    Route(
+        "POST",
+        "/v1/sessions/{session_id}/archive",
+        lambda s, r: sessions.session_archive(s, _path(r, "session_id")),
+    ),
+    Route(
+        "POST",
+        "/v1/sessions/{session_id}/events",
+        lambda s, r: events.events_send(s, _path(r, "session_id"), r.body),
+    ),
+    Route(
+        "GET",
+        "/v1/sessions/{session_id}/events",
+        lambda s, r: events.events_list(s, _path(r, "session_id"), r.query, _array(r, "types")),
+    ),
     Route("GET", "/v1/sessions/{session_id}/events/stream", lambda s, r: STREAM),
 ]
 
