@@ -76,31 +76,41 @@ class Cue:
         )
         return cls(tuple(part.replace("currencyamount", "currency_amount") for part in parts), float(weight))
 
-    def _word_matches(self, part: str, word: str, word_singular: str) -> bool:
-        if part.endswith("*"):
-            return word.startswith(part[:-1])
-        return word_singular == part
-
-    def occurs_in(self, text_words: Sequence[str], text_singulars: Sequence[str]) -> bool:
-        size = len(self.parts)
-        for start in range(len(text_words) - size + 1):
-            if all(
-                self._word_matches(part, text_words[start + offset], text_singulars[start + offset])
-                for offset, part in enumerate(self.parts)
-            ):
-                return True
-        return False
-
 
 class Text:
-    """A ticket's words, singular forms precomputed, for matching many cues."""
+    """A ticket's words, indexed by singular form and by prefix, so hundreds of cues match quickly."""
 
     def __init__(self, text: str) -> None:
         self.words = words(text)
         self.singulars = [singular(word) for word in self.words]
+        self._positions: dict[str, list[int]] = {}
+        for position, word_singular in enumerate(self.singulars):
+            self._positions.setdefault(word_singular, []).append(position)
+        self._prefix_positions: dict[str, list[int]] = {}
+
+    def _positions_of(self, part: str) -> list[int]:
+        if not part.endswith("*"):
+            return self._positions.get(part, [])
+        if part not in self._prefix_positions:
+            prefix = part[:-1]
+            self._prefix_positions[part] = [i for i, word in enumerate(self.words) if word.startswith(prefix)]
+        return self._prefix_positions[part]
+
+    def _matches_at(self, part: str, position: int) -> bool:
+        if position >= len(self.words):
+            return False
+        if part.endswith("*"):
+            return self.words[position].startswith(part[:-1])
+        return self.singulars[position] == part
 
     def has(self, cue: Cue) -> bool:
-        return bool(cue.parts) and cue.occurs_in(self.words, self.singulars)
+        if not cue.parts:
+            return False
+        first, rest = cue.parts[0], cue.parts[1:]
+        return any(
+            all(self._matches_at(part, start + offset) for offset, part in enumerate(rest, start=1))
+            for start in self._positions_of(first)
+        )
 
 
 # --- the lexicon -------------------------------------------------------------------------------
