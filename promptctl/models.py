@@ -58,8 +58,16 @@ class Agent(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=Q(required_approvals__gte=1), name="agent_required_approvals_at_least_one"),
-            models.CheckConstraint(condition=~Q(approver_group=""), name="agent_approver_group_not_blank"),
+            models.CheckConstraint(
+                condition=Q(required_approvals__gte=1),
+                name="agent_required_approvals_at_least_one",
+                violation_error_message="An agent needs at least 1 approval per change; 0 would let pins move unreviewed.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(approver_group=""),
+                name="agent_approver_group_not_blank",
+                violation_error_message="Name the group whose members may approve changes (e.g. reviewers).",
+            ),
         ]
 
     def __str__(self) -> str:

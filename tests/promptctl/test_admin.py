@@ -106,6 +106,14 @@ def test_policy_edits_go_through_the_service_and_are_audited(agent, admin_user, 
     event = AuditEvent.objects.filter(verb="agent.policy").get()
     assert event.before["required_approvals"] == 1 and event.after["required_approvals"] == 2
     assert event.actor == admin_user and event.request_id
+    # Refusals (the form's, from the constraint; the service's) are shown, and nothing changes.
+    inlines = {"pins-TOTAL_FORMS": 0, "pins-INITIAL_FORMS": 0, "versions-TOTAL_FORMS": 1, "versions-INITIAL_FORMS": 1}
+    refused = admin.post(url, {"required_approvals": 0, "approver_group": "reviewers", "regression_tolerance": 1, **inlines})
+    assert "at least 1 approval" in refused.content.decode()
+    refused = admin.post(url, {"required_approvals": 3, "approver_group": "nobody", "regression_tolerance": 1, **inlines}, follow=True)
+    assert "There is no group &#x27;nobody&#x27;" in refused.content.decode()
+    agent.refresh_from_db()
+    assert agent.required_approvals == 2
     # A requester sees the agent but cannot change its policy.
     page = logged_in(requester).get(url)
     assert page.status_code == 200 and b'name="_save"' not in page.content

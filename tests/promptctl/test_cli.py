@@ -124,3 +124,10 @@ def test_refusals_are_one_line_with_exit_one(db, people, prompt_files):
         assert code == 1, args
         assert expected in err and len(err.strip().splitlines()) == 1, err
         assert out == ""
+
+
+def test_each_command_has_its_own_request_id_in_the_audit(db, people):
+    from promptctl.models import AuditEvent
+
+    ids = list(AuditEvent.objects.filter(verb="user.create").order_by("sequence").values_list("request_id", flat=True))
+    assert len(ids) == 3 and all(len(i) == 32 for i in ids) and len(set(ids)) == 3
