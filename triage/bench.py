@@ -113,13 +113,58 @@ class ApiServer:
 @contextmanager
 def api_server(*, settings_dict: dict, emulator_url: str, workers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[ApiServer]:
     """An API server on the database ``settings_dict`` names, talking to the emulator at ``emulator_url``."""
-    env = {
+    env = {**child_env(settings_dict=settings_dict, emulator_url=emulator_url), **(extra_env or {})}
+    with ApiServer(env=env, workers=workers) as server:
+        yield server
+
+
+
+class WorkerProcess:
+    """A Celery worker (the deployment's command) for the database and emulator given."""
+
+    def __init__(self, *, env: dict[str, str], concurrency: int = 4) -> None:
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.concurrency = concurrency
+        self.process: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+
+    def start(self) -> None:
+        argv = process_argv("worker") + ["--pool", "threads", "--concurrency", str(self.concurrency),
+                                         "--without-heartbeat", "--without-gossip", "--without-mingle"]
+        var_dir = Path(self.env.get("PROMPTCTL_VAR_DIR", BASE_DIR / "var"))
+        var_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = var_dir / f"worker-{os.getpid()}-{time.monotonic_ns()}.log"
+        log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.process = None
+
+    def __enter__(self) -> "WorkerProcess":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def child_env(*, settings_dict: dict, emulator_url: str) -> dict[str, str]:
+    """Environment for a child process sharing this process's database and emulator."""
+    return {
         "DATABASE_URL": database_url(settings_dict),
         "ANTHROPIC_BASE_URL": emulator_url,
         "ANTHROPIC_API_KEY": "emulator-accepts-any-key",
         "DJANGO_SETTINGS_MODULE": "promptctl.settings",
-        **(extra_env or {}),
     }
-    with ApiServer(env=env, workers=workers) as server:
-        yield server
-

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import secrets
 import time
@@ -47,6 +48,8 @@ from triage.models import (
     TriageRequest,
 )
 from triage.verdicts import allowed_labels, verdict_parse
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "pctl_"
 SHOWN_PREFIX_LENGTH = 12
@@ -454,7 +457,7 @@ def _job_finish(*, job_id: Any, attempt: int, status: str, request: TriageReques
     return _saved(job, None)
 
 
-def triage_job_run(*, job_id: Any) -> TriageJob:
+def triage_job_run(*, job_id: Any) -> TriageJob | None:
     """Run a queued job once: route at run time, one pinned session, log it, finish the job.
 
     A final job is left alone (a redelivered message is a no-op). A job found
@@ -462,7 +465,10 @@ def triage_job_run(*, job_id: Any) -> TriageJob:
     the newest attempt may finish it.
     """
     with transaction.atomic():
-        job = TriageJob.objects.select_for_update().select_related("agent", "api_key").get(pk=job_id)
+        job = TriageJob.objects.select_for_update().select_related("agent", "api_key").filter(pk=job_id).first()
+        if job is None:
+            logger.warning("job %s does not exist (any more); its message is dropped", job_id)
+            return None
         if job.status in TriageJob.FINAL_STATUSES:
             return job
         job.status = TriageJob.Status.RUNNING
