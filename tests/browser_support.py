@@ -10,7 +10,8 @@ Without it the tests skip locally and fail in CI (``PROMPTCTL_REQUIRE_SERVERS=1`
 
 Playwright's sync API runs an event loop in the test's thread, which makes
 Django refuse ORM calls there as "async"; the page fixture allows them for the
-duration of a browser test only (the ORM calls are still synchronous).
+duration of a browser test only (the ORM calls are still synchronous), and
+closes the connection those calls opened when the test ends.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def chromium(monkeypatch) -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+            # ORM calls made while Playwright's loop ran used a connection local to that
+            # context; close it here, or it outlives the test and blocks dropping the test database.
+            from django.db import connections
+
+            connections.close_all()
 
 
 @pytest.fixture
