@@ -155,3 +155,22 @@ def comparison_summary(*, comparison: Comparison) -> dict[str, Any]:
         "label_warnings": comparison.label_warnings,
         "created_at": comparison.created_at.isoformat(),
     }
+
+
+def testset_list_summary() -> list[dict[str, Any]]:
+    """Every test set with its latest version, for listings."""
+    rows = []
+    for testset in TestSet.objects.select_related("agent").order_by("name"):
+        latest = testset.versions.order_by("-number").first()
+        rows.append(
+            {
+                "name": testset.name,
+                "agent": testset.agent.name if testset.agent_id else None,
+                "gating": testset.gating,
+                "version": latest.number if latest else None,
+                "cases": latest.case_count if latest else 0,
+                "content_hash": latest.content_hash if latest else None,
+                "warnings": len(latest.label_warnings) if latest else 0,
+            }
+        )
+    return rows

@@ -85,6 +85,22 @@ def _full_session_budget(settings):
     yield
 
 
+def execute_all(run: EvalRun) -> EvalRun:
+    """Run every missing unit in this process through the same service a worker task calls."""
+    from evals import services
+
+    for case_id, attempt in services._missing_units(run):
+        services.eval_unit_execute(run_id=run.pk, case_id=case_id, attempt=attempt)
+    run.refresh_from_db()
+    return run
+
+
+@pytest.fixture
+def generous_budget(settings):
+    """For tests that run units one after another; the spacing of the shared budget is tested elsewhere."""
+    settings.PROMPTCTL_SESSION_CREATE_BUDGET = 100_000
+
+
 def _database_url() -> str:
     params = connection.settings_dict
     if connection.vendor == "sqlite":

@@ -12,14 +12,9 @@ from evals import selectors, services
 from evals.models import Comparison, EvalResult, EvalRun, TestCase, TestSet
 from promptctl.errors import DomainError
 
-from .conftest import TICKETS
+from .conftest import TICKETS, execute_all
 
-
-def execute_all(run: EvalRun) -> EvalRun:
-    for case_id, attempt in services._missing_units(run):
-        services.eval_unit_execute(run_id=run.pk, case_id=case_id, attempt=attempt)
-    run.refresh_from_db()
-    return run
+pytestmark = pytest.mark.usefixtures("generous_budget")
 
 
 def start(version, testset_version, *, repeats=1, actor=None, django_capture_on_commit_callbacks=None):
@@ -186,9 +181,3 @@ def test_sweep_resumes_only_stalled_runs(versions, gating_set, django_capture_on
 def test_repeats_are_bounded(versions, gating_set):
     with pytest.raises(DomainError, match="between 1 and 20"):
         start(versions[0], gating_set, repeats=0)
-
-
-@pytest.fixture(autouse=True)
-def _generous_budget(settings):
-    """These tests run units one after another; the spacing of the shared budget is tested elsewhere."""
-    settings.PROMPTCTL_SESSION_CREATE_BUDGET = 100_000
