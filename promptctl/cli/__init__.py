@@ -14,4 +14,5 @@ GROUP_MODULES = [
     "promptctl.cli.changes",
     "promptctl.cli.audit",
     "evals.cli",
+    "triage.cli",
 ]
