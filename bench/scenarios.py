@@ -32,8 +32,19 @@ def _row(metric: str, value: float, unit: str, target: str = "", met: bool | Non
     return row
 
 
-def _setup_agent(label: str):
-    """A fresh agent with the tutorial's v1 prompt and the tickets as its gating set."""
+def _tickets_file_times(copies: int) -> bytes:
+    """The tutorial tickets ``copies`` times over, each copy with its own ids (``TKT-1001-c02``)."""
+    tickets = [json.loads(line) for line in TICKETS_FILE.read_text().splitlines() if line.strip()]
+    lines = [
+        json.dumps({**ticket, "id": f"{ticket['id']}-c{copy:02d}"})
+        for copy in range(1, copies + 1)
+        for ticket in tickets
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _setup_agent(label: str, *, copies: int = 1):
+    """A fresh agent with the tutorial's v1 prompt and the tickets (``copies`` times over) as its test set."""
     from django.contrib.auth import get_user_model
 
     from evals import services as eval_services
@@ -42,8 +53,9 @@ def _setup_agent(label: str):
 
     user = get_user_model().objects.filter(username="bench").first() or services.user_create(username="bench", role="admin")
     agent = services.agent_create(name=f"bench-{label}-{next(_names)}", model="claude-sonnet-4-6", system_prompt=V1_PROMPT, actor=user)
+    data = TICKETS_FILE.read_bytes() if copies == 1 else _tickets_file_times(copies)
     imported = eval_services.testset_import(
-        name=f"{agent.name}-tickets", data=TICKETS_FILE.read_bytes(), filename=TICKETS_FILE.name, agent=agent, actor=user
+        name=f"{agent.name}-tickets", data=data, filename=TICKETS_FILE.name, agent=agent, actor=user
     )
     return user, agent, agent.versions.get(), imported.version
 
@@ -100,8 +112,8 @@ def tutorial_vs_run(context: Context) -> list[dict]:
 def create_limit_600(context: Context) -> list[dict]:
     context.reset()
     context.configure(latency="0.5", create_limit=300)
-    user, agent, version, testset_version = _setup_agent("limit")
-    run, wall = _run_to_end(agent_version=version, testset_version=testset_version, user=user, repeats=30, progress_every=15.0)
+    user, agent, version, testset_version = _setup_agent("limit", copies=30)
+    run, wall = _run_to_end(agent_version=version, testset_version=testset_version, user=user, progress_every=15.0)
     stats = context.stats()
     too_many = stats["faults"].get("create_limit_429", 0) + stats["faults"].get("fault_429", 0)
     results = run.results.count()
