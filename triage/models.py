@@ -28,6 +28,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from promptctl.errors import DomainError
+from promptctl.models import AgentVersion
 
 
 class _Immutable(models.Model):
@@ -389,3 +390,12 @@ class CanaryCheck(_Immutable):
             f"{self.invalid} invalid ({self.invalid_rate:.1%}, limit {self.max_invalid_rate:.1%}), "
             f"{self.errors} failed ({self.error_rate:.1%}, limit {self.max_error_rate:.1%})"
         )
+
+
+
+class ShadowCandidate(AgentVersion):
+    """A version seen as a shadow candidate: the admin shows its shadow record on it (no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "shadow candidate"
