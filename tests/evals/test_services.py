@@ -181,3 +181,18 @@ def test_sweep_resumes_only_stalled_runs(versions, gating_set, django_capture_on
 def test_repeats_are_bounded(versions, gating_set):
     with pytest.raises(DomainError, match="between 1 and 20"):
         start(versions[0], gating_set, repeats=0)
+
+
+def test_runs_and_comparisons_appear_on_the_agent_timeline(agent, versions, gating_set, requester):
+    from promptctl import selectors as promptctl_selectors
+
+    v1, v2 = versions
+    baseline = execute_all(services.eval_run_start(agent_version=v1, testset_version=gating_set, actor=requester))
+    candidate = execute_all(services.eval_run_start(agent_version=v2, testset_version=gating_set))
+    comparison = services.comparison_create(baseline_run=baseline, candidate_run=candidate, actor=requester)
+    entries = [e for e in promptctl_selectors.agent_timeline(agent=agent) if e.kind in ("eval run", "comparison")]
+    summaries = [e.summary for e in entries]
+    assert f"started eval run #{baseline.pk}: version {v1.number} on support-tickets v1" in summaries
+    assert any(s.startswith(f"eval run #{baseline.pk} finished: ") for s in summaries)
+    assert any(f"(comparison #{comparison.pk}): regressed: billing" in s for s in summaries)
+    assert entries[0].actor == "rita" and entries[0].url.endswith(f"/evalrun/{baseline.pk}/change/")
