@@ -175,7 +175,7 @@ def _version_record(*, agent: Agent, remote: gateway.RemoteAgentVersion, origin:
 
 
 def roles_ensure() -> dict[str, Group]:
-    """The ``requesters`` and ``reviewers`` groups with exactly their permissions (idempotent)."""
+    """The ``requesters`` and ``reviewers`` groups with at least their permissions (idempotent; extras an admin added stay)."""
     groups: dict[str, Group] = {}
     for group_name, codenames in ROLE_PERMISSIONS.items():
         group, _created = Group.objects.get_or_create(name=group_name)
@@ -183,7 +183,7 @@ def roles_ensure() -> dict[str, Group]:
         missing = set(codenames) - {p.codename for p in permissions}
         if missing:
             raise DomainError(f"Permissions {sorted(missing)} do not exist yet: run `python manage.py migrate`.")
-        group.permissions.set(permissions)
+        group.permissions.add(*permissions)
         groups[group_name] = group
     return groups
 
@@ -368,7 +368,8 @@ def version_create(*, agent: Agent, system_prompt: str, actor: Any, model: str |
             agent.latest_version_number = max(agent.latest_version_number, remote.version)
             _saved(agent, actor)
             audit_record(
-                actor=actor, verb="agent.sync", target=agent, agent_id=agent.pk, before=before, after=_agent_snapshot(agent)
+                actor=actor, verb="agent.latest_version", target=agent, agent_id=agent.pk, before=before,
+                after=_agent_snapshot(agent),
             )
             return version
     result = agent_sync(agent=agent, actor=actor)

@@ -137,7 +137,8 @@ def change_show(options, out):
         for a in change.approvals.select_related("reviewer")
     ]
     out.human(
-        f"#{data['id']} {data['kind']} {data['agent']}/{data['channel']}: v{data['base_version'] or '-'} → v{data['target_version']}"
+        f"#{data['id']} {data['kind']} {data['agent']}/{data['channel']}: "
+        f"{'v' + str(data['base_version']) if data['base_version'] else '(no pin)'} → v{data['target_version']}"
         f" — {data['status']} ({data['approvals']}/{data['approvals_required']} approvals)"
     )
     out.human(f"Requested by {data['requested_by']} at {data['requested_at'][:19]}: {data['reason']}")
