@@ -117,13 +117,19 @@ def test_session_timeout_is_504_and_the_session_is_archived(api, production, emu
     assert emulator.stats()["sessions"]["unarchived"] == 0
 
 
-def test_invalid_agent_output_is_answered_as_invalid_not_an_error(api, production, emulator):
-    emulator.configure(fault_malformed=1.0)
-    response = api.post("/triage", ticket(5))
-    assert response.status_code == 200
-    answer = response.json()
-    assert answer["valid"] is False and answer["team"] is None and answer["problem"]
-    assert TriageRequest.objects.get().outcome == Outcome.INVALID
+def test_invalid_agent_output_is_answered_as_invalid_not_an_error(api, production):
+    from tests.triage.test_routing_canary import V_RENAMED
+
+    renamed = production.new_version(V_RENAMED)  # answers {"queue", "urgency"}: not a verdict
+    production.canary(renamed, 99)
+    answers = [api.post("/triage", ticket(5, request_key=f"key-{index}")).json() for index in range(5)]
+    invalid = [a for a in answers if a["canary"]]
+    assert invalid, "99% of keys go to the canary"
+    answer = invalid[0]
+    assert answer["valid"] is False and answer["team"] is None and answer["priority"] is None
+    assert "missing 'team'" in answer["problem"] and answer["version"] == renamed
+    logged = TriageRequest.objects.get(pk=answer["request_id"])
+    assert logged.outcome == Outcome.INVALID and '"queue"' in logged.reply
 
 
 def test_openapi_document_and_docs_are_served(production):

@@ -157,7 +157,8 @@ def test_async_malformed_reply_is_returned_not_raised(agent, emulator):
     transcript = run(gateway.session_run_async(
         agent_id=created.agent_id, version=created.version, environment_id=environment.id, text=ticket_text(TICKETS[5])
     ))
-    assert not verdict_parse(reply=transcript.reply_text, allowed=allowed_labels(V1)).ok
+    verdict = verdict_parse(reply=transcript.reply_text, allowed=allowed_labels(V1))
+    assert not verdict.ok or verdict.format_warning, "a malformed reply is either invalid or recovered with a warning"
     assert transcript.archived
 
 
