@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.urls import reverse
+
 from evals import selectors
 from evals.models import Comparison, EvalRun, TestSet
 from promptctl.errors import DomainError
@@ -66,6 +68,7 @@ def comparison_snapshot(comparison: Comparison) -> dict[str, Any]:
         f"Flips: {_flips_line(summary['flips'])}. Exact McNemar p = {summary['mcnemar_p']:.3g}."
     )
     summary["type"] = "comparison"
+    summary["url"] = reverse("admin:evals_comparison_change", args=[comparison.pk])
     return summary
 
 
@@ -80,6 +83,7 @@ def run_snapshot(run: EvalRun) -> dict[str, Any]:
     )
     data["type"] = "run"
     data["regressed"] = False
+    data["url"] = reverse("admin:evals_evalrun_change", args=[run.pk])
     return data
 
 
