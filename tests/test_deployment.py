@@ -566,7 +566,7 @@ def test_health_check_of_a_process_bound_to_every_interface_asks_loopback(monkey
 # --- backup and restore --------------------------------------------------------------------
 
 
-def _history(emulator) -> None:
+def _history() -> None:
     """Users, an agent with two versions, a staging pin moved 1 -> 2 -> back to 1: audit events all along."""
     from promptctl import services
     from tests.promptctl.conftest import CHANNEL, V1, V2, promote
@@ -621,13 +621,12 @@ def _sqlite_backup(tmp_path: Path) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_backup_and_restore_keep_the_audit_chain_and_the_pins(emulator, tmp_path, settings):
+def test_backup_and_restore_keep_the_audit_chain_and_the_pins(emulator, tmp_path):
     from django.db import connection
 
     from promptctl.models import AuditEvent
 
-    settings.PROMPTCTL_RATE_LIMITER = "off"
-    _history(emulator)
+    _history()
     events = AuditEvent.objects.count()
     postgres = connection.vendor == "postgresql"
     restored_url = _postgres_backup_and_restore(tmp_path) if postgres else _sqlite_backup(tmp_path)
@@ -674,7 +673,7 @@ def test_operations_lists_only_variables_something_reads():
     assert all(row["default"] for row in table.values()), "every row needs a default (or 'none')"
 
 
-def test_operations_table_defaults_match_the_env_example_where_compose_overrides_them():
+def test_operations_lists_every_env_example_variable_and_no_default_for_the_secret_key():
     table = operations_table()
 
     assert set(env_example()) <= set(table)
