@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 OFFLINE_PLACEHOLDER_KEY = "promptctl-offline"  # the emulator accepts any key
+# The SDK's own default endpoint, passed explicitly: an empty ANTHROPIC_BASE_URL in the
+# environment would otherwise reach the SDK as an empty base URL.
+LIVE_API_BASE_URL = "https://api.anthropic.com"
 _IDENTITY_FIELDS = {"id", "version", "created_at", "updated_at", "archived_at", "type"}
 # "... is at version 7", "current version: 7", "server version 7": the number the server holds now.
 _CONFLICT_VERSION = re.compile(r"(?:current|server|is at|now at)[^0-9]{0,40}?version[^0-9]{0,20}?(\d+)", re.IGNORECASE)
@@ -138,7 +141,7 @@ def client() -> anthropic.Anthropic:
             base_url, api_key = key
             _client = anthropic.Anthropic(
                 api_key=api_key,
-                base_url=base_url or None,
+                base_url=base_url or LIVE_API_BASE_URL,
                 max_retries=0,
                 timeout=anthropic.Timeout(60.0, connect=10.0),
             )
@@ -654,7 +657,7 @@ def async_client() -> anthropic.AsyncAnthropic:
                 key,
                 anthropic.AsyncAnthropic(
                     api_key=api_key,
-                    base_url=base_url or None,
+                    base_url=base_url or LIVE_API_BASE_URL,
                     max_retries=0,
                     timeout=anthropic.Timeout(60.0, connect=10.0),
                 ),

@@ -187,3 +187,14 @@ def test_only_the_gateway_imports_the_sdk():
     ]
     assert offenders == []
     assert anthropic.__version__
+
+
+def test_an_empty_base_url_in_the_environment_means_the_live_api(settings, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "")
+    settings.ANTHROPIC_BASE_URL = ""
+    settings.ANTHROPIC_API_KEY = "sk-ant-test-not-a-real-key"
+    gateway.client_reset()
+    try:
+        assert str(gateway.client().base_url).rstrip("/") == gateway.LIVE_API_BASE_URL
+    finally:
+        gateway.client_reset()
