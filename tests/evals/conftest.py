@@ -182,3 +182,6 @@ def wait_for_run(run: EvalRun, *, timeout: float = 60.0, until=None) -> EvalRun:
         time.sleep(0.1)
     progress = run.results.count()
     raise AssertionError(f"run #{run.pk} still {run.status} after {timeout}s with {progress}/{run.unit_total} results")
+
+
+from tests.browser_support import browser_page, chromium  # noqa: E402,F401  (fixtures for test_browser.py)
