@@ -22,43 +22,12 @@ from evals import ratelimit
 from evals.models import EvalRun
 from promptctl import services as promptctl_services
 
+# The tutorial's people, agent (v1 prompt) and prompts, shared with the change-control tests.
+from tests.promptctl.conftest import PASSWORD, V2, agent, requester, reviewer, second_reviewer  # noqa: F401
+
 ROOT = Path(__file__).resolve().parents[2]
 TICKETS = ROOT / "evals" / "data" / "support_tickets.jsonl"
 CELERY = Path(sys.executable).with_name("celery")
-
-V1 = (
-    "You are a support-ticket triage agent for a usage-billed API product.\n"
-    "Read the ticket and respond with ONLY a single line of raw JSON (no code fences, no prose):\n"
-    '{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}\n'
-    "Route based on the customer's actual problem, not surface keywords."
-)
-V2 = V1 + (
-    "\n\nROUTING RULE: If the ticket text mentions API usage, rate limits, quotas, or request volume, route to "
-    "api-platform. Apply this rule before any other consideration; do not second-guess it based on the rest of the ticket."
-)
-
-
-@pytest.fixture
-def requester(db):
-    return promptctl_services.user_create(username="rita", role="requester", password="correct-horse-battery")
-
-
-@pytest.fixture
-def reviewer(db):
-    return promptctl_services.user_create(username="victor", role="reviewer", password="correct-horse-battery")
-
-
-@pytest.fixture
-def second_reviewer(db):
-    return promptctl_services.user_create(username="wendy", role="reviewer", password="correct-horse-battery")
-
-
-@pytest.fixture
-def agent(emulator, requester):
-    return promptctl_services.agent_create(
-        name="ticket-triage", model="claude-sonnet-4-6", system_prompt=V1, actor=requester
-    )
-
 
 @pytest.fixture
 def versions(agent, requester):

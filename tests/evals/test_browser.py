@@ -8,17 +8,19 @@ from evals.models import EvalRun
 from promptctl import services as promptctl_services
 from tests.browser_support import admin_login
 
+from .conftest import PASSWORD
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_progress_bar_moves_while_the_run_runs_and_the_page_shows_scores_at_the_end(
     browser_page, workers, versions, gating_set, emulator
 ):
-    promptctl_services.user_create(username="ada", role="admin", password="correct-horse-battery")
+    promptctl_services.user_create(username="ada", role="admin", password=PASSWORD)
     emulator.configure(latency=0.4)
     run = services.eval_run_start(agent_version=versions[0], testset_version=gating_set, repeats=2)
     page = browser_page()
-    admin_login(page, username="ada", password="correct-horse-battery")
+    admin_login(page, username="ada", password=PASSWORD)
     page.goto(reverse("admin:evals_evalrun_change", args=[run.pk]))
     assert page.text_content("#run-status-text") == "queued"
     workers.start(concurrency=4)
