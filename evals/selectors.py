@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import Count, Max, Q
 
 from evals.models import Comparison, EvalResult, EvalRun, TestSet, TestSetVersion
+from evals.scoring import CaseLabel, Outcome, run_score
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion
 
@@ -92,14 +93,35 @@ def eval_run_progress(*, run: EvalRun) -> dict[str, Any]:
     }
 
 
+def eval_run_score(*, run: EvalRun) -> dict:
+    """Scores computed from the results stored so far (final once the run has finished)."""
+    cases = [
+        CaseLabel(id=external_id, team=team, priority=priority)
+        for external_id, team, priority in run.testset_version.cases.values_list("external_id", "team", "priority")
+    ]
+    outcomes = [
+        Outcome(
+            ticket=row["case__external_id"],
+            attempt=row["attempt"],
+            kind=row["kind"],
+            team=row["predicted_team"] or None,
+            priority=row["predicted_priority"] or None,
+            latency_seconds=row["latency_seconds"],
+        )
+        for row in run.results.values(
+            "case__external_id", "attempt", "kind", "predicted_team", "predicted_priority", "latency_seconds"
+        )
+    ]
+    allowed = {key: tuple(value) for key, value in (run.allowed_labels or {}).items()}
+    return run_score(cases=cases, outcomes=outcomes, allowed=allowed)
+
+
 def _seconds(start, end) -> float | None:
     return (end - start).total_seconds() if start and end else None
 
 
 def eval_run_summary(*, run: EvalRun, with_scores: bool = True) -> dict[str, Any]:
     """A run as plain data: what, on what, state, timings, progress and (when finished) scores."""
-    from evals.services import eval_run_score
-
     version = run.testset_version
     data: dict[str, Any] = {
         "id": run.pk,

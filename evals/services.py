@@ -30,10 +30,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from evals import ratelimit
+from evals import ratelimit, selectors
 from evals.importing import FORMATS, ImportReport, format_from_filename, label_warnings, ticket_file_parse
 from evals.models import Comparison, EvalResult, EvalRun, TestCase, TestSet, TestSetVersion
-from evals.scoring import CaseLabel, Outcome, run_score, runs_compare
+from evals.scoring import runs_compare
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion
 from triage import gateway, verdicts
@@ -403,32 +403,9 @@ def eval_result_record(
     return result
 
 
-def eval_run_score(*, run: EvalRun) -> dict:
-    """Scores computed from the results stored so far (final once the run has finished)."""
-    cases = [
-        CaseLabel(id=external_id, team=team, priority=priority)
-        for external_id, team, priority in run.testset_version.cases.values_list("external_id", "team", "priority")
-    ]
-    outcomes = [
-        Outcome(
-            ticket=row["case__external_id"],
-            attempt=row["attempt"],
-            kind=row["kind"],
-            team=row["predicted_team"] or None,
-            priority=row["predicted_priority"] or None,
-            latency_seconds=row["latency_seconds"],
-        )
-        for row in run.results.values(
-            "case__external_id", "attempt", "kind", "predicted_team", "predicted_priority", "latency_seconds"
-        )
-    ]
-    allowed = {key: tuple(value) for key, value in (run.allowed_labels or {}).items()}
-    return run_score(cases=cases, outcomes=outcomes, allowed=allowed)
-
-
 def _run_finish(run: EvalRun) -> None:
     """Final transition of a locked, active run whose every unit has a result."""
-    scores = eval_run_score(run=run)
+    scores = selectors.eval_run_score(run=run)
     errors = scores["overall"]["errors"]
     run.scores = scores
     run.finished_at = timezone.now()
@@ -587,8 +564,6 @@ def comparison_for_versions(
     *, agent: Agent, baseline_number: int, candidate_number: int, testset: TestSet | None = None, actor: Any = None
 ) -> Comparison:
     """Compare the latest finished run of each version on ``testset`` (the agent's gating set by default)."""
-    from evals import selectors
-
     testset = testset or selectors.testset_gating_for(agent=agent)
     if testset is None:
         raise DomainError(
