@@ -157,14 +157,9 @@ def evidence_resolve(
     comparison = Comparison.objects.filter(pk=evidence_id).first()
     _check_comparison(comparison, evidence_id, agent, target_version, pinned, gating_version)
     snapshot = comparison_snapshot(comparison)
-    if comparison.regressed and not accept_regression_reason:
-        raise DomainError(
-            f"Refused: comparison #{comparison.pk} flags a regression "
-            f"({', '.join(comparison.result['regressed_teams'])}): {_teams_line(comparison.result)}. "
-            f"Flipped tickets: {_flips_line(comparison.result['flips'])}. Fix the prompt and compare again, or, "
-            "if the regression is intended, file with --accept-regression REASON: the request then needs "
-            f"{agent.required_approvals + 1} approvals (one more than the policy)."
-        )
+    # A regressed comparison may be filed without accepting it: reviewers see the flagged
+    # evidence on the request, and applying it is refused (``apply_gate``) until a request
+    # that accepts the regression, with one approval more, takes its place.
     if accept_regression_reason and not comparison.regressed:
         raise DomainError(
             f"Refused: comparison #{comparison.pk} flags no regression, so there is nothing to accept. "
@@ -285,8 +280,11 @@ def apply_gate(*, change) -> None:
     if not change.accept_regression_reason.strip():
         raise DomainError(
             f"Cannot apply change request #{change.pk}: comparison #{comparison.pk} flags a regression "
-            f"({', '.join(comparison.result['regressed_teams'])}) and the request does not accept it. "
-            "File a new request with --accept-regression REASON if the regression is intended."
+            f"({', '.join(comparison.result['regressed_teams'])}): {_teams_line(comparison.result)}. "
+            f"Flipped tickets: {_flips_line(comparison.result['flips'])}. The request does not accept it. "
+            "Fix the prompt and compare again, or, if the regression is intended, withdraw this request and file "
+            f"one with --accept-regression REASON: it needs {agent.required_approvals + 1} approvals "
+            "(one more than the policy)."
         )
     approvals = change.approvals.filter(decision="approve").count()
     needed = agent.required_approvals + 1

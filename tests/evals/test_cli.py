@@ -72,9 +72,13 @@ def test_tutorial_through_cli_and_workers(workers, agent, versions, requester, r
     assert Pin.objects.get(agent=agent, channel="production").version == v1
 
     evidence = f"comparison:{comparison['id']}"
-    _, refusal = promptctl("change", "request", "--agent", agent.name, "--kind", "promote", "--to", str(v2.number),
-                           "--reason", "api-platform routing", "--evidence", evidence, "--as", "rita", expect_exit=1)
+    unaccepted, _ = promptctl("change", "request", "--agent", agent.name, "--kind", "promote", "--to", str(v2.number),
+                              "--reason", "api-platform routing", "--evidence", evidence, "--as", "rita")
+    promptctl("change", "approve", str(unaccepted["id"]), "--as", "victor")
+    _, refusal = promptctl("change", "apply", str(unaccepted["id"]), "--as", "victor", expect_exit=1)
     assert "flags a regression (billing)" in refusal and billing_flips[0] in refusal
+    assert Pin.objects.get(agent=agent, channel="production").version == v1
+    promptctl("change", "withdraw", str(unaccepted["id"]), "--as", "rita")
 
     change, _ = promptctl("change", "request", "--agent", agent.name, "--kind", "promote", "--to", str(v2.number),
                           "--reason", "api-platform routing", "--evidence", evidence,
