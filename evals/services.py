@@ -301,7 +301,6 @@ def eval_unit_execute(*, run_id: int, case_id: int, attempt: int, task_try: int 
         _run_mark_running(run_id)
     version = run.agent_version
     agent = version.agent
-    ratelimit.session_slot_acquire()
     try:
         transcript = gateway.session_run(
             agent_id=agent.remote_id,
@@ -309,6 +308,8 @@ def eval_unit_execute(*, run_id: int, case_id: int, attempt: int, task_try: int 
             environment_id=agent.environment_id,
             text=case.ticket_text,
             metadata={"promptctl_run": str(run_id), "ticket": case.external_id, "attempt": str(attempt)},
+            # Every create attempt, retries included, takes a slot of the shared budget.
+            before_create=ratelimit.session_slot_acquire,
         )
     except (gateway.UpstreamUnavailable, gateway.SessionTimeout) as error:
         if not last_try:
@@ -418,6 +419,31 @@ def _run_finish(run: EvalRun) -> None:
         run.status = EvalRun.Status.FINISHED
         run.status_reason = f"{errors} of {run.unit_total} units failed and are not scored" if errors else ""
     _saved(run, None)
+    _sessions_tidy_after_commit(run)
+
+
+def _sessions_tidy_after_commit(run: EvalRun) -> None:
+    from evals import tasks
+
+    run_id = run.pk
+    transaction.on_commit(lambda: tasks.tidy_run_sessions.delay(run_id))
+
+
+def eval_run_sessions_tidy(*, run_id: int) -> list[str]:
+    """Archive sessions of an ended run that nobody archived (a killed worker's, a retried create's stray).
+
+    Only for runs that have ended: then no unit of the run is legitimately in
+    flight, so every unarchived session tagged with the run is a leftover.
+    """
+    run = EvalRun.objects.select_related("agent_version__agent").filter(pk=run_id).first()
+    if run is None or run.is_active:
+        return []
+    archived = gateway.sessions_archive_tagged(
+        metadata={"promptctl_run": str(run_id)}, agent_id=run.agent_version.agent.remote_id
+    )
+    if archived:
+        logger.warning("run #%s: archived %d session(s) left unarchived: %s", run_id, len(archived), ", ".join(archived))
+    return archived
 
 
 def eval_run_cancel(*, run: EvalRun, actor: Any = None) -> EvalRun:
@@ -431,6 +457,7 @@ def eval_run_cancel(*, run: EvalRun, actor: Any = None) -> EvalRun:
         who = getattr(actor, "username", None)
         run.status_reason = f"cancelled by {who}" if who else "cancelled"
         _saved(run, actor)
+        _sessions_tidy_after_commit(run)
     return run
 
 

@@ -5,6 +5,8 @@
   redelivered or duplicated message is harmless. Transient upstream failures
   are retried by Celery with backoff; the last try records an ``error`` result
   so the run still ends.
+- ``evals.tidy_run_sessions(run_id)``: after a run ends, archives any session
+  tagged with it that nobody archived (a killed worker's, a retried create's).
 - ``evals.sweep_runs()``: resumes runs that stopped progressing. Scheduled by
   ``CELERY_BEAT_SCHEDULE`` for deployments running ``celery beat``, and run
   by every worker on a timer as well (``PROMPTCTL_EVAL_WORKER_SWEEP``), so a
@@ -38,6 +40,11 @@ def run_unit(self, run_id: int, case_id: int, attempt: int) -> None:
     except services.UnitRetryLater as error:
         logger.info("unit (run %s, case %s, attempt %s) retried in %.1fs: %s", run_id, case_id, attempt, error.countdown, error)
         raise self.retry(countdown=error.countdown)
+
+
+@shared_task(name="evals.tidy_run_sessions", ignore_result=True, autoretry_for=(Exception,), retry_backoff=5, max_retries=3)
+def tidy_run_sessions(run_id: int) -> None:
+    services.eval_run_sessions_tidy(run_id=run_id)
 
 
 @shared_task(name="evals.sweep_runs", ignore_result=True)

@@ -461,13 +461,15 @@ def session_run(
     text: str,
     timeout: float | None = None,
     metadata: dict[str, str] | None = None,
+    before_create: Callable[[], object] | None = None,
 ) -> Transcript:
     """Run one pinned turn: create, stream, send, collect until idle; always archive.
 
     The stream is opened before the message is sent because it does not replay
     earlier events. If it breaks, the history is listed instead (events are
     de-duplicated by id). On timeout the session is interrupted, archived, and
-    ``SessionTimeout`` is raised.
+    ``SessionTimeout`` is raised. ``before_create`` runs before every create
+    attempt, retries included, so a shared session-create budget counts them all.
     """
     budget = settings.PROMPTCTL_SESSION_TIMEOUT if timeout is None else timeout
     started = time.monotonic()
@@ -477,9 +479,16 @@ def session_run(
     api = client().beta.sessions
     tags = _session_tags(metadata)
 
+    pinned = _pinned(agent_id, version)
+
+    def create():
+        if before_create is not None:
+            before_create()
+        return api.create(agent=pinned, environment_id=environment_id, metadata=tags)
+
     try:
         session = _with_retries(
-            lambda: api.create(agent=_pinned(agent_id, version), environment_id=environment_id, metadata=tags),
+            create,
             what="create a session",
             attempts=attempts,
             deadline=deadline,
@@ -623,6 +632,32 @@ def _archive(api, session_id: str, *, deadline: float) -> bool:
             logger.warning("could not archive session %s: %s", session_id, _describe(error))
             return False
     return False
+
+
+def sessions_archive_tagged(*, metadata: dict[str, str], agent_id: str | None = None) -> list[str]:
+    """Archive every unarchived session whose metadata includes all of ``metadata``; return their ids.
+
+    The SDK sends no idempotency key, so a retried create, or a worker killed
+    mid-session, can leave a session nobody will archive. Sessions carry
+    promptctl's tags (run, ticket, attempt), and this finds them again. Running
+    ones are interrupted first. Use it only for work known to be over.
+    """
+    api = client().beta.sessions
+    filters = {"agent_id": agent_id} if agent_id else {}
+    sessions = _with_retries(lambda: list(api.list(**filters)), what="list sessions")
+    wanted = {str(key): str(value) for key, value in metadata.items()}
+    archived: list[str] = []
+    for session in sessions:
+        if session.archived_at is not None:
+            continue
+        tags = session.metadata or {}
+        if any(tags.get(key) != value for key, value in wanted.items()):
+            continue
+        if session.status == "running":
+            _interrupt(api, session.id)
+        if _archive(api, session.id, deadline=time.monotonic() + 10.0):
+            archived.append(session.id)
+    return archived
 
 
 # =============================================================================

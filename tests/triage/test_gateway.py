@@ -198,3 +198,31 @@ def test_an_empty_base_url_in_the_environment_means_the_live_api(settings, monke
         assert str(gateway.client().base_url).rstrip("/") == gateway.LIVE_API_BASE_URL
     finally:
         gateway.client_reset()
+
+
+def test_before_create_runs_for_every_create_attempt_retries_included(agent, emulator, settings):
+    settings.PROMPTCTL_BACKOFF_BASE = 0.01
+    settings.PROMPTCTL_MAX_ATTEMPTS = 20
+    environment, created = agent
+    emulator.configure(fault_500=0.5, seed=3)
+    calls = []
+    for ticket in TICKETS[:6]:
+        gateway.session_run(
+            agent_id=created.agent_id, version=created.version, environment_id=environment.id,
+            text=ticket_text(ticket), before_create=lambda: calls.append(1),
+        )
+    emulator.configure(fault_500=0.0)
+    creates = emulator.stats()["requests"]["POST /v1/sessions"]
+    assert len(calls) == creates > 6, "with half the requests failing, some creates were retried and each took a slot"
+
+
+def test_tagged_sessions_left_behind_are_found_and_archived(agent, emulator):
+    environment, created = agent
+    client = anthropic.Anthropic(base_url=emulator.base_url, api_key="x")
+    pinned = {"type": "agent", "id": created.agent_id, "version": created.version}
+    strays = [client.beta.sessions.create(agent=pinned, environment_id=environment.id, metadata={"promptctl_run": "41", "ticket": f"T{n}"}) for n in range(3)]
+    other = client.beta.sessions.create(agent=pinned, environment_id=environment.id, metadata={"promptctl_run": "42"})
+    archived = gateway.sessions_archive_tagged(metadata={"promptctl_run": "41"}, agent_id=created.agent_id)
+    assert sorted(archived) == sorted(s.id for s in strays)
+    assert client.beta.sessions.retrieve(other.id).archived_at is None
+    assert emulator.stats()["sessions"]["unarchived"] == 1
