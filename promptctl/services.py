@@ -40,29 +40,44 @@ REVIEWERS = "reviewers"
 ROLES = ("requester", "reviewer", "admin")
 DEFAULT_ENVIRONMENT = "promptctl"
 
-# Who may do what (mirrored, frozen, in migration 0003; docs/CHANGE_CONTROL.md explains it).
+# Who may do what, as "app_label.codename" (frozen copies live in promptctl migration 0003
+# and evals migration 0002; docs/CHANGE_CONTROL.md explains it).
+_EVALS_READ = (
+    "evals.view_testset",
+    "evals.view_testsetversion",
+    "evals.view_testcase",
+    "evals.view_evalrun",
+    "evals.view_evalresult",
+    "evals.view_comparison",
+)
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     REQUESTERS: (
-        "view_agent",
-        "add_agent",
-        "view_agentversion",
-        "add_agentversion",
-        "view_pin",
-        "view_changerequest",
-        "add_changerequest",
-        "apply_changerequest",
-        "view_approval",
-        "view_auditevent",
+        "promptctl.view_agent",
+        "promptctl.add_agent",
+        "promptctl.view_agentversion",
+        "promptctl.add_agentversion",
+        "promptctl.view_pin",
+        "promptctl.view_changerequest",
+        "promptctl.add_changerequest",
+        "promptctl.apply_changerequest",
+        "promptctl.view_approval",
+        "promptctl.view_auditevent",
+        *_EVALS_READ,
+        "evals.add_testset",
+        "evals.add_evalrun",
+        "evals.change_evalrun",
+        "evals.add_comparison",
     ),
     REVIEWERS: (
-        "view_agent",
-        "view_agentversion",
-        "view_pin",
-        "view_changerequest",
-        "approve_changerequest",
-        "apply_changerequest",
-        "view_approval",
-        "view_auditevent",
+        "promptctl.view_agent",
+        "promptctl.view_agentversion",
+        "promptctl.view_pin",
+        "promptctl.view_changerequest",
+        "promptctl.approve_changerequest",
+        "promptctl.apply_changerequest",
+        "promptctl.view_approval",
+        "promptctl.view_auditevent",
+        *_EVALS_READ,
     ),
 }
 
@@ -179,8 +194,12 @@ def roles_ensure() -> dict[str, Group]:
     groups: dict[str, Group] = {}
     for group_name, codenames in ROLE_PERMISSIONS.items():
         group, _created = Group.objects.get_or_create(name=group_name)
-        permissions = list(Permission.objects.filter(content_type__app_label="promptctl", codename__in=codenames))
-        missing = set(codenames) - {p.codename for p in permissions}
+        wanted = Q()
+        for qualified in codenames:
+            app_label, codename = qualified.split(".", 1)
+            wanted |= Q(content_type__app_label=app_label, codename=codename)
+        permissions = list(Permission.objects.filter(wanted).select_related("content_type"))
+        missing = set(codenames) - {f"{p.content_type.app_label}.{p.codename}" for p in permissions}
         if missing:
             raise DomainError(f"Permissions {sorted(missing)} do not exist yet: run `python manage.py migrate`.")
         group.permissions.add(*permissions)
