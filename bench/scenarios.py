@@ -6,12 +6,12 @@ import itertools
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from bench.tutorial_loop import tutorial_serial_loop
+from promptctl.tutorial import TICKETS_FILE, tickets_load
+from triage.tickets import ticket_text
 
-TICKETS_FILE = Path(__file__).resolve().parents[1] / "evals" / "data" / "support_tickets.jsonl"
 _names = itertools.count(1)
 
 
@@ -34,7 +34,7 @@ def _row(metric: str, value: float, unit: str, target: str = "", met: bool | Non
 
 def _tickets_file_times(copies: int) -> bytes:
     """The tutorial tickets ``copies`` times over, each copy with its own ids (``TKT-1001-c02``)."""
-    tickets = [json.loads(line) for line in TICKETS_FILE.read_text().splitlines() if line.strip()]
+    tickets = tickets_load()
     lines = [
         json.dumps({**ticket, "id": f"{ticket['id']}-c{copy:02d}"})
         for copy in range(1, copies + 1)
@@ -49,7 +49,7 @@ def _setup_agent(label: str, *, copies: int = 1):
 
     from evals import services as eval_services
     from promptctl import services
-    from promptctl.demo.story import V1_PROMPT
+    from promptctl.tutorial import V1_PROMPT
 
     user = get_user_model().objects.filter(username="bench").first() or services.user_create(username="bench", role="admin")
     agent = services.agent_create(name=f"bench-{label}-{next(_names)}", model="claude-sonnet-4-6", system_prompt=V1_PROMPT, actor=user)
@@ -89,8 +89,7 @@ def tutorial_vs_run(context: Context) -> list[dict]:
     context.reset()
     context.configure(latency="1.0")
     user, agent, version, testset_version = _setup_agent("tutorial")
-    tickets = [json.loads(line) for line in TICKETS_FILE.read_text().splitlines() if line.strip()]
-    texts = ["Subject: " + t["subject"] + "\n\n" + t["body"] for t in tickets]
+    texts = [ticket_text(subject=t["subject"], body=t["body"]) for t in tickets_load()]
     serial_wall, replies = tutorial_serial_loop(
         base_url=context.emulator_url, agent_id=agent.remote_id, version=version.number,
         environment_id=agent.environment_id, texts=texts,

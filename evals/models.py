@@ -27,6 +27,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from promptctl.errors import DomainError
+from triage.tickets import ticket_text as compose_ticket_text
 
 
 class _Immutable(models.Model):
@@ -141,7 +142,7 @@ class TestCase(_Immutable):
     @property
     def ticket_text(self) -> str:
         """What the agent is sent, exactly as the tutorial sent it."""
-        return "Subject: " + self.subject + "\n\n" + self.body
+        return compose_ticket_text(subject=self.subject, body=self.body)
 
 
 class EvalRun(models.Model):

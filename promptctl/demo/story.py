@@ -10,29 +10,15 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 from promptctl import selectors, services
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion
+from promptctl.tutorial import TICKETS_FILE, V1_PROMPT, V2_PROMPT
 
 AGENT_NAME = "ticket-triage"
 TESTSET_NAME = "support-tickets"
-TICKETS_FILE = Path(__file__).resolve().parents[2] / "evals" / "data" / "support_tickets.jsonl"
-
-V1_PROMPT = (
-    "You are a support-ticket triage agent for a usage-billed API product.\n"
-    "Read the ticket and respond with ONLY a single line of raw JSON (no code fences, no prose):\n"
-    '{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}\n'
-    "Route based on the customer's actual problem, not surface keywords."
-)
-V2_PROMPT = V1_PROMPT + (
-    "\n\nROUTING RULE: If the ticket text mentions API usage, rate limits, quotas, or request volume, route to "
-    "api-platform. Apply this rule before any other consideration; do not second-guess it based on the rest of "
-    "the ticket."
-)
-
 DEMO_USERS = (
     ("alice", "requester", "alice-demo-pass"),
     ("bob", "reviewer", "bob-demo-pass"),

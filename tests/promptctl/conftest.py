@@ -6,17 +6,10 @@ import anthropic
 import pytest
 
 from promptctl import services
+from promptctl.tutorial import V1_PROMPT, V2_PROMPT
 
-V1 = (
-    "You are a support-ticket triage agent for a usage-billed API product.\n"
-    "Read the ticket and respond with ONLY a single line of raw JSON (no code fences, no prose):\n"
-    '{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}\n'
-    "Route based on the customer's actual problem, not surface keywords."
-)
-V2 = V1 + (
-    "\n\nROUTING RULE: If the ticket text mentions API usage, rate limits, quotas, or request volume, route to "
-    "api-platform. Apply this rule before any other consideration; do not second-guess it based on the rest of the ticket."
-)
+V1 = V1_PROMPT
+V2 = V2_PROMPT
 PASSWORD = "correct-horse-battery"
 # Change-control mechanics are the same on every channel. Production promotions
 # also pass the evals app's evidence gate (tested with the evals app), so these

@@ -11,23 +11,14 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import anthropic
 import pytest
 
-V1_PROMPT = (
-    "You are a support-ticket triage agent for a usage-billed API product.\n"
-    "Read the ticket and respond with ONLY a single line of raw JSON (no code fences, no prose):\n"
-    '{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}\n'
-    "Route based on the customer's actual problem, not surface keywords."
-)
-V2_PROMPT = V1_PROMPT + (
-    "\n\nROUTING RULE: If the ticket text mentions API usage, rate limits, quotas, or request volume, "
-    "route to api-platform. Apply this rule before any other consideration; do not second-guess it "
-    "based on the rest of the ticket."
-)
-SHARED_TICKETS = Path(__file__).resolve().parents[3] / "shared" / "data" / "support_tickets.jsonl"
+from promptctl.tutorial import TICKETS_FILE, V1_PROMPT, V2_PROMPT, tickets_load
+from triage.tickets import ticket_text
+
+SHARED_TICKETS = TICKETS_FILE
 BILLING_TICKET_ABOUT_USAGE = "Subject: Invoice counts our API usage twice\n\nThe invoice charged us double for API usage in May. Please refund the duplicate charge."
 
 
@@ -541,7 +532,7 @@ def test_requests_need_an_api_key_and_the_beta_header(server):
 
 def test_many_concurrent_streaming_sessions(server, agent, environment):
     server.configure(latency="0.3-0.4")
-    tickets = [json.loads(line) for line in SHARED_TICKETS.read_text().splitlines() if line.strip()]
+    labelled = tickets_load()
 
     def triage(ticket: dict) -> str:
         with make_client(server, max_retries=0) as worker:
@@ -550,12 +541,12 @@ def test_many_concurrent_streaming_sessions(server, agent, environment):
                 environment_id=environment.id,
                 metadata={"ticket": ticket["id"]},
             )
-            text = "Subject: " + ticket["subject"] + "\n\n" + ticket["body"]
+            text = ticket_text(subject=ticket["subject"], body=ticket["body"])
             verdict = json.loads(agent_reply(ask_by_stream(worker, session.id, text, timeout=30)))
             worker.beta.sessions.archive(session.id)
             return verdict["team"]
 
-    work = tickets * 4  # 80 sessions at once
+    work = labelled * 4  # 80 sessions at once
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(work)) as pool:
         teams = list(pool.map(triage, work))

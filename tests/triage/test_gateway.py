@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anthropic
 import pytest
 
-from triage import gateway
+from promptctl.tutorial import V1_PROMPT, V2_PROMPT, tickets_load
+from triage import gateway, tickets
 from triage.verdicts import allowed_labels, verdict_parse
 
-TICKETS = [json.loads(line) for line in (Path(__file__).resolve().parents[2] / "evals" / "data" / "support_tickets.jsonl").read_text().splitlines() if line.strip()]
-V1 = (
-    "You are a support-ticket triage agent for a usage-billed API product.\n"
-    "Read the ticket and respond with ONLY a single line of raw JSON (no code fences, no prose):\n"
-    '{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}\n'
-    "Route based on the customer's actual problem, not surface keywords."
-)
-V2 = V1 + (
-    "\n\nROUTING RULE: If the ticket text mentions API usage, rate limits, quotas, or request volume, route to "
-    "api-platform. Apply this rule before any other consideration; do not second-guess it based on the rest of the ticket."
-)
+TICKETS = tickets_load()
+V1 = V1_PROMPT
+V2 = V2_PROMPT
 
 
 def ticket_text(ticket: dict) -> str:
-    return "Subject: " + ticket["subject"] + "\n\n" + ticket["body"]
+    return tickets.ticket_text(subject=ticket["subject"], body=ticket["body"])
 
 
 def total_requests(emulator) -> int:

@@ -11,21 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from promptctl.tutorial import TEAMS, TICKETS_FILE, V1_PROMPT, V2_PROMPT
+
+from triage import tickets
 from triage.emulator import model
 
-V1_PROMPT = (
-    "You are a support-ticket triage agent for a usage-billed API product.\n"
-    "Read the ticket and respond with ONLY a single line of raw JSON (no code fences, no prose):\n"
-    '{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}\n'
-    "Route based on the customer's actual problem, not surface keywords."
-)
-V2_PROMPT = V1_PROMPT + (
-    "\n\nROUTING RULE: If the ticket text mentions API usage, rate limits, quotas, or request volume, "
-    "route to api-platform. Apply this rule before any other consideration; do not second-guess it "
-    "based on the rest of the ticket."
-)
-TEAMS = ("billing", "auth", "api-platform", "dashboard")
-SHARED_TICKETS = Path(__file__).resolve().parents[3] / "shared" / "data" / "support_tickets.jsonl"
+SHARED_TICKETS = TICKETS_FILE
 REALISTIC_TICKETS = Path(__file__).resolve().parent / "data" / "realistic_tickets.jsonl"
 V2_TRIGGER = re.compile(r"\bAPI usage\b|\brate[ -]limits?\b|\bquotas?\b|\brequest volume\b", re.IGNORECASE)
 
@@ -35,7 +26,7 @@ def load_tickets(path: Path) -> list[dict]:
 
 
 def ticket_text(ticket: dict) -> str:
-    return "Subject: " + ticket["subject"] + "\n\n" + ticket["body"]
+    return tickets.ticket_text(subject=ticket["subject"], body=ticket["body"])
 
 
 def correct_per_team(prompt: str, tickets: list[dict]) -> collections.Counter:
