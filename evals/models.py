@@ -26,25 +26,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from promptctl.errors import DomainError
+from promptctl.records import ImmutableRecord
 from triage.tickets import ticket_text as compose_ticket_text
-
-
-class _Immutable(models.Model):
-    """Rows that are part of the record: written once, never changed or deleted."""
-
-    immutable_noun = "this record"
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise DomainError(f"{self.immutable_noun.capitalize()} is immutable: it cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise DomainError(f"{self.immutable_noun.capitalize()} is part of the record and cannot be deleted.")
 
 
 class TestSet(models.Model):
@@ -78,7 +61,7 @@ class TestSet(models.Model):
         return self.name
 
 
-class TestSetVersion(_Immutable):
+class TestSetVersion(ImmutableRecord):
     """One immutable set of contents of a test set."""
 
     immutable_noun = "a test set version"
@@ -114,7 +97,7 @@ class TestSetVersion(_Immutable):
         return f"{self.testset.name} v{self.number} ({self.content_hash[:12]})"
 
 
-class TestCase(_Immutable):
+class TestCase(ImmutableRecord):
     """One labelled ticket of one test set version."""
 
     immutable_noun = "a test case"
@@ -210,7 +193,7 @@ class EvalRun(models.Model):
         return self.status in self.ACTIVE_STATUSES
 
 
-class EvalResult(_Immutable):
+class EvalResult(ImmutableRecord):
     """What the agent answered for one ticket in one attempt of one run."""
 
     immutable_noun = "an eval result"
@@ -253,7 +236,7 @@ class EvalResult(_Immutable):
         return f"run #{self.run_id} {self.case_id}#{self.attempt}: {self.kind}"
 
 
-class Comparison(_Immutable):
+class Comparison(ImmutableRecord):
     """A frozen baseline-vs-candidate comparison: the evidence a promotion carries."""
 
     immutable_noun = "a comparison"

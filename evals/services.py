@@ -35,6 +35,7 @@ from evals.importing import FORMATS, ImportReport, format_from_filename, label_w
 from evals.models import Comparison, EvalResult, EvalRun, TestCase, TestSet, TestSetVersion
 from evals.scoring import runs_compare
 from promptctl.errors import DomainError
+from promptctl.records import saved_by
 from promptctl.models import Agent, AgentVersion
 from triage import gateway, verdicts
 
@@ -59,12 +60,6 @@ class UnitRetryLater(Exception):
     def __init__(self, message: str, *, countdown: float) -> None:
         super().__init__(message)
         self.countdown = countdown
-
-
-def _saved(instance: Any, actor: Any) -> Any:
-    instance._history_user = actor if actor is not None and getattr(actor, "pk", None) else None
-    instance.save()
-    return instance
 
 
 # --- test sets ------------------------------------------------------------------
@@ -129,7 +124,7 @@ def testset_import(
         if testset is None:
             try:
                 with transaction.atomic():
-                    testset = _saved(TestSet(name=name, agent=agent, created_by=actor), actor)
+                    testset = saved_by(TestSet(name=name, agent=agent, created_by=actor), actor)
             except IntegrityError:
                 pass
             testset = TestSet.objects.select_for_update().get(name=name)
@@ -140,7 +135,7 @@ def testset_import(
             )
         if agent is not None and testset.agent_id is None:
             testset.agent = agent
-            _saved(testset, actor)
+            saved_by(testset, actor)
         existing = testset.versions.filter(content_hash=report.content_hash).first()
         if existing is not None:
             version, created = existing, False
@@ -192,9 +187,9 @@ def testset_gating_set(*, testset: TestSet, actor: Any = None) -> TestSet:
             return testset
         for other in TestSet.objects.select_for_update().filter(agent_id=testset.agent_id, gating=True):
             other.gating = False
-            _saved(other, actor)
+            saved_by(other, actor)
         testset.gating = True
-        _saved(testset, actor)
+        saved_by(testset, actor)
     return testset
 
 
@@ -219,7 +214,7 @@ def eval_run_start(
         cases=[{"id": c["external_id"], "team": c["team"], "priority": c["priority"]} for c in cases], allowed=allowed
     )
     with transaction.atomic():
-        run = _saved(
+        run = saved_by(
             EvalRun(
                 agent_version=agent_version,
                 testset_version=testset_version,
@@ -272,7 +267,7 @@ def _run_mark_running(run_id: int) -> None:
             return
         run.status = EvalRun.Status.RUNNING
         run.started_at = timezone.now()
-        _saved(run, None)
+        saved_by(run, None)
 
 
 def _transient_countdown(task_try: int) -> float:
@@ -418,7 +413,7 @@ def _run_finish(run: EvalRun) -> None:
     else:
         run.status = EvalRun.Status.FINISHED
         run.status_reason = f"{errors} of {run.unit_total} units failed and are not scored" if errors else ""
-    _saved(run, None)
+    saved_by(run, None)
     _sessions_tidy_after_commit(run)
 
 
@@ -456,7 +451,7 @@ def eval_run_cancel(*, run: EvalRun, actor: Any = None) -> EvalRun:
         run.finished_at = timezone.now()
         who = getattr(actor, "username", None)
         run.status_reason = f"cancelled by {who}" if who else "cancelled"
-        _saved(run, actor)
+        saved_by(run, actor)
         _sessions_tidy_after_commit(run)
     return run
 
@@ -486,7 +481,7 @@ def eval_run_resume(*, run: EvalRun, actor: Any = None, stalled_for: float | Non
             return 0
         run.resume_count += 1
         run.resumed_at = now
-        _saved(run, actor)
+        saved_by(run, actor)
         run_id = run.pk
         missing = len(_missing_units(run))
         transaction.on_commit(lambda: eval_units_dispatch(run_id=run_id))

@@ -30,6 +30,7 @@ from django.utils import timezone
 from promptctl import gates
 from promptctl.audit import audit_record
 from promptctl.errors import DomainError
+from promptctl.records import saved_by
 from promptctl.models import PRODUCTION, Agent, AgentVersion, Approval, ChangeRequest, Pin
 from triage import gateway
 
@@ -95,12 +96,6 @@ def _require(user: Any, permission: str, doing: str) -> None:
             f"{who} may not {doing}: that needs the promptctl.{permission} permission. "
             "Ask an admin for the right role (`promptctl user add NAME --role ...`)."
         )
-
-
-def _saved(instance: Any, actor: Any) -> Any:
-    instance._history_user = actor
-    instance.save()
-    return instance
 
 
 def _username(user: Any) -> str | None:
@@ -254,7 +249,7 @@ def agent_create(
     remote = gateway.agent_create(name=name, model=model, system=system_prompt)
     try:
         with transaction.atomic():
-            agent = _saved(
+            agent = saved_by(
                 Agent(
                     name=name,
                     remote_id=remote.agent_id,
@@ -307,7 +302,7 @@ def agent_policy_update(
         after = _agent_snapshot(agent)
         if after == before:
             return agent
-        _saved(agent, actor)
+        saved_by(agent, actor)
         audit_record(actor=actor, verb="agent.policy", target=agent, agent_id=agent.pk, before=before, after=after)
     return agent
 
@@ -350,7 +345,7 @@ def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
         if newest != agent.latest_version_number:
             before = _agent_snapshot(agent)
             agent.latest_version_number = newest
-            _saved(agent, actor)
+            saved_by(agent, actor)
             audit_record(
                 actor=actor, verb="agent.sync", target=agent, agent_id=agent.pk, before=before, after=_agent_snapshot(agent)
             )
@@ -385,7 +380,7 @@ def version_create(*, agent: Agent, system_prompt: str, actor: Any, model: str |
             before = _agent_snapshot(agent)
             version = _version_record(agent=agent, remote=remote, origin=AgentVersion.Origin.PROMPTCTL, actor=actor)
             agent.latest_version_number = max(agent.latest_version_number, remote.version)
-            _saved(agent, actor)
+            saved_by(agent, actor)
             audit_record(
                 actor=actor, verb="agent.latest_version", target=agent, agent_id=agent.pk, before=before,
                 after=_agent_snapshot(agent),
@@ -479,7 +474,7 @@ def change_request_create(
             evidence_ref=evidence_ref,
             accept_regression_reason=accept_regression_reason,
         )
-        change = _saved(
+        change = saved_by(
             ChangeRequest(
                 agent=agent,
                 channel=channel,
@@ -534,7 +529,7 @@ def _close(change: ChangeRequest, *, status: str, actor: Any, reason: str) -> No
     change.status_reason = reason
     change.closed_at = timezone.now()
     change.closed_by = actor
-    _saved(change, actor)
+    saved_by(change, actor)
     audit_record(
         actor=actor, verb=f"change.{status}", target=change, agent_id=change.agent_id, before=before, after=_change_snapshot(change)
     )
@@ -593,7 +588,7 @@ def change_request_approve(*, change: ChangeRequest, reviewer: Any, comment: str
             before = _change_snapshot(change)
             change.status = ChangeRequest.Status.APPROVED
             change.approved_at = timezone.now()
-            _saved(change, reviewer)
+            saved_by(change, reviewer)
             audit_record(
                 actor=reviewer, verb="change.approved", target=change, agent_id=change.agent_id,
                 before=before, after=_change_snapshot(change),
@@ -729,6 +724,6 @@ def _pin_move(*, agent: Agent, pin: Pin | None, change: ChangeRequest, actor: An
         pin.revision += 1
         pin.change = change
         pin.updated_at = now
-    _saved(pin, actor)
+    saved_by(pin, actor)
     audit_record(actor=actor, verb="pin.move", target=pin, agent_id=agent.pk, before=before, after=_pin_snapshot(pin))
     return pin
