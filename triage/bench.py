@@ -207,7 +207,7 @@ def child_env(*, settings_dict: dict, emulator_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url(settings_dict),
         "ANTHROPIC_BASE_URL": emulator_url,
         "ANTHROPIC_API_KEY": "emulator-accepts-any-key",
-        "DJANGO_SETTINGS_MODULE": "promptctl.settings",
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "promptctl.settings"),
     }
 
 
@@ -505,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         # Re-run in a clean environment: a temporary var dir and database, never the installation's own.
         with tempfile.TemporaryDirectory(prefix="promptctl-bench-") as scratch:
             env = {**os.environ, BENCH_CHILD: "1", "PROMPTCTL_VAR_DIR": scratch, "PROMPTCTL_RATE_LIMITER": "off",
-                   "DJANGO_SETTINGS_MODULE": "promptctl.settings", "CELERY_BROKER_URL": "filesystem://"}
+                   "CELERY_BROKER_URL": "filesystem://"}
+            env.setdefault("DJANGO_SETTINGS_MODULE", "promptctl.settings")
             env.pop("DATABASE_URL", None)
             if options.database_url:
                 env["DATABASE_URL"] = options.database_url
