@@ -44,6 +44,10 @@ def served_schema(transactional_db, emulator, settings):
 @schema.parametrize()
 @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_conforms_to_its_openapi_document(case, served_schema):
+    # A generated Host header is not API input: Django refuses hosts outside ALLOWED_HOSTS with its own
+    # HTML 400 before any URL is resolved (deployment configuration, not this API's contract).
+    for name in [name for name in (case.headers or {}) if name.lower() == "host"]:
+        del case.headers[name]
     response = case.call(headers={"Authorization": f"Bearer {served_schema.secret}"})
     # Every default check except "valid data is accepted": a valid-looking agent name or job id
     # that does not exist is rightly a 404, which that check would count as a failure.
