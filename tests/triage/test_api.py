@@ -146,3 +146,13 @@ def test_openapi_document_and_docs_are_served(production):
     assert schema["components"]["securitySchemes"]["ApiKeyAuth"]["scheme"] == "bearer"
     docs = async_to_sync(client.get)("/api/v1/docs")
     assert docs.status_code == 200 and b"openapi.json" in docs.content
+
+
+def test_a_triage_call_costs_a_fixed_handful_of_queries(api, production, django_assert_max_num_queries):
+    """Key check, pin read (one joined query), log insert, and at most one last-used update: no per-row lookups."""
+    api.post("/triage", ticket(0))  # first use of the key records its last use
+    with django_assert_max_num_queries(5) as captured:
+        response = api.post("/triage", ticket(1, request_key="k"))
+    assert response.status_code == 200
+    pin_reads = [q["sql"] for q in captured.captured_queries if 'FROM "promptctl_pin"' in q["sql"]]
+    assert len(pin_reads) == 1, "the pin is read once per request, never cached"
