@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -165,5 +164,5 @@ def run_async(coroutine):
 
 __all__ = [
     "V1", "V2", "V3", "TICKETS", "People", "ProductionAgent", "Api", "ticket", "move_pin", "eval_run_now",
-    "quiet_limits", "people", "production", "api_key", "api", "run_async", "Path",
+    "quiet_limits", "people", "production", "api_key", "api", "run_async",
 ]
