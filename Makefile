@@ -25,8 +25,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m promptctl.demo --serve=$(SERVE)
 
+# Speed targets: evals (tutorial loop vs a run; 600 sessions under a create limit), then the triage API.
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --output var/bench-evals.json
+	$(BIN)/python -m triage.bench --json var/bench-api.json
 
 emulator: $(STAMP)
 	$(BIN)/python manage.py emulator --port 8765

@@ -67,7 +67,7 @@ def _emulator_stats(base_url: str) -> dict:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench/run.py")
     parser.add_argument("--only", nargs="*", default=None, help="scenario names to run (default: all)")
-    parser.add_argument("--output", default=str(BASE_DIR / "var" / "bench-results.json"))
+    parser.add_argument("--output", default=str(BASE_DIR / "var" / "bench-evals.json"))
     options = parser.parse_args(argv)
 
     env = _prepare_environment()
