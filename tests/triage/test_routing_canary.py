@@ -185,7 +185,7 @@ def test_a_healthy_canary_is_left_alone(api, production, people, eager_tasks, dj
     production.policy.canary_min_requests = 5
     services.routing_policy_save(policy=production.policy, actor=people.admin)
     with django_capture_on_commit_callbacks(execute=True):
-        answers = [api.post("/triage", ticket(index, request_key=f"h{index}")).json() for index in range(20)]
+        answers = [api.post("/triage", ticket(index, request_key=f"h{index}")).json() for index in range(40)]
     assert sum(a["canary"] for a in answers) >= 5 and all(a["valid"] for a in answers)
     assert not CanaryCheck.objects.exists()
     assert not ChangeRequest.objects.filter(requested_by__username=services.SYSTEM_USERNAME).exists()
@@ -204,7 +204,7 @@ def test_canary_session_errors_count_against_the_error_limit(production, people,
     client = Api(secret)
     settings.PROMPTCTL_MAX_ATTEMPTS = 1
     emulator.configure(fault_500=1.0)
-    statuses = [client.post("/triage", ticket(index, request_key=f"e{index}")).status_code for index in range(16)]
+    statuses = [client.post("/triage", ticket(index, request_key=f"e{index}")).status_code for index in range(30)]
     assert set(statuses) == {503}
     canary_errors = TriageRequest.objects.filter(canary=True, outcome=Outcome.UNAVAILABLE).count()
     assert canary_errors >= 4
