@@ -56,6 +56,7 @@ class Outcome(models.TextChoices):
     UNAVAILABLE = "unavailable", "upstream unavailable"
     TIMEOUT = "timeout", "session timed out"
     REFUSED = "refused", "upstream refused"
+    ABANDONED = "abandoned", "caller went away"
 
 
 ERROR_OUTCOMES = (Outcome.UNAVAILABLE, Outcome.TIMEOUT, Outcome.REFUSED)

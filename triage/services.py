@@ -17,6 +17,7 @@ Rules every service keeps, and why:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -286,6 +287,8 @@ def _session_metadata(*, route: pins.Route, principal_name: str, source: str) ->
 
 
 def _failure_outcome(failure: gateway.GatewayError) -> str:
+    if getattr(failure, "outcome", None) == Outcome.ABANDONED:
+        return Outcome.ABANDONED
     if isinstance(failure, gateway.SessionTimeout):
         return Outcome.TIMEOUT
     if isinstance(failure, gateway.UpstreamUnavailable):
@@ -393,6 +396,11 @@ async def triage_serve(*, principal: Principal, agent_name: str | None, ticket: 
     route = await sync_to_async(triage_route)(principal=principal, agent_name=agent_name, request_key=ticket.request_key)
     transcript: gateway.Transcript | None = None
     failure: gateway.GatewayError | None = None
+    record = sync_to_async(triage_record)
+    fields = {
+        "route": route, "api_key_id": principal.key_id, "ticket": ticket, "source": TriageRequest.Source.API,
+        "received_at": received_at,
+    }
     try:
         transcript = await gateway.session_run_async(
             agent_id=route.remote_agent_id,
@@ -403,15 +411,17 @@ async def triage_serve(*, principal: Principal, agent_name: str | None, ticket: 
         )
     except gateway.GatewayError as error:
         failure = error
-    request = await sync_to_async(triage_record)(
-        route=route,
-        api_key_id=principal.key_id,
-        ticket=ticket,
-        source=TriageRequest.Source.API,
-        received_at=received_at,
-        latency_ms=round((time.monotonic() - started) * 1000),
-        transcript=transcript,
-        failure=failure,
+    except asyncio.CancelledError:
+        # The caller went away (Django cancels the view when the client disconnects). The call is still
+        # logged, in a task of its own so this cancellation cannot stop it.
+        abandoned = gateway.GatewayError("the caller went away before the session finished")
+        abandoned.outcome = Outcome.ABANDONED
+        await asyncio.shield(asyncio.ensure_future(
+            record(**fields, latency_ms=round((time.monotonic() - started) * 1000), failure=abandoned)
+        ))
+        raise
+    request = await record(
+        **fields, latency_ms=round((time.monotonic() - started) * 1000), transcript=transcript, failure=failure
     )
     if failure is not None:
         raise _failed(failure, request, route)

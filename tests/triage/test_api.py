@@ -156,3 +156,38 @@ def test_a_triage_call_costs_a_fixed_handful_of_queries(api, production, django_
     assert response.status_code == 200
     pin_reads = [q["sql"] for q in captured.captured_queries if 'FROM "promptctl_pin"' in q["sql"]]
     assert len(pin_reads) == 1, "the pin is read once per request, never cached"
+
+
+def test_a_caller_that_goes_away_is_still_logged_and_its_session_archived(api_key, production, emulator):
+    """Django cancels the view when the client disconnects; the call is logged and the session archived anyway."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+
+    principal = services.api_key_authenticate(token=api_key)
+    sessions_before = emulator.stats()["sessions"]["total"]
+    emulator.configure(fault_stuck=1.0)
+
+    async def caller_hangs_up() -> bool:
+        serving = asyncio.ensure_future(services.triage_serve(
+            principal=principal, agent_name=None, ticket=services.Ticket(subject="Refund", body="charged twice")
+        ))
+        await asyncio.sleep(0.7)
+        serving.cancel()
+        try:
+            await serving
+        except asyncio.CancelledError:
+            pass
+        else:
+            return False
+        for _ in range(100):
+            if emulator.stats()["sessions"]["unarchived"] == 0:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    assert async_to_sync(caller_hangs_up)() is True
+    logged = TriageRequest.objects.get()
+    assert logged.outcome == Outcome.ABANDONED and "went away" in logged.problem
+    assert logged.version.number == production.v1 and logged.session_id == ""
+    assert emulator.stats()["sessions"]["total"] == sessions_before + 1
