@@ -14,6 +14,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 HEADER = "X-Request-ID"
@@ -42,16 +43,36 @@ def request_id_bind(request_id: str | None = None) -> Iterator[str]:
 
 
 class RequestIdMiddleware:
-    """Binds a request id for the request and echoes it in the response header."""
+    """Binds a request id for the request and echoes it in the response header.
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    Async-capable: a sync-only middleware would make Django hold a thread for
+    the whole of every async view below it (a triage call waits on a session).
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable) -> None:
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    @staticmethod
+    def _request_id(request: HttpRequest) -> str:
         offered = request.headers.get(HEADER, "")
-        request_id = offered if _ACCEPTABLE.match(offered) else request_id_new()
-        request.request_id = request_id
-        with request_id_bind(request_id):
+        request.request_id = offered if _ACCEPTABLE.match(offered) else request_id_new()
+        return request.request_id
+
+    def __call__(self, request: HttpRequest):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        with request_id_bind(self._request_id(request)) as request_id:
             response = self.get_response(request)
+        response[HEADER] = request_id
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        with request_id_bind(self._request_id(request)) as request_id:
+            response = await self.get_response(request)
         response[HEADER] = request_id
         return response

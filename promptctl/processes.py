@@ -44,7 +44,8 @@ def process_argv(name: str, *, host: str | None = None, port: int | None = None)
         # uvicorn supervises its worker processes (restarting dead ones) when --workers > 1.
         workers = os.environ.get("WEB_CONCURRENCY", "1")
         return [python, "-m", "uvicorn", "promptctl.asgi:application", "--host", _bind_host(host),
-                "--port", str(_web_port(port)), "--workers", workers, "--no-access-log"]
+                "--port", str(_web_port(port)), "--workers", workers, "--no-access-log",
+                "--http", "promptctl.serving:NoDelayH11Protocol"]
     if name == "worker":
         return [python, "-m", "celery", "-A", "promptctl", "worker", "--loglevel", os.environ.get("CELERY_LOG_LEVEL", "WARNING")]
     if name == "beat":

@@ -30,39 +30,6 @@ from typing import Iterator
 from promptctl.processes import BASE_DIR, process_argv
 
 
-def _tcp_nodelay_protocol():
-    """uvicorn's h11 protocol with TCP_NODELAY set on every connection.
-
-    With ``--workers`` > 1 uvicorn binds the listening socket itself with
-    protocol number 0, and asyncio sets TCP_NODELAY only on sockets whose
-    protocol is IPPROTO_TCP; Nagle's algorithm then meets delayed ACKs and each
-    small response waits ~40 ms. Single-worker servers are not affected.
-    """
-    import socket as socket_module
-
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class NoDelayH11Protocol(H11Protocol):
-        def connection_made(self, transport) -> None:  # type: ignore[override]
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket_module.AF_INET, socket_module.AF_INET6):
-                try:
-                    sock.setsockopt(socket_module.IPPROTO_TCP, socket_module.TCP_NODELAY, 1)
-                except OSError:
-                    pass
-            super().connection_made(transport)
-
-    return NoDelayH11Protocol
-
-
-def __getattr__(name: str):
-    # ``uvicorn --http triage.bench:NoDelayH11Protocol`` imports the class by name; built lazily so that
-    # importing this module does not import uvicorn.
-    if name == "NoDelayH11Protocol":
-        return _tcp_nodelay_protocol()
-    raise AttributeError(name)
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -102,8 +69,6 @@ class ApiServer:
     def start(self, *, timeout: float = 60.0) -> None:
         argv = process_argv("web", host="127.0.0.1", port=self.port)
         argv[argv.index("--workers") + 1] = str(self.workers)  # the list reads WEB_CONCURRENCY from this process
-        if self.workers > 1 and "--http" not in argv:
-            argv += ["--http", "triage.bench:NoDelayH11Protocol"]  # see _tcp_nodelay_protocol
         var_dir = Path(self.env.get("PROMPTCTL_VAR_DIR", BASE_DIR / "var"))
         var_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = var_dir / f"api-server-{self.port}.log"
