@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +29,22 @@ def free_port(preferred: int = 0) -> int:
                 continue
             return probe.getsockname()[1]
     raise OSError("no free port on 127.0.0.1")
+
+
+def database_url(settings_dict: dict) -> str:
+    """``DATABASE_URL`` for the database ``settings_dict`` describes (a connection's live settings)."""
+    engine = settings_dict["ENGINE"]
+    name = settings_dict["NAME"]
+    if "sqlite3" in engine:
+        return "sqlite:///" + str(Path(name).resolve())
+    if "postgresql" in engine:
+        user = urllib.parse.quote(settings_dict.get("USER") or "", safe="")
+        password = urllib.parse.quote(settings_dict.get("PASSWORD") or "", safe="")
+        credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        host = settings_dict.get("HOST") or "127.0.0.1"
+        port = settings_dict.get("PORT") or "5432"
+        return f"postgres://{credentials}{host}:{port}/{name}"
+    raise ValueError(f"cannot hand database engine {engine} to a child process")
 
 
 class Stack:

@@ -28,28 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from promptctl.processes import BASE_DIR, process_argv
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def database_url(settings_dict: dict) -> str:
-    """``DATABASE_URL`` for the database ``settings_dict`` describes (a connection's live settings)."""
-    engine = settings_dict["ENGINE"]
-    name = settings_dict["NAME"]
-    if "sqlite3" in engine:
-        return "sqlite:///" + str(Path(name).resolve())
-    if "postgresql" in engine:
-        user = urllib.parse.quote(settings_dict.get("USER") or "", safe="")
-        password = urllib.parse.quote(settings_dict.get("PASSWORD") or "", safe="")
-        credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-        host = settings_dict.get("HOST") or "127.0.0.1"
-        port = settings_dict.get("PORT") or "5432"
-        return f"postgres://{credentials}{host}:{port}/{name}"
-    raise ValueError(f"cannot hand database engine {engine} to a child process")
+from promptctl.stack import database_url, free_port
 
 
 class ApiServer:
@@ -470,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         # Re-run in a clean environment: a temporary var dir and database, never the installation's own.
         with tempfile.TemporaryDirectory(prefix="promptctl-bench-") as scratch:
             env = {**os.environ, BENCH_CHILD: "1", "PROMPTCTL_VAR_DIR": scratch, "PROMPTCTL_RATE_LIMITER": "off",
-                   "CELERY_BROKER_URL": "filesystem://"}
+                   "CELERY_BROKER_URL": "filesystem://localhost//"}
             env.setdefault("DJANGO_SETTINGS_MODULE", "promptctl.settings")
             env.pop("DATABASE_URL", None)
             if options.database_url:

@@ -21,6 +21,7 @@ from django.db import connection
 from evals import ratelimit
 from evals.models import EvalRun
 from promptctl import services as promptctl_services
+from promptctl.stack import database_url
 
 # The tutorial's people, agent (v1 prompt) and prompts, shared with the change-control tests.
 from tests.promptctl.conftest import PASSWORD, V2, agent, requester, reviewer, second_reviewer  # noqa: F401
@@ -70,17 +71,6 @@ def generous_budget(settings):
     settings.PROMPTCTL_SESSION_CREATE_BUDGET = 100_000
 
 
-def _database_url() -> str:
-    params = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{params['NAME']}"
-    user = params.get("USER") or ""
-    password = f":{params['PASSWORD']}" if params.get("PASSWORD") else ""
-    host = params.get("HOST") or "127.0.0.1"
-    port = params.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{params['NAME']}"
-
-
 class Workers:
     """Starts and stops real Celery worker processes for one test."""
 
@@ -91,7 +81,7 @@ class Workers:
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
-            DATABASE_URL=_database_url(),
+            DATABASE_URL=database_url(connection.settings_dict),
             CELERY_BROKER_URL=django_settings.CELERY_BROKER_URL,
             PROMPTCTL_VAR_DIR=str(django_settings.VAR_DIR),
             ANTHROPIC_BASE_URL=self.emulator_url,
