@@ -29,6 +29,7 @@ from typing import Iterator
 
 from promptctl.processes import BASE_DIR, process_argv
 from promptctl.stack import database_url, free_port
+from triage.tickets import ticket_text
 
 
 class ApiServer:
@@ -311,7 +312,7 @@ def _bench_run(options: argparse.Namespace) -> dict:
     try:
         world = _bench_setup()
         agent, tickets = world["agent"], world["tickets"]
-        texts = ["Subject: " + t["subject"] + "\n\n" + t["body"] for t in tickets]
+        texts = [ticket_text(subject=t["subject"], body=t["body"]) for t in tickets]
         payloads = [{"subject": t["subject"], "body": t["body"]} for t in tickets]
         _emulator_configure(emulator_url, latency=options.latency)
         results: dict = {"settings": vars(options).copy(), "runs": []}

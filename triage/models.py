@@ -27,25 +27,9 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from promptctl.errors import DomainError
+from promptctl.records import ImmutableRecord
+from triage.tickets import ticket_text as compose_ticket_text
 from promptctl.models import AgentVersion
-
-
-class _Immutable(models.Model):
-    """Rows that are part of the record: written once, never changed or deleted."""
-
-    immutable_noun = "this record"
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
-            raise DomainError(f"{self.immutable_noun.capitalize()} is immutable: it cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise DomainError(f"{self.immutable_noun.capitalize()} is part of the record and cannot be deleted.")
 
 
 class Outcome(models.TextChoices):
@@ -168,7 +152,7 @@ class RoutingPolicy(models.Model):
         return f"routing of {self.agent}"
 
 
-class TriageRequest(_Immutable):
+class TriageRequest(ImmutableRecord):
     """One triage call as served: the ticket, who asked, which version answered, and how it ended."""
 
     immutable_noun = "a logged triage request"
@@ -228,7 +212,7 @@ class TriageRequest(_Immutable):
 
     @property
     def ticket_text(self) -> str:
-        return "Subject: " + self.subject + "\n\n" + self.body
+        return compose_ticket_text(subject=self.subject, body=self.body)
 
 
 class TriageCorrection(models.Model):
@@ -304,7 +288,7 @@ class TriageJob(models.Model):
         return f"job {self.id} ({self.status})"
 
 
-class ShadowResult(_Immutable):
+class ShadowResult(ImmutableRecord):
     """What a candidate version answered for a live ticket that production also answered."""
 
     immutable_noun = "a shadow result"
@@ -340,7 +324,7 @@ class ShadowResult(_Immutable):
         return f"shadow of #{self.request_id} on v{self.version.number}: {self.outcome}"
 
 
-class CanaryCheck(_Immutable):
+class CanaryCheck(ImmutableRecord):
     """A canary that crossed its agent's limits, the numbers that crossed, and the change request filed to end it."""
 
     immutable_noun = "a canary check"

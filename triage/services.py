@@ -35,6 +35,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from promptctl.errors import DomainError
+from promptctl.records import saved_by
+from triage.tickets import ticket_text as compose_ticket_text
 from promptctl.models import PRODUCTION, Agent, AgentVersion, ChangeRequest, Pin
 from triage import gateway, pins, selectors
 from triage.models import (
@@ -90,12 +92,6 @@ def _require(user: Any, permission: str, doing: str) -> None:
         )
 
 
-def _saved(instance: Any, actor: Any) -> Any:
-    instance._history_user = actor if getattr(actor, "pk", None) else None
-    instance.save()
-    return instance
-
-
 # --- API keys ---------------------------------------------------------------------
 
 
@@ -134,7 +130,7 @@ def api_key_create(
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
-            key = _saved(
+            key = saved_by(
                 ApiKey(
                     name=name,
                     prefix=secret[:SHOWN_PREFIX_LENGTH],
@@ -161,7 +157,7 @@ def api_key_revoke(*, key: ApiKey, actor: Any) -> ApiKey:
             raise DomainError(f"API key {key.name!r} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC.")
         key.revoked_at = timezone.now()
         key.revoked_by = actor
-        _saved(key, actor)
+        saved_by(key, actor)
     return key
 
 
@@ -236,7 +232,7 @@ class Ticket:
 
     @property
     def text(self) -> str:
-        return "Subject: " + self.subject + "\n\n" + self.body
+        return compose_ticket_text(subject=self.subject, body=self.body)
 
 
 @dataclass(frozen=True)
@@ -448,7 +444,7 @@ def triage_job_create(*, principal: Principal, agent_name: str | None, ticket: T
             body=ticket.body,
             request_key=ticket.request_key or "",
         )
-        _saved(job, None)
+        saved_by(job, None)
         job_id = str(job.pk)
         transaction.on_commit(lambda: tasks.triage_job_run.delay(job_id))
     return job
@@ -464,7 +460,7 @@ def _job_finish(*, job_id: Any, attempt: int, status: str, request: TriageReques
     job.error_code = error_code
     job.error_message = error_message
     job.finished_at = timezone.now()
-    return _saved(job, None)
+    return saved_by(job, None)
 
 
 def triage_job_run(*, job_id: Any) -> TriageJob | None:
@@ -484,7 +480,7 @@ def triage_job_run(*, job_id: Any) -> TriageJob | None:
         job.status = TriageJob.Status.RUNNING
         job.attempts += 1
         job.started_at = timezone.now()
-        _saved(job, None)
+        saved_by(job, None)
         attempt = job.attempts
     key = job.api_key
     ticket = Ticket(subject=job.subject, body=job.body, request_key=job.request_key or None)
@@ -732,7 +728,7 @@ def triage_correct(*, request: TriageRequest, team: str, priority: str, actor: A
         correction.team, correction.priority, correction.note = team, priority, (note or "").strip()
         correction.corrected_by = actor
         correction.corrected_at = timezone.now()
-        _saved(correction, actor)
+        saved_by(correction, actor)
     return correction
 
 
@@ -820,9 +816,9 @@ def routing_policy_save(*, policy: RoutingPolicy, actor: Any) -> RoutingPolicy:
         if policy.is_default:
             for other in RoutingPolicy.objects.select_for_update().filter(is_default=True).exclude(pk=policy.pk):
                 other.is_default = False
-                _saved(other, actor)
+                saved_by(other, actor)
         policy.updated_at = timezone.now()
-        _saved(policy, actor)
+        saved_by(policy, actor)
     return policy
 
 
