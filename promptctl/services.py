@@ -421,13 +421,19 @@ def change_request_create(
     canary_percent: int | None = None,
     evidence_ref: str | None = None,
     accept_regression_reason: str = "",
+    filed_by_promptctl: bool = False,
 ) -> ChangeRequest:
     """File a request to move ``channel``'s pin; its target, base and evidence are frozen here.
 
     ``approvals_required`` is the agent's policy, plus one when the requester
     accepts a regression, so accepting one always needs an extra pair of eyes.
+    A rollback promptctl files itself (``filed_by_promptctl``: ending a canary
+    that crossed its limits) needs one approval: no person asked for it, so any
+    one eligible reviewer is the second pair of eyes; applying still needs it.
     """
     _require(actor, "add_changerequest", "file change requests")
+    if filed_by_promptctl and kind != ChangeRequest.Kind.ROLLBACK:
+        raise DomainError("promptctl files only rollbacks on its own (ending a canary); other kinds need a person.")
     if kind not in ChangeRequest.Kind.values:
         raise DomainError(f"Unknown kind {kind!r}: choose promote, rollback or canary.")
     if not _CHANNEL.match(channel or ""):
@@ -488,7 +494,9 @@ def change_request_create(
                 evidence_id=evidence.get("evidence_id"),
                 evidence=evidence.get("evidence") or {},
                 accept_regression_reason=accept_regression_reason,
-                approvals_required=agent.required_approvals + (1 if accept_regression_reason else 0),
+                approvals_required=1
+                if filed_by_promptctl
+                else agent.required_approvals + (1 if accept_regression_reason else 0),
                 reason=reason,
                 requested_by=actor,
             ),

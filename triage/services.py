@@ -696,6 +696,7 @@ def canary_end(*, agent_id: int, pin_revision: int) -> CanaryCheck | None:
                 ),
                 evidence_ref=f"canary check of change request #{pin.change_id}: {summary}",
                 actor=system_user,
+                filed_by_promptctl=True,
             )
             check.end_change = change
             check.save()

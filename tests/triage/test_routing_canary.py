@@ -12,6 +12,7 @@ import requests
 from django.db import connection
 
 from promptctl import services as change_services
+from promptctl.errors import DomainError
 from promptctl.models import ChangeRequest
 from tests.triage.test_api_support import (  # noqa: F401 - fixtures
     V1,
@@ -147,6 +148,8 @@ def test_a_canary_over_its_invalid_output_limit_files_a_change_request_ending_it
 ):
     bad = production.new_version(V_RENAMED)
     canary_change = production.canary(bad, 50)
+    # A stricter policy for people's requests does not apply to the one promptctl files itself.
+    change_services.agent_policy_update(agent=production.agent, actor=people.admin, required_approvals=2)
     production.policy.canary_min_requests = 8
     production.policy.canary_max_invalid_rate = 0.2
     services.routing_policy_save(policy=production.policy, actor=people.admin)
@@ -166,7 +169,12 @@ def test_a_canary_over_its_invalid_output_limit_files_a_change_request_ending_it
     assert ending.requested_by.username == services.SYSTEM_USERNAME
     assert f"{check.invalid} invalid" in ending.evidence["reference"] and "limit 20.0%" in ending.evidence["reference"]
     assert f"{check.requests} requests" in ending.reason
-    assert ending.approvals_required == 1
+    assert ending.approvals_required == 1 and ending.agent.required_approvals == 2
+    with pytest.raises(DomainError, match="only rollbacks"):
+        change_services.change_request_create(
+            agent=ending.agent, kind=ChangeRequest.Kind.PROMOTE, target_number=bad, reason="x",
+            actor=ending.requested_by, filed_by_promptctl=True,
+        )
 
     # The same task again (a redelivery) files nothing new.
     assert services.canary_end(agent_id=production.agent.pk, pin_revision=check.pin_revision) == check
