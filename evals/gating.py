@@ -153,7 +153,7 @@ def evidence_resolve(
                 "Refused: --accept-regression only applies to a comparison that flags a regression; a first "
                 "promotion's run evidence has nothing to accept. Leave it out."
             )
-        return {"evidence_type": "run", "evidence_id": run.pk, "evidence": run_snapshot(run)}
+        return {"evidence_type": "run", "evidence_id": run.pk, "evidence": _with_shadow(run_snapshot(run), target_version)}
     comparison = Comparison.objects.filter(pk=evidence_id).first()
     _check_comparison(comparison, evidence_id, agent, target_version, pinned, gating_version)
     snapshot = comparison_snapshot(comparison)
@@ -165,7 +165,23 @@ def evidence_resolve(
             f"Refused: comparison #{comparison.pk} flags no regression, so there is nothing to accept. "
             "Leave out --accept-regression (it would only demand an extra approval)."
         )
-    return {"evidence_type": "comparison", "evidence_id": comparison.pk, "evidence": snapshot}
+    return {"evidence_type": "comparison", "evidence_id": comparison.pk, "evidence": _with_shadow(snapshot, target_version)}
+
+
+def _with_shadow(snapshot: dict[str, Any], target_version) -> dict[str, Any]:
+    """Add the candidate's shadow record (live tickets it ran on beside production), when it has one.
+
+    Frozen with the rest of the evidence, so reviewers see how the version
+    behaved on real traffic as well as on the test set.
+    """
+    from triage import selectors as triage_selectors
+
+    shadow = triage_selectors.shadow_summary(version_id=target_version.pk)
+    if not shadow.total:
+        return snapshot
+    snapshot["shadow"] = {**shadow.as_dict(), "sentence": shadow.sentence()}
+    snapshot["summary"] = f"{snapshot.get('summary', '')} Shadow: {shadow.sentence()}.".strip()
+    return snapshot
 
 
 def _ungated(reference: str) -> dict[str, Any]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from evals import services as eval_services
+from promptctl import services as change_services
 from promptctl.selectors import agent_timeline
 from tests.triage.test_api_support import (  # noqa: F401 - fixtures
     TICKETS,
     V2,
     api,
     api_key,
+    eval_run_now,
     people,
     production,
     quiet_limits,
@@ -60,6 +63,18 @@ def test_shadow_candidate_answers_every_sampled_ticket_without_touching_response
     # The candidate's record is on the agent's timeline, next to its change requests.
     entries = [e.summary for e in agent_timeline(agent=production.agent) if e.kind == "shadow"]
     assert entries and f"version {v2}:" in entries[0] and f"{len(disagreeing)} of {len(TICKETS)}" in entries[0]
+
+    # A later promotion request for the candidate freezes its shadow record with the eval evidence.
+    candidate = production.agent.versions.get(number=v2)
+    eval_run_now(version=candidate, testset_version=production.testset_version, actor=people.requester)
+    comparison = eval_services.comparison_for_versions(agent=production.agent, baseline_number=production.v1, candidate_number=v2)
+    change = change_services.change_request_create(
+        agent=production.agent, kind="promote", target_number=v2, reason="shadowed for a while",
+        actor=people.requester, evidence_ref=f"comparison:{comparison.pk}",
+    )
+    assert change.evidence["shadow"]["disagreements"] == len(disagreeing)
+    assert change.evidence["shadow"]["shadow_runs"] == len(TICKETS)
+    assert "Shadow:" in change.evidence["summary"]
 
 
 def test_shadow_records_the_candidates_invalid_output_rate(api, production, people, eager_tasks,
