@@ -32,15 +32,52 @@ from promptctl.stack import database_url, free_port
 from triage.tickets import ticket_text
 
 
-class ApiServer:
+class _ChildProcess:
+    """One child process of ours: started with its output in a log file under the var dir, stopped for sure."""
+
+    stop_grace_seconds = 15.0
+
+    def __init__(self, *, env: dict[str, str]) -> None:
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.process: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+
+    def _spawn(self, argv: list[str], *, log_name: str) -> None:
+        var_dir = Path(self.env.get("PROMPTCTL_VAR_DIR", BASE_DIR / "var"))
+        var_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = var_dir / log_name
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=self.stop_grace_seconds)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.process = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+class ApiServer(_ChildProcess):
     """A uvicorn process serving ``promptctl.asgi:application`` on a loopback port."""
 
     def __init__(self, *, env: dict[str, str], workers: int = 1, port: int | None = None) -> None:
+        super().__init__(env={**env, "WEB_CONCURRENCY": str(workers)})
         self.port = port or free_port()
         self.workers = workers
-        self.env = {**os.environ, **env, "WEB_CONCURRENCY": str(workers), "PYTHONUNBUFFERED": "1"}
-        self.process: subprocess.Popen | None = None
-        self.log_path: Path | None = None
 
     @property
     def base_url(self) -> str:
@@ -49,12 +86,7 @@ class ApiServer:
     def start(self, *, timeout: float = 60.0) -> None:
         argv = process_argv("web", host="127.0.0.1", port=self.port)
         argv[argv.index("--workers") + 1] = str(self.workers)  # the list reads WEB_CONCURRENCY from this process
-        var_dir = Path(self.env.get("PROMPTCTL_VAR_DIR", BASE_DIR / "var"))
-        var_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = var_dir / f"api-server-{self.port}.log"
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        self._spawn(argv, log_name=f"api-server-{self.port}.log")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -74,26 +106,6 @@ class ApiServer:
             return True
         return self.log().count("Application startup complete") >= self.workers
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-        self.process = None
-
-    def __enter__(self) -> "ApiServer":
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
 
 @contextmanager
@@ -105,45 +117,20 @@ def api_server(*, settings_dict: dict, emulator_url: str, workers: int = 1, extr
 
 
 
-class WorkerProcess:
+class WorkerProcess(_ChildProcess):
     """A Celery worker (the deployment's command) for the database and emulator given."""
 
+    stop_grace_seconds = 20.0
+
     def __init__(self, *, env: dict[str, str], concurrency: int = 4) -> None:
-        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        super().__init__(env=env)
         self.concurrency = concurrency
-        self.process: subprocess.Popen | None = None
-        self.log_path: Path | None = None
 
     def start(self) -> None:
         argv = process_argv("worker") + ["--pool", "threads", "--concurrency", str(self.concurrency),
                                          "--without-heartbeat", "--without-gossip", "--without-mingle"]
-        var_dir = Path(self.env.get("PROMPTCTL_VAR_DIR", BASE_DIR / "var"))
-        var_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = var_dir / f"worker-{os.getpid()}-{time.monotonic_ns()}.log"
-        log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
+        self._spawn(argv, log_name=f"worker-{os.getpid()}-{time.monotonic_ns()}.log")
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-        self.process = None
-
-    def __enter__(self) -> "WorkerProcess":
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
 
 
 def child_env(*, settings_dict: dict, emulator_url: str) -> dict[str, str]:
