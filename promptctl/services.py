@@ -128,26 +128,13 @@ def _version_snapshot(version: AgentVersion) -> dict[str, Any]:
 
 
 def _change_snapshot(change: ChangeRequest) -> dict[str, Any]:
-    return {
-        "id": change.pk,
-        "agent": change.agent.name,
-        "channel": change.channel,
-        "kind": change.kind,
-        "base_version": change.base_version.number if change.base_version_id else None,
-        "base_pin_revision": change.base_pin_revision,
-        "target_version": change.target_version.number,
-        "target_config_sha256": change.target_config_sha256,
-        "canary_percent": change.canary_percent,
-        "evidence_type": change.evidence_type,
-        "evidence_id": change.evidence_id,
-        "evidence": change.evidence,
-        "accept_regression_reason": change.accept_regression_reason,
-        "approvals_required": change.approvals_required,
-        "reason": change.reason,
-        "requested_by": _username(change.requested_by),
-        "status": change.status,
-        "status_reason": change.status_reason,
-    }
+    """The request as the audit log records it: what ``change list --json`` shows, plus the pin revision it was filed on."""
+    from promptctl.selectors import change_request_as_dict
+
+    snapshot = change_request_as_dict(change)
+    snapshot.pop("approvals")  # a list annotation, not part of the row
+    snapshot["base_pin_revision"] = change.base_pin_revision
+    return snapshot
 
 
 def _pin_snapshot(pin: Pin | None) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from tests.triage.test_api_support import (  # noqa: F401 - fixtures
+    eager_tasks,
     Api,
     People,
     ProductionAgent,
@@ -22,16 +23,6 @@ from tests.triage.test_api_support import (  # noqa: F401 - fixtures
 from triage import services
 from triage.bench import WorkerProcess, child_env
 from triage.models import Outcome, TriageJob, TriageRequest
-
-
-@pytest.fixture
-def eager_tasks():
-    from promptctl.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
 
 
 def test_job_is_accepted_with_202_run_and_read_back(api, production, eager_tasks, django_capture_on_commit_callbacks):

@@ -166,3 +166,14 @@ __all__ = [
     "V1", "V2", "V3", "TICKETS", "People", "ProductionAgent", "Api", "ticket", "move_pin", "eval_run_now",
     "quiet_limits", "people", "production", "api_key", "api", "run_async",
 ]
+
+
+@pytest.fixture
+def eager_tasks():
+    """Celery tasks run in the calling thread (for tests of what a task does, not of workers)."""
+    from promptctl.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous

@@ -15,6 +15,7 @@ from promptctl import services as change_services
 from promptctl.errors import DomainError
 from promptctl.models import ChangeRequest
 from tests.triage.test_api_support import (  # noqa: F401 - fixtures
+    eager_tasks,
     V1,
     V2,
     People,
@@ -130,17 +131,6 @@ def test_ten_percent_canary_over_2000_api_requests_within_binomial_bounds_and_st
         per_key[payload["request_key"]].add(answer["version"])
     assert all(len(seen) == 1 for seen in per_key.values()), {key: seen for key, seen in per_key.items() if len(seen) > 1}
     assert TriageRequest.objects.filter(canary=True).count() == canary_count + sum(a["canary"] for a in sticky_answers)
-
-
-@pytest.fixture
-def eager_tasks():
-    """Run tasks in-process when their on-commit hook fires (the task bodies are the real services)."""
-    from promptctl.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
 
 
 def test_a_canary_over_its_invalid_output_limit_files_a_change_request_ending_it(

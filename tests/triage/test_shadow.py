@@ -8,6 +8,7 @@ from evals import services as eval_services
 from promptctl import services as change_services
 from promptctl.selectors import agent_timeline
 from tests.triage.test_api_support import (  # noqa: F401 - fixtures
+    eager_tasks,
     TICKETS,
     V2,
     api,
@@ -21,16 +22,6 @@ from tests.triage.test_api_support import (  # noqa: F401 - fixtures
 from tests.triage.test_routing_canary import V_RENAMED
 from triage import selectors, services
 from triage.models import Outcome, ShadowResult, TriageRequest
-
-
-@pytest.fixture
-def eager_tasks():
-    from promptctl.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous
 
 
 def shadow(production, people, version_number: int, percent: int = 100) -> None:
