@@ -10,6 +10,7 @@ exception that stops a run.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -43,11 +44,17 @@ def allowed_labels(system_prompt: str) -> dict[str, tuple[str, ...]]:
     Only fields written as ``"key": "<a|b|c>"`` constrain the output; a prompt
     with no such template allows any string, and callers then skip validation.
     """
+    return dict(_template_fields(system_prompt or ""))
+
+
+@functools.lru_cache(maxsize=256)
+def _template_fields(system_prompt: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``allowed_labels`` read once per prompt text: versions are immutable, and every triage call needs it."""
     labels: dict[str, tuple[str, ...]] = {}
-    for match in _TEMPLATE_FIELD.finditer(system_prompt or ""):
+    for match in _TEMPLATE_FIELD.finditer(system_prompt):
         choices = tuple(choice.strip() for choice in match.group("choices").split("|") if choice.strip())
         labels.setdefault(match.group("key"), choices)
-    return labels
+    return tuple(labels.items())
 
 
 def _json_objects_in(text: str):

@@ -15,8 +15,10 @@ It behaves the way the prompt asks, transparently:
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
+import itertools
 import json
 import random
 import re
@@ -86,15 +88,24 @@ class Text:
         self._positions: dict[str, list[int]] = {}
         for position, word_singular in enumerate(self.singulars):
             self._positions.setdefault(word_singular, []).append(position)
+        # (word, position) in word order: the words starting with a prefix are one contiguous run.
+        self._sorted = sorted((word, position) for position, word in enumerate(self.words))
         self._prefix_positions: dict[str, list[int]] = {}
 
     def _positions_of(self, part: str) -> list[int]:
         if not part.endswith("*"):
             return self._positions.get(part, [])
-        if part not in self._prefix_positions:
+        found = self._prefix_positions.get(part)
+        if found is None:
             prefix = part[:-1]
-            self._prefix_positions[part] = [i for i, word in enumerate(self.words) if word.startswith(prefix)]
-        return self._prefix_positions[part]
+            found = []
+            for word, position in itertools.islice(self._sorted, bisect.bisect_left(self._sorted, (prefix,)), None):
+                if not word.startswith(prefix):
+                    break
+                found.append(position)
+            found.sort()
+            self._prefix_positions[part] = found
+        return found
 
     def _matches_at(self, part: str, position: int) -> bool:
         if position >= len(self.words):
@@ -104,13 +115,23 @@ class Text:
         return self.singulars[position] == part
 
     def has(self, cue: Cue) -> bool:
-        if not cue.parts:
+        parts = cue.parts
+        if not parts:
             return False
-        first, rest = cue.parts[0], cue.parts[1:]
+        starts = self._positions_of(parts[0])
+        if not starts or len(parts) == 1:
+            return bool(starts)
+        rest = parts[1:]
         return any(
             all(self._matches_at(part, start + offset) for offset, part in enumerate(rest, start=1))
-            for start in self._positions_of(first)
+            for start in starts
         )
+
+
+@functools.lru_cache(maxsize=512)
+def text_read(text: str) -> Text:
+    """The indexed words of ``text``, shared by every cue check on the same ticket (safe to share: its lazy prefix index only ever gains the same entries)."""
+    return Text(text)
 
 
 # --- the lexicon -------------------------------------------------------------------------------
@@ -231,7 +252,7 @@ def _split_subject(ticket: str) -> tuple[str, str]:
 def team_scores(ticket: str, labels: Sequence[str], lexicon: Lexicon) -> dict[str, float]:
     """Each allowed label's evidence: cue weights, boosted when the cue is in the subject line."""
     subject, _ = _split_subject(ticket)
-    whole, subject_text = Text(ticket), Text(subject)
+    whole, subject_text = text_read(ticket), text_read(subject)
     scores = {}
     for label in labels:
         cues = list(lexicon.team_cues.get(label, ()))
@@ -248,7 +269,7 @@ def team_scores(ticket: str, labels: Sequence[str], lexicon: Lexicon) -> dict[st
 
 def priority_choose(ticket: str, labels: Sequence[str], lexicon: Lexicon) -> str:
     """Urgency band from cue totals, then the allowed label nearest to that band's level."""
-    text = Text(ticket)
+    text = text_read(ticket)
 
     def band_reached(band: str) -> bool:
         threshold, cues = lexicon.priority_bands[band]
@@ -281,7 +302,7 @@ def triage_verdict(system_prompt: str, ticket: str, *, noise: float = 0.0, dice:
     lexicon = lexicon_load()
     reading = prompt_read(system_prompt or "", lexicon)
     dice = dice or random.Random()
-    text = Text(ticket)
+    text = text_read(ticket)
     ruled = {}
     for rule in reading.rules:
         if rule.field not in ruled and any(text.has(phrase) for phrase in rule.phrases):
