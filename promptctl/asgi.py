@@ -1,4 +1,4 @@
-"""The ASGI application: Django (async views for the triage API) with static files beside it."""
+"""The ASGI application: Django for the admin, its API handler for /api/, static files beside both."""
 
 import os
 
@@ -8,6 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promptctl.settings")
 
 django_application = get_asgi_application()
 
-from promptctl.serving import static_files_wrap  # noqa: E402 - after Django is set up
+from promptctl.serving import ApiHandler, api_dispatch, static_files_wrap  # noqa: E402 - after Django is set up
 
-application = static_files_wrap(django_application)
+application = static_files_wrap(api_dispatch(django_application, ApiHandler()))

@@ -1,4 +1,4 @@
-"""Request ids for the audit trail.
+"""promptctl's own middleware: request ids for the audit trail, security headers for the API.
 
 Every audit event carries the id of the web request or CLI command that made
 it, so one action's events can be found together. The web takes a client's
@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
+from django.middleware.security import SecurityMiddleware
 
 HEADER = "X-Request-ID"
 _ACCEPTABLE = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -76,3 +77,17 @@ class RequestIdMiddleware:
             response = await self.get_response(request)
         response[HEADER] = request_id
         return response
+
+
+class ApiSecurityMiddleware(SecurityMiddleware):
+    """Django's SecurityMiddleware (HTTPS redirect, HSTS, nosniff, referrer policy) for the async API.
+
+    Its hooks only read settings and headers, so on the async path they run on
+    the event loop instead of a thread hop each (``MiddlewareMixin.__acall__``).
+    """
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        response = self.process_request(request)
+        if response is None:
+            response = await self.get_response(request)
+        return self.process_response(request, response)

@@ -45,7 +45,7 @@ def process_argv(name: str, *, host: str | None = None, port: int | None = None)
         workers = os.environ.get("WEB_CONCURRENCY", "1")
         return [python, "-m", "uvicorn", "promptctl.asgi:application", "--host", _bind_host(host),
                 "--port", str(_web_port(port)), "--workers", workers, "--no-access-log",
-                "--http", "promptctl.serving:NoDelayH11Protocol"]
+                "--http", "promptctl.serving:NoDelayHttpToolsProtocol"]
     if name == "worker":
         return [python, "-m", "celery", "-A", "promptctl", "worker", "--loglevel", os.environ.get("CELERY_LOG_LEVEL", "WARNING")]
     if name == "beat":

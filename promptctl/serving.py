@@ -1,6 +1,6 @@
-"""How the web process serves: TCP_NODELAY on every connection, static files beside Django.
+"""How the web process serves: the API's own handler, TCP_NODELAY on every connection, static files beside Django.
 
-Both are here so that the production process (``promptctl.processes web``), the
+All here so that the production process (``promptctl.processes web``), the
 demo, the benchmarks and the load tests serve exactly alike.
 """
 
@@ -9,11 +9,59 @@ from __future__ import annotations
 import re
 import socket
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.exception import convert_exception_to_response
+from django.utils.module_loading import import_string
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+API_PATH_PREFIX = "/api/"
 
 
-class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with TCP_NODELAY set on every connection.
+class ApiHandler(ASGIHandler):
+    """Django's ASGI handler for the API's paths: same settings and URLs, only the API's middleware.
+
+    On the async path Django runs every hook of a classic middleware
+    (``MiddlewareMixin``) in a thread hop of its own. The admin's chain of nine
+    would add over a dozen thread switches to each API call, for sessions,
+    CSRF, messages and frame options an API does not use. The API's chain is
+    ``PROMPTCTL_API_MIDDLEWARE``: async-capable middleware with no view,
+    template-response or exception hooks.
+    """
+
+    def load_middleware(self, is_async: bool = False) -> None:
+        if not is_async:
+            raise ImproperlyConfigured("ApiHandler serves ASGI only.")
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        handler = convert_exception_to_response(self._get_response_async)
+        for path in reversed(settings.PROMPTCTL_API_MIDDLEWARE):
+            factory = import_string(path)
+            hooks = [hook for hook in ("process_view", "process_template_response", "process_exception") if hasattr(factory, hook)]
+            if not getattr(factory, "async_capable", False) or hooks:
+                raise ImproperlyConfigured(
+                    f"{path} cannot be in PROMPTCTL_API_MIDDLEWARE: the API's chain takes async-capable middleware "
+                    f"without view, template-response or exception hooks{f' (it has {hooks})' if hooks else ''}."
+                )
+            handler = convert_exception_to_response(factory(handler))
+        self._middleware_chain = handler
+
+
+def api_dispatch(django_application, api_application, prefix: str = API_PATH_PREFIX):
+    """Send HTTP requests under ``prefix`` to the API's handler, everything else to Django's."""
+
+    async def application(scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith(prefix):
+            return await api_application(scope, receive, send)
+        return await django_application(scope, receive, send)
+
+    return application
+
+
+class NoDelayHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (the C HTTP parser) with TCP_NODELAY set on every connection.
 
     With ``--workers`` > 1 uvicorn binds the listening socket itself with
     protocol number 0, and asyncio sets TCP_NODELAY only on sockets whose

@@ -70,6 +70,15 @@ MIDDLEWARE = [
     "promptctl.middleware.RequestIdMiddleware",
 ]
 
+# The triage API (/api/) has a handler of its own with this chain (promptctl.serving.ApiHandler):
+# async-native middleware only, since each classic middleware hook costs an API call a thread hop.
+PROMPTCTL_API_MIDDLEWARE = [
+    "promptctl.middleware.ApiSecurityMiddleware",
+    "promptctl.middleware.RequestIdMiddleware",
+]
+# Threads per web process for the API's database steps; each keeps its connection (promptctl.dbsteps).
+PROMPTCTL_DB_THREADS = env.int("PROMPTCTL_DB_THREADS", default=4)
+
 # History views are read-only: no revert button (and promptctl's admin refuses the POST too).
 SIMPLE_HISTORY_REVERT_DISABLED = True
 

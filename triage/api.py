@@ -8,8 +8,9 @@ Async by design: a triage call waits 0.5-30 s on a Managed Agents session.
 The views are ``async def`` and the session runs on the ASGI server's event
 loop through the SDK's async client (``gateway.session_run_async``), so a
 waiting caller holds a coroutine, not a worker thread. Only the short
-database steps (key check, pin read, log insert) run in Django's per-request
-thread via ``sync_to_async``.
+database steps (key check, pin read, log insert) run on threads, the
+long-lived database threads of ``promptctl.dbsteps``. The API is served by its
+own Django handler with a lean middleware chain (``promptctl.serving.ApiHandler``).
 
 Status codes (every refusal is JSON ``{"detail": ..., "errors": [...]}``):
 400 unreadable body (not UTF-8, not JSON), 401 missing/unknown/revoked key,
@@ -26,7 +27,6 @@ import json
 import math
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
@@ -35,6 +35,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError, Valida
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 
+from promptctl.dbsteps import db_step
 from promptctl.errors import DomainError
 from triage import pins, selectors, services
 from triage.models import Outcome, TriageJob
@@ -77,7 +78,7 @@ class ApiKeyAuth(HttpBearer):
     """``Authorization: Bearer KEY``; the key row is read on every request, so revocation is immediate."""
 
     async def authenticate(self, request: HttpRequest, token: str) -> services.Principal:
-        return await sync_to_async(services.api_key_authenticate)(token=token)
+        return await db_step(services.api_key_authenticate, token=token)
 
 
 class TriageNinjaAPI(NinjaAPI):
@@ -290,9 +291,7 @@ async def triage_agent(request: HttpRequest, ticket: TicketIn, name: str = Agent
 
 
 async def _job_accept(request: HttpRequest, agent_name: str | None, ticket: TicketIn):
-    job = await sync_to_async(services.triage_job_create)(
-        principal=request.auth, agent_name=agent_name, ticket=_ticket(ticket)
-    )
+    job = await db_step(services.triage_job_create, principal=request.auth, agent_name=agent_name, ticket=_ticket(ticket))
     url = reverse("triage-api:triage_job_get", kwargs={"job_id": str(job.pk)})
     response = api.create_response(request, {"job_id": str(job.pk), "status": job.status, "url": url}, status=202)
     response["Location"] = url
@@ -350,5 +349,5 @@ def _job_out(job: TriageJob) -> dict[str, Any]:
 @api.get("/triage/jobs/{job_id}", response={200: JobOut, **JOB_READ_ERRORS}, url_name="triage_job_get",
          summary="Read a queued ticket's status and result", tags=["jobs"])
 async def triage_job_get(request: HttpRequest, job_id: str = Path(..., min_length=1, max_length=100)):
-    job = await sync_to_async(selectors.triage_job_get)(api_key_id=request.auth.key_id, job_id=job_id)
+    job = await db_step(selectors.triage_job_get, api_key_id=request.auth.key_id, job_id=job_id)
     return _job_out(job)

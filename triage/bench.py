@@ -14,6 +14,7 @@ import asyncio
 import json
 import math
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -209,6 +210,21 @@ async def _drive(name: str, call, *, requests: int, concurrency: int) -> LoadRes
     return LoadResult(name=name, requests=requests, seconds=time.monotonic() - started, latencies=latencies, failures=failures)
 
 
+def _machine() -> dict:
+    """What the numbers were measured on: CPU count and model, and one core's speed at plain Python."""
+    model = ""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+    except OSError:
+        pass
+    started = time.process_time()
+    total = 0
+    for number in range(5_000_000):
+        total += number
+    return {"cpus": os.cpu_count(), "cpu_model": model, "python_loop_5m_seconds": round(time.process_time() - started, 3)}
+
+
 def _emulator_process(*, latency: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
@@ -302,7 +318,7 @@ def _bench_run(options: argparse.Namespace) -> dict:
         texts = [ticket_text(subject=t["subject"], body=t["body"]) for t in tickets]
         payloads = [{"subject": t["subject"], "body": t["body"]} for t in tickets]
         _emulator_configure(emulator_url, latency=options.latency)
-        results: dict = {"settings": vars(options).copy(), "runs": []}
+        results: dict = {"settings": vars(options).copy(), "machine": _machine(), "runs": []}
 
         async def direct(concurrency: int, requests: int, name: str) -> LoadResult:
             async def call(index: int) -> None:
@@ -407,7 +423,14 @@ def _apply_rollback(change_services, world) -> dict:
 
 
 def _markdown(results: dict) -> str:
-    lines = ["| run | requests | failures | throughput (req/s) | p50 (ms) | p99 (ms) |", "|---|---:|---:|---:|---:|---:|"]
+    machine = results["machine"]
+    lines = [
+        f"Machine: {machine['cpus']} CPUs ({machine['cpu_model'] or 'unknown model'}); a 5M-step Python loop takes "
+        f"{machine['python_loop_5m_seconds']} s of CPU.",
+        "",
+        "| run | requests | failures | throughput (req/s) | p50 (ms) | p99 (ms) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for run in results["runs"]:
         lines.append(
             f"| {run['name']} | {run['requests']} | {run['failures']} | {run['throughput_per_second']} | "
@@ -437,7 +460,10 @@ def main(argv: list[str] | None = None) -> int:
         # Re-run in a clean environment: a temporary var dir and database, never the installation's own.
         with tempfile.TemporaryDirectory(prefix="promptctl-bench-") as scratch:
             env = {**os.environ, BENCH_CHILD: "1", "PROMPTCTL_VAR_DIR": scratch, "PROMPTCTL_RATE_LIMITER": "off",
-                   "CELERY_BROKER_URL": "filesystem://localhost//"}
+                   "CELERY_BROKER_URL": "filesystem://localhost//",
+                   # The API is measured as deployed: production settings (DEBUG off), plain HTTP on loopback.
+                   "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                   "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost", "DJANGO_SECURE_SSL_REDIRECT": "false"}
             env.setdefault("DJANGO_SETTINGS_MODULE", "promptctl.settings")
             env.pop("DATABASE_URL", None)
             if options.database_url:

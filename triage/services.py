@@ -18,6 +18,7 @@ Rules every service keeps, and why:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -28,12 +29,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence
 
-from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from promptctl.dbsteps import db_step
 from promptctl.errors import DomainError
 from promptctl.records import saved_by
 from triage.tickets import ticket_text as compose_ticket_text
@@ -384,15 +385,16 @@ def _failed(failure: gateway.GatewayError, request: TriageRequest, route: pins.R
 async def triage_serve(*, principal: Principal, agent_name: str | None, ticket: Ticket) -> Served:
     """Serve one call on the event loop: route now, run the pinned session without a thread, log it.
 
-    Database work runs in Django's per-request thread (``sync_to_async``); the
-    session itself is awaited, so a caller waiting on it holds no thread.
+    The database steps (route, log) run on the long-lived database threads
+    (``promptctl.dbsteps``); the session itself is awaited, so a caller waiting
+    on it holds no thread.
     """
     received_at = timezone.now()
     started = time.monotonic()
-    route = await sync_to_async(triage_route)(principal=principal, agent_name=agent_name, request_key=ticket.request_key)
+    route = await db_step(triage_route, principal=principal, agent_name=agent_name, request_key=ticket.request_key)
     transcript: gateway.Transcript | None = None
     failure: gateway.GatewayError | None = None
-    record = sync_to_async(triage_record)
+    record = functools.partial(db_step, triage_record)
     fields = {
         "route": route, "api_key_id": principal.key_id, "ticket": ticket, "source": TriageRequest.Source.API,
         "received_at": received_at,

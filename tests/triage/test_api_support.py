@@ -12,12 +12,11 @@ import asyncio
 import json
 
 import pytest
-from asgiref.sync import async_to_sync
-from django.test import AsyncClient
 
 from evals import services as eval_services
 from evals.models import EvalRun
 from promptctl import services as change_services
+from tests.asgi_support import asgi_request
 from tests.triage.test_gateway import TICKETS, V1, V2
 from triage import services
 from triage.models import RoutingPolicy
@@ -126,26 +125,46 @@ def api_key(production):
     return services.api_key_create(name="helpdesk", actor=production.people.admin, all_agents=True).secret
 
 
+class ApiResponse:
+    """An HTTP response from the API, read like Django's test responses (``response["Retry-After"]``)."""
+
+    def __init__(self, response) -> None:
+        self.status_code = response.status_code
+        self.content = response.content
+        self.headers = response.headers
+        self._response = response
+
+    def json(self):
+        return self._response.json()
+
+    def __getitem__(self, name: str) -> str:
+        return self.headers[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.headers
+
+
 class Api:
-    """Django's async test client driving the ASGI stack in-process, with a key."""
+    """The API in-process through the production ASGI application (``tests.asgi_support``), with a key."""
 
     def __init__(self, secret: str | None) -> None:
-        self.client = AsyncClient()
         self.secret = secret
 
     def _headers(self, secret: str | None) -> dict[str, str]:
         chosen = self.secret if secret is None else secret
         return {"Authorization": f"Bearer {chosen}"} if chosen else {}
 
+    def request(self, method: str, path: str, *, content: bytes | None = None, headers: dict[str, str] | None = None):
+        return ApiResponse(asgi_request(method, path, content=content, headers=headers))
+
     def post(self, path: str, payload=None, *, raw: bytes | None = None, secret: str | None = None,
              content_type: str = "application/json"):
-        data = raw if raw is not None else json.dumps(payload)
-        return async_to_sync(self.client.post)(
-            "/api/v1" + path, data=data, content_type=content_type, headers=self._headers(secret)
-        )
+        data = raw if raw is not None else json.dumps(payload).encode()
+        return self.request("POST", "/api/v1" + path, content=data,
+                            headers={"Content-Type": content_type, **self._headers(secret)})
 
     def get(self, path: str, *, secret: str | None = None):
-        return async_to_sync(self.client.get)("/api/v1" + path, headers=self._headers(secret))
+        return self.request("GET", "/api/v1" + path, headers=self._headers(secret))
 
 
 @pytest.fixture
@@ -163,7 +182,7 @@ def run_async(coroutine):
 
 
 __all__ = [
-    "V1", "V2", "V3", "TICKETS", "People", "ProductionAgent", "Api", "ticket", "move_pin", "eval_run_now",
+    "V1", "V2", "V3", "TICKETS", "People", "ProductionAgent", "Api", "ApiResponse", "ticket", "move_pin", "eval_run_now",
     "quiet_limits", "people", "production", "api_key", "api", "run_async",
 ]
 
