@@ -1,4 +1,4 @@
-"""Database steps of async views, run on a few long-lived threads that keep their connections.
+"""The database side of async views: steps on long-lived threads that keep their connections, compiled reads.
 
 Django runs an ASGI request's ``sync_to_async`` work on a thread made for that
 request, so every triage call used to open and close its own database
@@ -29,11 +29,12 @@ import functools
 import queue
 import threading
 from concurrent.futures import Executor, Future
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 from asgiref.sync import AsyncToSync, sync_to_async
 from django.conf import settings
 from django.db import connections
+from django.db.models import QuerySet
 
 T = TypeVar("T")
 
@@ -134,3 +135,51 @@ async def db_step(function: Callable[..., T], /, **kwargs: Any) -> T:
     context = contextvars.copy_context()
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_threads(), functools.partial(context.run, _step, function, kwargs))
+
+
+class CompiledRead:
+    """A hot one-row read: the ORM compiles its SQL once per database, each call runs that SQL with new values.
+
+    Django compiles a queryset's SQL on every evaluation; for the joined pin
+    read of every triage call, compiling cost more than reading. ``build``
+    takes string parameters by keyword and returns the queryset; it is compiled
+    once with a marker in each parameter's place, and every call substitutes
+    the real values. Refused at compile time: a parameter the lookup rewrites
+    (``contains`` wraps it in ``%``), and fields whose values Django converts
+    after reading (booleans on SQLite, dates), which the raw row would not get.
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], *, fields: Sequence[str]) -> None:
+        self._build = build
+        self._fields = tuple(fields)
+        self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[Any, ...], dict[str, int]]] = {}
+
+    def _compile(self, using: str, names: tuple[str, ...]) -> tuple[str, tuple[Any, ...], dict[str, int]]:
+        markers = {name: f"\x00compiled-read:{name}\x00" for name in names}
+        queryset = self._build(**markers).values_list(*self._fields)[:1]
+        compiler = queryset.query.get_compiler(using)
+        sql, params = compiler.as_sql()
+        if compiler.get_converters([expression for expression, _sql, _alias in compiler.select]):
+            raise ValueError(f"CompiledRead: Django converts some of {self._fields} after reading; select others")
+        positions = {}
+        for name, marker in markers.items():
+            found = [index for index, param in enumerate(params) if param == marker]
+            if len(found) != 1:
+                raise ValueError(f"CompiledRead: parameter {name!r} must be used once, as given, in the query")
+            positions[name] = found[0]
+        return sql, tuple(params), positions
+
+    def first(self, *, using: str = "default", **values: str) -> dict[str, Any] | None:
+        """The first row for these parameter values, as ``{field: value}``, or None."""
+        key = (using, tuple(sorted(values)))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = self._compile(using, key[1])
+        sql, template, positions = compiled
+        params = list(template)
+        for name, value in values.items():
+            params[positions[name]] = value
+        with connections[using].cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return None if row is None else dict(zip(self._fields, row))

@@ -4,8 +4,9 @@ Rules, and why:
 
 - The pin is read from the database on every request with one indexed query
   (pin by agent and channel, joined to its versions, agent and routing
-  policy). Nothing is cached, so an applied change request is seen by the very
+  policy). No row is cached, so an applied change request is seen by the very
   next request on every API process: there is no time-to-live to wait out.
+  Only the query's SQL is compiled once per process (``CompiledRead``).
 - A canary takes a sticky share of traffic: with a request key, the key's
   bucket is a hash of (agent, canary version, key), so one key always gets the
   same version while the canary runs, and raising the percentage keeps the
@@ -20,6 +21,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from promptctl.dbsteps import CompiledRead
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Agent, Pin
 from triage.verdicts import allowed_labels
@@ -70,14 +72,15 @@ def canary_bucket(*, agent_remote_id: str, canary_version_number: int, request_k
     return int.from_bytes(hashlib.sha256(material).digest()[:8], "big") % BUCKETS
 
 
-def canary_chosen(*, pin: Pin, agent_remote_id: str, request_key: str | None) -> bool:
+def canary_chosen(*, canary_version_number: int | None, canary_percent: int, agent_remote_id: str,
+                  request_key: str | None) -> bool:
     """Whether this request goes to the pin's canary version."""
-    if not pin.canary_version_id or pin.canary_percent <= 0:
+    if not canary_version_number or canary_percent <= 0:
         return False
-    threshold = pin.canary_percent * (BUCKETS // 100)
+    threshold = canary_percent * (BUCKETS // 100)
     if request_key:
         bucket = canary_bucket(
-            agent_remote_id=agent_remote_id, canary_version_number=pin.canary_version.number, request_key=request_key
+            agent_remote_id=agent_remote_id, canary_version_number=canary_version_number, request_key=request_key
         )
     else:
         bucket = random.randrange(BUCKETS)
@@ -103,53 +106,53 @@ def _refusal(agent_name: str | None, channel: str) -> RouteRefused:
     )
 
 
+_ROUTE_FIELDS = (
+    "id", "revision", "channel", "change_id", "canary_percent",
+    "agent_id", "agent__name", "agent__remote_id", "agent__environment_id",
+    "version_id", "version__number", "version__system_prompt",
+    "canary_version_id", "canary_version__number", "canary_version__system_prompt",
+    "agent__routing_policy__shadow_version_id", "agent__routing_policy__shadow_percent",
+)
+# The pin by agent name, or the default agent's pin; (agent, channel) is unique, so at most one row.
+_PIN_BY_NAME = CompiledRead(
+    lambda channel, agent_name: Pin.objects.filter(channel=channel, agent__name=agent_name), fields=_ROUTE_FIELDS
+)
+_PIN_OF_DEFAULT = CompiledRead(
+    lambda channel: Pin.objects.filter(channel=channel, agent__routing_policy__is_default=True), fields=_ROUTE_FIELDS
+)
+
+
 def pin_route(*, agent_name: str | None, request_key: str | None, channel: str = PRODUCTION) -> Route:
     """The version serving this request: one indexed read of the pin, then the canary and shadow draws."""
-    pins = (
-        Pin.objects.select_related("agent", "version", "canary_version", "agent__routing_policy")
-        .only(
-            "id", "revision", "canary_percent", "channel", "change_id",
-            "agent__id", "agent__name", "agent__remote_id", "agent__environment_id",
-            "version__id", "version__number", "version__system_prompt",
-            "canary_version__id", "canary_version__number", "canary_version__system_prompt",
-            "agent__routing_policy__id", "agent__routing_policy__shadow_version_id",
-            "agent__routing_policy__shadow_percent",
-        )
-        .filter(channel=channel)
-    )
     if agent_name is None:
-        pins = pins.filter(agent__routing_policy__is_default=True)
+        pin = _PIN_OF_DEFAULT.first(channel=channel)
     else:
-        pins = pins.filter(agent__name=agent_name)
-    # (agent, channel) is unique: no ORDER BY (``first()`` would add one, and compiling it costs more than the read).
-    pin = next(iter(pins[:1]), None)
+        pin = _PIN_BY_NAME.first(channel=channel, agent_name=agent_name)
     if pin is None:
         raise _refusal(agent_name, channel)
-    agent = pin.agent
-    canary = canary_chosen(pin=pin, agent_remote_id=agent.remote_id, request_key=request_key)
-    version = pin.canary_version if canary else pin.version
-    policy = getattr(agent, "routing_policy", None)
-    shadow_version_id = None
-    if (
-        policy is not None
-        and policy.shadow_version_id
-        and policy.shadow_version_id != version.pk
-        and policy.shadow_percent > 0
-        and random.randrange(100) < policy.shadow_percent
-    ):
-        shadow_version_id = policy.shadow_version_id
+    canary = canary_chosen(
+        canary_version_number=pin["canary_version__number"], canary_percent=pin["canary_percent"],
+        agent_remote_id=pin["agent__remote_id"], request_key=request_key,
+    )
+    served = "canary_version" if canary else "version"
+    version_id = pin[f"{served}_id"]
+    shadow_version_id = pin["agent__routing_policy__shadow_version_id"]
+    shadow_percent = pin["agent__routing_policy__shadow_percent"] or 0
+    if not (shadow_version_id and shadow_version_id != version_id and shadow_percent > 0
+            and random.randrange(100) < shadow_percent):
+        shadow_version_id = None
     return Route(
-        agent_id=agent.pk,
-        agent_name=agent.name,
-        remote_agent_id=agent.remote_id,
-        environment_id=agent.environment_id,
-        channel=pin.channel,
-        pin_id=pin.pk,
-        pin_revision=pin.revision,
-        pin_change_id=pin.change_id,
-        version_id=version.pk,
-        version_number=version.number,
-        allowed=allowed_labels(version.system_prompt),
+        agent_id=pin["agent_id"],
+        agent_name=pin["agent__name"],
+        remote_agent_id=pin["agent__remote_id"],
+        environment_id=pin["agent__environment_id"],
+        channel=pin["channel"],
+        pin_id=pin["id"],
+        pin_revision=pin["revision"],
+        pin_change_id=pin["change_id"],
+        version_id=version_id,
+        version_number=pin[f"{served}__number"],
+        allowed=allowed_labels(pin[f"{served}__system_prompt"]),
         canary=canary,
         shadow_version_id=shadow_version_id,
     )

@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, connections
 
 from promptctl import dbsteps
+from promptctl.models import Agent, AgentVersion
 from promptctl.middleware import request_id_bind, request_id_current
 
 
@@ -101,3 +102,29 @@ def test_a_connection_the_server_dropped_is_replaced_on_the_next_step(transactio
     replaced = step(backend_pid)
     assert replaced != first
     assert step(backend_pid) == replaced
+
+
+def test_a_compiled_read_runs_its_sql_with_each_calls_values(db):
+    from promptctl.services import user_create
+
+    owner = user_create(username="owner", role="requester")
+    for name in ("alpha", "beta"):
+        Agent.objects.create(name=name, remote_id=f"agent_{name}", environment_id="env_1", model="m",
+                             latest_version_number=1, created_by=owner)
+    read = dbsteps.CompiledRead(lambda name: Agent.objects.filter(name=name), fields=("name", "remote_id"))
+    assert read.first(name="alpha") == {"name": "alpha", "remote_id": "agent_alpha"}
+    assert read.first(name="beta") == {"name": "beta", "remote_id": "agent_beta"}
+    assert read.first(name="gamma") is None
+
+
+@pytest.mark.parametrize(
+    ("build", "fields", "refusal"),
+    [
+        (lambda name: Agent.objects.filter(name__contains=name), ("name",), "must be used once, as given"),
+        (lambda name: AgentVersion.objects.filter(agent__name=name), ("config",), "converts"),
+    ],
+    ids=["rewritten parameter", "converted field"],
+)
+def test_a_compiled_read_refuses_what_raw_sql_would_get_wrong(db, build, fields, refusal):
+    with pytest.raises(ValueError, match=refusal):
+        dbsteps.CompiledRead(build, fields=fields).first(name="alpha")
