@@ -119,7 +119,7 @@ def _step(function: Callable[..., T], kwargs: dict[str, Any]) -> T:
     return function(**kwargs)
 
 
-def _sync_caller_waiting() -> bool:
+def sync_caller_waiting() -> bool:
     """Whether an ``async_to_sync`` caller is blocked on this loop (asgiref keeps its thread's executor here)."""
     return getattr(AsyncToSync.executors, "current", None) is not None
 
@@ -130,7 +130,7 @@ async def db_step(function: Callable[..., T], /, **kwargs: Any) -> T:
     Context variables (the request id of the audit trail) are carried into the
     step. A cancelled caller stops waiting; the step itself still finishes.
     """
-    if _sync_caller_waiting():
+    if sync_caller_waiting():
         return await sync_to_async(function)(**kwargs)
     context = contextvars.copy_context()
     loop = asyncio.get_running_loop()

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import re
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
+from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
 from django.utils.module_loading import import_string
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from promptctl.dbsteps import sync_caller_waiting
 
 API_PATH_PREFIX = "/api/"
 
@@ -47,6 +51,27 @@ class ApiHandler(ASGIHandler):
                 )
             handler = convert_exception_to_response(factory(handler))
         self._middleware_chain = handler
+
+    async def __call__(self, scope, receive, send):
+        # Django gives each request a thread of its own for its synchronous parts (here only the
+        # request_started/finished signal receivers: views and middleware are async, database
+        # steps run in promptctl.dbsteps), made and joined per request. The API's run on one
+        # long-lived thread instead. A synchronous caller waiting on the loop (the test client)
+        # keeps Django's default, so its thread and transaction stay the ones used.
+        if sync_caller_waiting():
+            return await super().__call__(scope, receive, send)
+        async with ThreadSensitiveContext(executor=_signal_thread()):
+            return await super().__call__(scope, receive, send)
+
+
+_signal_executor: ThreadPoolExecutor | None = None
+
+
+def _signal_thread() -> ThreadPoolExecutor:
+    global _signal_executor
+    if _signal_executor is None:
+        _signal_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="promptctl-api-signals")
+    return _signal_executor
 
 
 def api_dispatch(django_application, api_application, prefix: str = API_PATH_PREFIX):

@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "pctl_"
 SHOWN_PREFIX_LENGTH = 12
-USAGE_RESOLUTION = timedelta(seconds=1)  # last-used time is recorded to within this
+USAGE_RESOLUTION = timedelta(minutes=1)  # last-used time is recorded to within this
 SYSTEM_USERNAME = "promptctl"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 _KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
@@ -211,7 +211,7 @@ def api_key_authenticate(*, token: str) -> Principal:
 
 
 def _api_key_touch(key_id: int) -> None:
-    """Record the key's last use, at most once per second per process (a write per request would contend)."""
+    """Record the key's last use, at most once a minute per process (a write per request would contend)."""
     now_monotonic = time.monotonic()
     if now_monotonic - _last_touched.get(key_id, -1e9) < USAGE_RESOLUTION.total_seconds():
         return
