@@ -8,8 +8,8 @@ Async by design: a triage call waits 0.5-30 s on a Managed Agents session.
 The views are ``async def`` and the session runs on the ASGI server's event
 loop through the SDK's async client (``gateway.session_run_async``), so a
 waiting caller holds a coroutine, not a worker thread. Only the short
-database steps (key check, pin read, log insert) run on threads, the
-long-lived database threads of ``promptctl.dbsteps``. The API is served by its
+database steps (key check and pin read in one, the log insert after the
+session) run on the long-lived database threads of ``promptctl.dbsteps``. The API is served by its
 own Django handler with a lean middleware chain (``promptctl.serving.ApiHandler``).
 
 Status codes (every refusal is JSON ``{"detail": ..., "errors": [...]}``):
@@ -75,10 +75,12 @@ class TicketParser(Parser):
 
 
 class ApiKeyAuth(HttpBearer):
-    """``Authorization: Bearer KEY``; the key row is read on every request, so revocation is immediate."""
+    """``Authorization: Bearer KEY``. The header's shape is checked here; the key row is read with each
+    call's first database step (``services.triage_admit`` and the job steps), on every request, so a
+    revocation applies to the next one. ``request.auth`` is the token, never a checked principal."""
 
-    async def authenticate(self, request: HttpRequest, token: str) -> services.Principal:
-        return await db_step(services.api_key_authenticate, token=token)
+    async def authenticate(self, request: HttpRequest, token: str) -> str:
+        return services.api_key_token_check(token)
 
 
 class TriageNinjaAPI(NinjaAPI):
@@ -280,18 +282,18 @@ AgentName = Path(
 
 @api.post("/triage", response={200: TriageOut, **ERRORS}, summary="Route a ticket with the default agent", tags=["triage"])
 async def triage_default(request: HttpRequest, ticket: TicketIn):
-    served = await services.triage_serve(principal=request.auth, agent_name=None, ticket=_ticket(ticket))
+    served = await services.triage_serve(token=request.auth, agent_name=None, ticket=_ticket(ticket))
     return _triage_out(served)
 
 
 @api.post("/agents/{name}/triage", response={200: TriageOut, **ERRORS}, summary="Route a ticket with a named agent", tags=["triage"])
 async def triage_agent(request: HttpRequest, ticket: TicketIn, name: str = AgentName):
-    served = await services.triage_serve(principal=request.auth, agent_name=name, ticket=_ticket(ticket))
+    served = await services.triage_serve(token=request.auth, agent_name=name, ticket=_ticket(ticket))
     return _triage_out(served)
 
 
 async def _job_accept(request: HttpRequest, agent_name: str | None, ticket: TicketIn):
-    job = await db_step(services.triage_job_create, principal=request.auth, agent_name=agent_name, ticket=_ticket(ticket))
+    job = await db_step(services.triage_job_accept, token=request.auth, agent_name=agent_name, ticket=_ticket(ticket))
     url = reverse("triage-api:triage_job_get", kwargs={"job_id": str(job.pk)})
     response = api.create_response(request, {"job_id": str(job.pk), "status": job.status, "url": url}, status=202)
     response["Location"] = url
@@ -349,5 +351,5 @@ def _job_out(job: TriageJob) -> dict[str, Any]:
 @api.get("/triage/jobs/{job_id}", response={200: JobOut, **JOB_READ_ERRORS}, url_name="triage_job_get",
          summary="Read a queued ticket's status and result", tags=["jobs"])
 async def triage_job_get(request: HttpRequest, job_id: str = Path(..., min_length=1, max_length=100)):
-    job = await db_step(selectors.triage_job_get, api_key_id=request.auth.key_id, job_id=job_id)
+    job = await db_step(services.triage_job_read, token=request.auth, job_id=job_id)
     return _job_out(job)

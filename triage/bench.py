@@ -447,7 +447,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.5, help="emulated session latency in seconds (0.5)")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent clients (64)")
     parser.add_argument("--requests", type=int, default=1280, help="requests per loaded run (1280)")
-    parser.add_argument("--serial-requests", type=int, default=20, help="requests of the one-at-a-time runs (20)")
+    parser.add_argument("--serial-requests", type=int, default=50, help="requests of the one-at-a-time runs (50)")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (2)")
     parser.add_argument("--database-url", default="", help="bench database (default: SQLite in a temporary folder)")
     parser.add_argument("--json", default="", help="also write the results as JSON to this file")

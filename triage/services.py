@@ -182,17 +182,25 @@ class Principal:
         return self.all_agents or agent_id in self.agent_ids
 
 
-_last_touched: dict[int, float] = {}
+_last_touched: dict[str, float] = {}
 
 
-def api_key_authenticate(*, token: str) -> Principal:
-    """The key ``token`` names, read from the database now (so a revocation applies to the next request)."""
+def api_key_token_check(token: str) -> str:
+    """``token`` if it has the shape of a promptctl key (no database read); refused otherwise."""
     if not token or len(token) > 200 or not token.startswith(KEY_PREFIX):
         raise ApiKeyRefused(
             "This API key is not valid: send the key promptctl issued, as `Authorization: Bearer pctl_...`. "
             "Keys are created with `promptctl apikey create` or in the admin."
         )
-    row = ApiKey.objects.filter(key_hash=_key_hash(token)).values("id", "name", "all_agents", "revoked_at").first()
+    return token
+
+
+def api_key_authenticate(*, token: str) -> Principal:
+    """The key ``token`` names, read from the database now (so a revocation applies to the next request)."""
+    api_key_token_check(token)
+    key_hash = _key_hash(token)
+    # key_hash is unique: a slice, not first(), which would add an ORDER BY to compile on every call.
+    row = next(iter(ApiKey.objects.filter(key_hash=key_hash).values("id", "name", "all_agents", "revoked_at")[:1]), None)
     if row is None:
         raise ApiKeyRefused(
             "This API key is not known to promptctl (it may be mistyped, or from another installation). "
@@ -206,16 +214,19 @@ def api_key_authenticate(*, token: str) -> Principal:
     agent_ids: frozenset[int] = frozenset()
     if not row["all_agents"]:
         agent_ids = frozenset(ApiKey.agents.through.objects.filter(apikey_id=row["id"]).values_list("agent_id", flat=True))
-    _api_key_touch(row["id"])
+    _api_key_touch(row["id"], key_hash)
     return Principal(key_id=row["id"], name=row["name"], all_agents=row["all_agents"], agent_ids=agent_ids)
 
 
-def _api_key_touch(key_id: int) -> None:
-    """Record the key's last use, at most once a minute per process (a write per request would contend)."""
+def _api_key_touch(key_id: int, key_hash: str) -> None:
+    """Record the key's last use, at most once a minute per process (a write per request would contend).
+
+    Remembered by the key's hash, which no other key ever has (a row id can be reused after a restore).
+    """
     now_monotonic = time.monotonic()
-    if now_monotonic - _last_touched.get(key_id, -1e9) < USAGE_RESOLUTION.total_seconds():
+    if now_monotonic - _last_touched.get(key_hash, -1e9) < USAGE_RESOLUTION.total_seconds():
         return
-    _last_touched[key_id] = now_monotonic
+    _last_touched[key_hash] = now_monotonic
     now = timezone.now()
     ApiKeyUsage.objects.filter(key_id=key_id).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - USAGE_RESOLUTION)
@@ -251,6 +262,12 @@ class Served:
     problem: str | None
     session_id: str
     latency_ms: int
+
+
+def triage_admit(*, token: str, agent_name: str | None, request_key: str | None) -> tuple[Principal, pins.Route]:
+    """A triage call's one database step before its session: the caller's key, then the version serving it."""
+    principal = api_key_authenticate(token=token)
+    return principal, triage_route(principal=principal, agent_name=agent_name, request_key=request_key)
 
 
 def triage_route(*, principal: Principal, agent_name: str | None, request_key: str | None) -> pins.Route:
@@ -382,16 +399,16 @@ def _failed(failure: gateway.GatewayError, request: TriageRequest, route: pins.R
     )
 
 
-async def triage_serve(*, principal: Principal, agent_name: str | None, ticket: Ticket) -> Served:
+async def triage_serve(*, token: str, agent_name: str | None, ticket: Ticket) -> Served:
     """Serve one call on the event loop: route now, run the pinned session without a thread, log it.
 
-    The database steps (route, log) run on the long-lived database threads
+    The database steps (key and route before the session, the log after it) run on the long-lived database threads
     (``promptctl.dbsteps``); the session itself is awaited, so a caller waiting
     on it holds no thread.
     """
     received_at = timezone.now()
     started = time.monotonic()
-    route = await db_step(triage_route, principal=principal, agent_name=agent_name, request_key=ticket.request_key)
+    principal, route = await db_step(triage_admit, token=token, agent_name=agent_name, request_key=ticket.request_key)
     transcript: gateway.Transcript | None = None
     failure: gateway.GatewayError | None = None
     record = functools.partial(db_step, triage_record)
@@ -450,6 +467,16 @@ def triage_job_create(*, principal: Principal, agent_name: str | None, ticket: T
         job_id = str(job.pk)
         transaction.on_commit(lambda: tasks.triage_job_run.delay(job_id))
     return job
+
+
+def triage_job_accept(*, token: str, agent_name: str | None, ticket: Ticket) -> TriageJob:
+    """``triage_job_create`` for the key ``token`` names: the API's one database step for a queued call."""
+    return triage_job_create(principal=api_key_authenticate(token=token), agent_name=agent_name, ticket=ticket)
+
+
+def triage_job_read(*, token: str, job_id: str) -> TriageJob:
+    """The job ``job_id`` if the key ``token`` names created it (one database step)."""
+    return selectors.triage_job_get(api_key_id=api_key_authenticate(token=token).key_id, job_id=job_id)
 
 
 def _job_finish(*, job_id: Any, attempt: int, status: str, request: TriageRequest | None = None,

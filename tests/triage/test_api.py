@@ -159,13 +159,12 @@ def test_a_caller_that_goes_away_is_still_logged_and_its_session_archived(api_ke
 
     from asgiref.sync import async_to_sync
 
-    principal = services.api_key_authenticate(token=api_key)
     sessions_before = emulator.stats()["sessions"]["total"]
     emulator.configure(fault_stuck=1.0)
 
     async def caller_hangs_up() -> bool:
         serving = asyncio.ensure_future(services.triage_serve(
-            principal=principal, agent_name=None, ticket=services.Ticket(subject="Refund", body="charged twice")
+            token=api_key, agent_name=None, ticket=services.Ticket(subject="Refund", body="charged twice")
         ))
         await asyncio.sleep(0.7)
         serving.cancel()
