@@ -364,7 +364,8 @@ def _bench_run(options: argparse.Namespace) -> dict:
                 started_after = [s for s in seen if s[0] > commit["monotonic"]]
                 results["rollback"] = {
                     "apply_seconds": round(commit["apply_seconds"], 4),
-                    "first_request_on_new_pin_received_after_commit_ms": (
+                    # Negative: a request that arrived before the commit read the pin after it (it waited in line).
+                    "earliest_arrival_served_by_new_pin_relative_to_commit_ms": (
                         round((first_new - commit["wall"]).total_seconds() * 1000, 1) if first_new else None
                     ),
                     "requests_started_after_commit": len(started_after),
