@@ -38,6 +38,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _database_threads_stopped():
+    """No test leaves the API's database threads (promptctl.dbsteps) running with open connections.
+
+    They start when the application is driven from an event loop with no
+    synchronous caller waiting (schemathesis, for one); left open, their
+    connections would keep PostgreSQL from dropping the test database.
+    """
+    yield
+    from promptctl import dbsteps
+
+    dbsteps.threads_stop()
+
+
 @pytest.fixture(scope="session")
 def emulator_server():
     """One emulator per test session, on a free loopback port."""
