@@ -1,5 +1,5 @@
 # One image for every promptctl process. docker-compose.yml picks the process with
-# `python -m promptctl.processes NAME`, the list `make demo` and CI start natively;
+# `python -m config.processes NAME`, the list `make demo` and CI start natively;
 # the default command below is the web process from the same list.
 FROM python:3.11-slim
 
@@ -46,4 +46,4 @@ RUN useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shel
 USER promptctl
 
 EXPOSE 8000 8765
-CMD ["python", "-m", "promptctl.processes", "web"]
+CMD ["python", "-m", "config.processes", "web"]

@@ -28,13 +28,13 @@ demo: $(STAMP)
 # Speed targets: evals (tutorial loop vs a run; 600 sessions under a create limit), then the triage API.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py --output var/bench-evals.json
-	$(BIN)/python -m triage.bench --json var/bench-api.json
+	$(BIN)/python -m bench.api --json var/bench-api.json
 
 emulator: $(STAMP)
 	$(BIN)/python manage.py emulator --port 8765
 
 worker: $(STAMP)
-	$(BIN)/celery -A promptctl worker --loglevel=INFO
+	$(BIN)/celery -A config worker --loglevel=INFO
 
 clean:
 	rm -rf var

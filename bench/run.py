@@ -9,7 +9,7 @@ real Celery worker process):
 - ``create_limit_600``: 600 sessions (20 tickets x 30 repeats) under a
   300-per-minute session-create limit on the emulator. Target: within 10 % of
   the 120 s floor, zero 429s.
-- ``api_*``: the internal triage API (``triage.bench``), when present.
+- ``api_*``: the internal triage API (``bench.api``), when present.
 
 Usage: ``python bench/run.py [--only NAME ...] [--output PATH]``.
 """
@@ -38,7 +38,7 @@ def _prepare_environment() -> dict[str, str]:
         shutil.rmtree(BENCH_VAR_DIR)
     BENCH_VAR_DIR.mkdir(parents=True)
     os.environ["PROMPTCTL_VAR_DIR"] = str(BENCH_VAR_DIR)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "promptctl.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     os.environ["PYTHONUNBUFFERED"] = "1"
     return dict(os.environ)
 
@@ -77,8 +77,8 @@ def main(argv: list[str]) -> int:
     from django.core.management import call_command
 
     from bench import scenarios
-    from promptctl.processes import process_argv
-    from promptctl.stack import Stack, free_port
+    from config.processes import process_argv
+    from config.stack import Stack, free_port
 
     call_command("migrate", verbosity=0, interactive=False)
     stack = Stack(env=env, log_dir=BENCH_VAR_DIR / "logs")

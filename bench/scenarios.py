@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from bench.tutorial_loop import tutorial_serial_loop
 from promptctl.tutorial import TICKETS_FILE, tickets_load
-from triage.tickets import ticket_text
+from managed_agents.tickets import ticket_text
 
 _names = itertools.count(1)
 

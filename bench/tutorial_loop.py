@@ -3,7 +3,7 @@
 One ticket at a time: create a pinned session, send the message, then list
 the events every second until the last one is ``session.status_idle``, read
 the reply, archive. This is deliberately the naive client, calling the SDK
-directly; promptctl's own code path is ``triage.gateway``.
+directly; promptctl's own code path is ``managed_agents.gateway``.
 """
 
 from __future__ import annotations

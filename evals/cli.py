@@ -177,7 +177,7 @@ def _wait(run: EvalRun, *, show_bar: bool, timeout: float | None) -> EvalRun:
                 stream.write("\n")
             raise DomainError(
                 f"Run #{run.pk} is still {run.status} after {timeout:g}s; it goes on in the workers. "
-                f"Follow it with `promptctl eval show {run.pk}`; is a worker running (`celery -A promptctl worker`)?"
+                f"Follow it with `promptctl eval show {run.pk}`; is a worker running (`celery -A config worker`)?"
             )
         time.sleep(interval)
         interval = min(interval * 1.5, 0.5)

@@ -239,7 +239,7 @@ def label_warnings(*, cases: list[dict], allowed: dict[str, tuple[str, ...]] | N
 
     Such a ticket can never be scored right on that field, so scoring leaves the
     field out of its accuracy and the warning tells people to fix the label or
-    the prompt. ``allowed`` is ``triage.verdicts.allowed_labels(prompt)``; a
+    the prompt. ``allowed`` is ``managed_agents.verdicts.allowed_labels(prompt)``; a
     field absent from it (or ``allowed=None``) is not checked.
     """
     if not allowed:

@@ -27,7 +27,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from promptctl.records import ImmutableRecord
-from triage.tickets import ticket_text as compose_ticket_text
+from managed_agents.tickets import ticket_text as compose_ticket_text
 
 
 class TestSet(models.Model):

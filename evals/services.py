@@ -30,14 +30,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from evals import ratelimit, selectors
+from evals import selectors
+from managed_agents import ratelimit
 from evals.importing import FORMATS, ImportReport, format_from_filename, label_warnings, ticket_file_parse
 from evals.models import Comparison, EvalResult, EvalRun, TestCase, TestSet, TestSetVersion
 from evals.scoring import runs_compare
 from promptctl.errors import DomainError
 from promptctl.records import saved_by
 from promptctl.models import Agent, AgentVersion
-from triage import gateway, verdicts
+from managed_agents import gateway, verdicts
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@
 - ``evals.sweep_runs()``: resumes runs that stopped progressing. Scheduled by
   ``CELERY_BEAT_SCHEDULE`` for deployments running ``celery beat``, and run
   by every worker on a timer as well (``PROMPTCTL_EVAL_WORKER_SWEEP``), so a
-  lone ``celery -A promptctl worker`` recovers lost units on its own.
+  lone ``celery -A config worker`` recovers lost units on its own.
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""The one error type every refusal raises.
+"""``DomainError`` for the apps: the type lives in the bottom layer (``managed_agents.errors``)."""
 
-Services refuse with ``DomainError`` and a message for people: what was
-refused, why, and what to do next. Admin, CLI and API show the message as is.
-"""
+from managed_agents.errors import DomainError
 
-
-class DomainError(Exception):
-    """A refusal or failure the user can act on; ``str(error)`` is the whole story."""
+__all__ = ["DomainError"]

@@ -32,7 +32,7 @@ from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.records import saved_by
 from promptctl.models import PRODUCTION, Agent, AgentVersion, Approval, ChangeRequest, Pin
-from triage import gateway
+from managed_agents import gateway
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Requests to the ASGI application production serves (``promptctl.asgi``), in-process (no tests here).
+"""Requests to the ASGI application production serves (``config.asgi``), in-process (no tests here).
 
 The same application object as uvicorn's, so a test exercises the API's own
 handler and middleware chain. A synchronous test waits on it
@@ -31,7 +31,7 @@ def _test_connection_kept() -> Iterator[None]:
 
 def asgi_request(method: str, path: str, *, content: bytes | None = None,
                  headers: dict[str, str] | None = None) -> httpx2.Response:
-    from promptctl.asgi import application
+    from config.asgi import application
 
     async def send() -> httpx2.Response:
         transport = httpx2.ASGITransport(app=application)

@@ -55,7 +55,7 @@ def _database_threads_stopped():
 @pytest.fixture(scope="session")
 def emulator_server():
     """One emulator per test session, on a free loopback port."""
-    from triage.emulator.server import EmulatorServer
+    from managed_agents.emulator.server import EmulatorServer
 
     server = EmulatorServer(host="127.0.0.1", port=0)
     server.start()
@@ -66,7 +66,7 @@ def emulator_server():
 @pytest.fixture
 def emulator(emulator_server, settings):
     """The emulator with fresh state and default knobs; promptctl's gateway points at it."""
-    from triage import gateway
+    from managed_agents import gateway
 
     emulator_server.reset()
     settings.ANTHROPIC_BASE_URL = emulator_server.base_url

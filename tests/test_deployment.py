@@ -7,7 +7,7 @@ cannot run here. What can be checked is checked for real:
 - docker-compose.yml against the compose-spec JSON schema shipped inside the
   ``check-jsonschema`` package (no network at test time), plus the rules the
   schema cannot say: every app service runs a process from
-  ``promptctl.processes``, health checks, dependencies, volumes, profiles,
+  ``config.processes``, health checks, dependencies, volumes, profiles,
   and every variable is one the code reads and .env.example names.
 - The image's tree rebuilt from the Dockerfile's own COPY and collectstatic
   lines, then the compose commands and health checks run from it natively
@@ -39,8 +39,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promptctl.processes import CHECKED_PROCESS_NAMES, PROCESS_NAMES, process_argv, process_check
-from promptctl.stack import free_port
+from config.processes import CHECKED_PROCESS_NAMES, PROCESS_NAMES, process_argv, process_check
+from config.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -65,9 +65,9 @@ def app_services() -> dict[str, dict]:
 
 
 def process_of(service: dict) -> str | None:
-    """NAME when the service runs ``python -m promptctl.processes NAME``."""
+    """NAME when the service runs ``python -m config.processes NAME``."""
     command = service.get("command")
-    if isinstance(command, list) and command[:3] == ["python", "-m", "promptctl.processes"] and len(command) == 4:
+    if isinstance(command, list) and command[:3] == ["python", "-m", "config.processes"] and len(command) == 4:
         return command[3]
     return None
 
@@ -268,7 +268,7 @@ def test_servers_and_long_running_app_processes_have_health_checks():
         process = process_of(service)
         if process in CHECKED_PROCESS_NAMES:
             # The same check the tests below run natively against the same processes.
-            assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "promptctl.processes", "--check", process]
+            assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "config.processes", "--check", process]
 
 
 def test_dependencies_name_services_that_can_satisfy_them():
@@ -340,7 +340,7 @@ def test_dockerfile_default_command_is_a_process_from_the_shared_list():
     commands = [json.loads(arguments) for keyword, arguments in dockerfile_instructions() if keyword == "CMD"]
 
     assert len(commands) == 1
-    assert commands[0][:3] == ["python", "-m", "promptctl.processes"]
+    assert commands[0][:3] == ["python", "-m", "config.processes"]
     assert commands[0][3] in PROCESS_NAMES
     assert not [keyword for keyword, _ in dockerfile_instructions() if keyword == "ENTRYPOINT"]
 

@@ -37,7 +37,7 @@ from triage.models import (
     TriageJob,
     TriageRequest,
 )
-from triage.verdicts import allowed_labels
+from managed_agents.verdicts import allowed_labels
 
 
 def _percent(value: float | None) -> str:

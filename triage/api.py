@@ -10,7 +10,7 @@ loop through the SDK's async client (``gateway.session_run_async``), so a
 waiting caller holds a coroutine, not a worker thread. Only the short
 database steps (key check and pin read in one, the log insert after the
 session) run on the long-lived database threads of ``promptctl.dbsteps``. The API is served by its
-own Django handler with a lean middleware chain (``promptctl.serving.ApiHandler``).
+own Django handler with a lean middleware chain (``config.serving.ApiHandler``).
 
 Status codes (every refusal is JSON ``{"detail": ..., "errors": [...]}``):
 400 unreadable body (not UTF-8, not JSON), 401 missing/unknown/revoked key,

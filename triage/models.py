@@ -28,7 +28,7 @@ from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
 from promptctl.records import ImmutableRecord
-from triage.tickets import ticket_text as compose_ticket_text
+from managed_agents.tickets import ticket_text as compose_ticket_text
 from promptctl.models import AgentVersion
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from promptctl.dbsteps import CompiledRead
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Agent, Pin
-from triage.verdicts import allowed_labels
+from managed_agents.verdicts import allowed_labels
 
 BUCKETS = 10_000  # canary percentages are whole numbers, so 100 buckets per percent
 

@@ -37,9 +37,10 @@ from django.utils import timezone
 from promptctl.dbsteps import db_step
 from promptctl.errors import DomainError
 from promptctl.records import saved_by
-from triage.tickets import ticket_text as compose_ticket_text
+from managed_agents.tickets import ticket_text as compose_ticket_text
 from promptctl.models import PRODUCTION, Agent, AgentVersion, ChangeRequest, Pin
-from triage import gateway, pins, selectors
+from managed_agents import gateway
+from triage import pins, selectors
 from triage.models import (
     ApiKey,
     ApiKeyUsage,
@@ -51,7 +52,7 @@ from triage.models import (
     TriageJob,
     TriageRequest,
 )
-from triage.verdicts import allowed_labels, verdict_parse
+from managed_agents.verdicts import allowed_labels, verdict_parse
 
 logger = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ def main(argv: list[str]) -> int:
         shutil.rmtree(DEMO_VAR_DIR)
     DEMO_VAR_DIR.mkdir(parents=True)
 
-    from promptctl.processes import process_argv
-    from promptctl.stack import Stack, free_port
+    from config.processes import process_argv
+    from config.stack import Stack, free_port
 
     python = sys.executable
     print("demo: migrating the embedded database")

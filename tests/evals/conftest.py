@@ -1,6 +1,6 @@
 """Fixtures for evals tests: the tutorial agent on the emulator, test sets, and real Celery workers.
 
-Workers are real ``celery -A promptctl worker`` subprocesses pointed at the
+Workers are real ``celery -A config worker`` subprocesses pointed at the
 test database, the test broker and the emulator; nothing of promptctl is mocked.
 """
 
@@ -18,10 +18,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from evals import ratelimit
+from managed_agents import ratelimit
 from evals.models import EvalRun
 from promptctl import services as promptctl_services
-from promptctl.stack import database_url
+from config.stack import database_url
 
 # The tutorial's people, agent (v1 prompt) and prompts, shared with the change-control tests.
 from tests.promptctl.conftest import PASSWORD, V2, agent, requester, reviewer, second_reviewer  # noqa: F401

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from evals import ratelimit
-from evals.ratelimit import Budget, FileLimiter, RedisLimiter, gcra_reserve
+from managed_agents import ratelimit
+from managed_agents.ratelimit import Budget, FileLimiter, RedisLimiter, gcra_reserve
 
 
 def _max_in_window(starts: list[float], window: float) -> int:

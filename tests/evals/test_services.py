@@ -155,7 +155,7 @@ def test_cancel_stops_remaining_units(versions, gating_set):
 
 
 def test_unreachable_endpoint_fails_the_run_with_the_reason(versions, gating_set, settings):
-    from triage import gateway
+    from managed_agents import gateway
 
     run = start(versions[0], gating_set)
     settings.ANTHROPIC_BASE_URL = ""

@@ -1,11 +1,11 @@
-"""The ASGI application (promptctl.asgi): the API's own handler and chain, the admin's full one."""
+"""The ASGI application (config.asgi): the API's own handler and chain, the admin's full one."""
 
 from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from promptctl.serving import ApiHandler
+from config.serving import ApiHandler
 from tests.asgi_support import asgi_request
 
 

@@ -18,7 +18,7 @@ from tests.triage.test_api_support import (  # noqa: F401 - fixtures
 )
 from triage import services
 from triage.models import Outcome, TriageRequest
-from triage.verdicts import allowed_labels
+from managed_agents.verdicts import allowed_labels
 
 
 def test_default_agent_answers_with_the_pinned_version_and_logs_the_call(api, production, emulator):

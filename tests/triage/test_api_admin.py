@@ -114,7 +114,7 @@ def test_selected_requests_become_a_new_test_set_version(admin_client_for, api, 
 
 
 def test_shadow_candidate_page_shows_its_record(admin_client_for, api, production, people, django_capture_on_commit_callbacks):
-    from promptctl.celery import app
+    from config.celery import app
 
     v2 = production.new_version(V2)
     production.policy.shadow_version = production.agent.versions.get(number=v2)

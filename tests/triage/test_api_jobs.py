@@ -21,7 +21,7 @@ from tests.triage.test_api_support import (  # noqa: F401 - fixtures
     ticket,
 )
 from triage import services
-from triage.bench import WorkerProcess, child_env
+from bench.api import WorkerProcess, child_env
 from triage.models import Outcome, TriageJob, TriageRequest
 
 

@@ -1,6 +1,6 @@
 """Schemathesis against the served OpenAPI document: no 5xx, and every response matches the schema.
 
-The document is loaded from the running ASGI application (``promptctl.asgi``),
+The document is loaded from the running ASGI application (``config.asgi``),
 and every operation is exercised with generated valid and invalid inputs,
 authenticated with a real key, against a real pinned agent on the emulator.
 The application runs on schemathesis's own event-loop thread, so the data it
@@ -20,7 +20,7 @@ from triage.models import TriageRequest
 
 
 def _application():
-    from promptctl.asgi import application
+    from config.asgi import application
 
     return application
 

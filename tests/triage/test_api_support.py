@@ -190,7 +190,7 @@ __all__ = [
 @pytest.fixture
 def eager_tasks():
     """Celery tasks run in the calling thread (for tests of what a task does, not of workers)."""
-    from promptctl.celery import app
+    from config.celery import app
 
     previous = app.conf.task_always_eager
     app.conf.task_always_eager = True

@@ -75,7 +75,7 @@ def test_revocation_reaches_a_running_server_process_at_once(transactional_db, e
     from django.conf import settings as live_settings
 
     from tests.triage.test_api_support import People, ProductionAgent
-    from triage.bench import api_server
+    from bench.api import api_server
     import requests
 
     settings.PROMPTCTL_RATE_LIMITER = "off"

@@ -16,7 +16,7 @@ import anthropic
 import pytest
 
 from promptctl.tutorial import TICKETS_FILE, V1_PROMPT, V2_PROMPT, tickets_load
-from triage.tickets import ticket_text
+from managed_agents.tickets import ticket_text
 
 SHARED_TICKETS = TICKETS_FILE
 BILLING_TICKET_ABOUT_USAGE = "Subject: Invoice counts our API usage twice\n\nThe invoice charged us double for API usage in May. Please refund the duplicate charge."

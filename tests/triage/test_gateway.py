@@ -9,8 +9,8 @@ import anthropic
 import pytest
 
 from promptctl.tutorial import V1_PROMPT, V2_PROMPT, tickets_load
-from triage import gateway, tickets
-from triage.verdicts import allowed_labels, verdict_parse
+from managed_agents import gateway, tickets
+from managed_agents.verdicts import allowed_labels, verdict_parse
 
 TICKETS = tickets_load()
 V1 = V1_PROMPT

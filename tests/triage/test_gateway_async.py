@@ -8,8 +8,8 @@ import time
 import pytest
 
 from tests.triage.test_gateway import TICKETS, V1, V2, ticket_text
-from triage import gateway
-from triage.verdicts import allowed_labels, verdict_parse
+from managed_agents import gateway
+from managed_agents.verdicts import allowed_labels, verdict_parse
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pytest
 
 from promptctl.tutorial import TEAMS, TICKETS_FILE, V1_PROMPT, V2_PROMPT
 
-from triage import tickets
-from triage.emulator import model
+from managed_agents import tickets
+from managed_agents.emulator import model
 
 SHARED_TICKETS = TICKETS_FILE
 REALISTIC_TICKETS = Path(__file__).resolve().parent / "data" / "realistic_tickets.jsonl"

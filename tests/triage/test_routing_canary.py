@@ -28,7 +28,7 @@ from tests.triage.test_api_support import (  # noqa: F401 - fixtures
     ticket,
 )
 from triage import pins, services
-from triage.bench import api_server
+from bench.api import api_server
 from triage.models import CanaryCheck, Outcome, TriageRequest
 
 # A canary whose prompt renames the output fields: the emulator answers {"queue", "urgency"},

@@ -18,7 +18,7 @@ from django.db import connection
 from promptctl import services as change_services
 from tests.triage.test_api_support import V3, People, ProductionAgent, ticket
 from triage import services
-from triage.bench import api_server
+from bench.api import api_server
 from triage.models import TriageRequest
 
 CLIENTS = 8

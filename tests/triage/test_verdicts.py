@@ -2,7 +2,7 @@
 
 import pytest
 
-from triage.verdicts import VERDICT_INVALID, VERDICT_OK, allowed_labels, verdict_parse
+from managed_agents.verdicts import VERDICT_INVALID, VERDICT_OK, allowed_labels, verdict_parse
 
 V1_PROMPT = (
     "You are a support-ticket triage agent for a usage-billed API product.\n"

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from triage.emulator.knobs import VERSION_STYLES
-from triage.emulator.server import EmulatorServer
+from managed_agents.emulator.knobs import VERSION_STYLES
+from managed_agents.emulator.server import EmulatorServer
 
 KNOB_FLAGS = (
     ("--latency", str, "SECONDS or MIN-MAX from a user message to the reply (default 0.05)"),

@@ -53,9 +53,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "simple_history",
     "ninja",  # serves the API docs page's assets locally (no CDN)
+    # In layer order (docs/ARCHITECTURE.md): each app imports only those above it in this list.
+    "managed_agents",
     "promptctl",
-    "triage",
     "evals",
+    "triage",
 ]
 
 MIDDLEWARE = [
@@ -70,7 +72,7 @@ MIDDLEWARE = [
     "promptctl.middleware.RequestIdMiddleware",
 ]
 
-# The triage API (/api/) has a handler of its own with this chain (promptctl.serving.ApiHandler):
+# The triage API (/api/) has a handler of its own with this chain (config.serving.ApiHandler):
 # async-native middleware only, since each classic middleware hook costs an API call a thread hop.
 PROMPTCTL_API_MIDDLEWARE = [
     "promptctl.middleware.ApiSecurityMiddleware",
@@ -82,7 +84,7 @@ PROMPTCTL_DB_THREADS = env.int("PROMPTCTL_DB_THREADS", default=4)
 # History views are read-only: no revert button (and promptctl's admin refuses the POST too).
 SIMPLE_HISTORY_REVERT_DISABLED = True
 
-ROOT_URLCONF = "promptctl.urls"
+ROOT_URLCONF = "config.urls"
 
 TEMPLATES = [
     {
@@ -100,7 +102,7 @@ TEMPLATES = [
 ]
 
 WSGI_APPLICATION = None
-ASGI_APPLICATION = "promptctl.asgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 # --- Database -------------------------------------------------------------
 # SQLite in WAL mode with a busy timeout and IMMEDIATE transactions lets the web
@@ -131,7 +133,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
-# Static files are served beside Django by the ASGI application (promptctl.serving):
+# Static files are served beside Django by the ASGI application (config.serving):
 # from the apps in development, by WhiteNoise from STATIC_ROOT in production.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -190,12 +192,12 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 # Eval units are routed to their own queue name only by convention: one default queue keeps
-# `celery -A promptctl worker` sufficient. Stalled runs are resumed by `evals.sweep_runs`,
+# `celery -A config worker` sufficient. Stalled runs are resumed by `evals.sweep_runs`,
 # scheduled here for `celery beat` and also run by every worker on a timer (see docs/EVALS.md).
 CELERY_BEAT_SCHEDULE = {
     "evals-sweep-runs": {"task": "evals.sweep_runs", "schedule": env.float("PROMPTCTL_EVAL_SWEEP_SECONDS", default=30.0)},
 }
-# Shared session-creation budget (evals/ratelimit.py): at most BUDGET creates in any WINDOW seconds,
+# Shared session-creation budget (managed_agents/ratelimit.py): at most BUDGET creates in any WINDOW seconds,
 # BURST of them at once. Redis when the broker is Redis, else a flock'ed file under PROMPTCTL_VAR_DIR.
 PROMPTCTL_RATE_LIMITER = env.str("PROMPTCTL_RATE_LIMITER", default="auto")  # auto | redis | file | off
 PROMPTCTL_RATE_LIMIT_REDIS_URL = env.str("PROMPTCTL_RATE_LIMIT_REDIS_URL", default="")

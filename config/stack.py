@@ -1,6 +1,6 @@
 """Starting promptctl's own processes on loopback, for the demo, benchmarks and tests.
 
-Every process comes from ``promptctl.processes`` (the list docker-compose uses)
+Every process comes from ``config.processes`` (the list docker-compose uses)
 and runs in its own process group, so ``Stack.stop`` ends it and anything it
 spawned, whatever happened before.
 """
@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from promptctl.processes import BASE_DIR
+from config.processes import BASE_DIR
 
 
 def free_port(preferred: int = 0) -> int:

@@ -1,7 +1,7 @@
 """Running the triage API as real processes: the benchmark (``make bench``) and the load tests' servers.
 
 ``ApiServer`` starts the same uvicorn command a deployment runs
-(``promptctl.processes``) against a given database and emulator, and waits
+(``config.processes``) against a given database and emulator, and waits
 until it answers. ``database_url`` turns Django's live connection settings
 (including a test database's name) into the ``DATABASE_URL`` a child process
 reads, so the server sees exactly the rows a test committed.
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from promptctl.processes import BASE_DIR, process_argv
-from promptctl.stack import database_url, free_port
-from triage.tickets import ticket_text
+from config.processes import BASE_DIR, process_argv
+from config.stack import database_url, free_port
+from managed_agents.tickets import ticket_text
 
 
 class _ChildProcess:
@@ -73,7 +73,7 @@ class _ChildProcess:
 
 
 class ApiServer(_ChildProcess):
-    """A uvicorn process serving ``promptctl.asgi:application`` on a loopback port."""
+    """A uvicorn process serving ``config.asgi:application`` on a loopback port."""
 
     def __init__(self, *, env: dict[str, str], workers: int = 1, port: int | None = None) -> None:
         super().__init__(env={**env, "WEB_CONCURRENCY": str(workers)})
@@ -140,12 +140,12 @@ def child_env(*, settings_dict: dict, emulator_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url(settings_dict),
         "ANTHROPIC_BASE_URL": emulator_url,
         "ANTHROPIC_API_KEY": "emulator-accepts-any-key",
-        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "promptctl.settings"),
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE", "config.settings"),
     }
 
 
 # =============================================================================
-# --- The benchmark: ``python -m triage.bench`` (``make bench``) -------------
+# --- The benchmark: ``python -m bench.api`` (``make bench``) -------------
 # =============================================================================
 #
 # Runs in a throw-away PROMPTCTL_VAR_DIR with its own database (SQLite there, or
@@ -307,7 +307,7 @@ def _bench_run(options: argparse.Namespace) -> dict:
     from django.db import connection
 
     from promptctl import services as change_services
-    from triage import gateway
+    from managed_agents import gateway
     emulator, emulator_url = _emulator_process(latency=0.0)
     settings.ANTHROPIC_BASE_URL = emulator_url
     settings.ANTHROPIC_API_KEY = "emulator-accepts-any-key"
@@ -444,7 +444,7 @@ def _markdown(results: dict) -> str:
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m triage.bench", description="Benchmark the triage API against the SDK called directly.")
+    parser = argparse.ArgumentParser(prog="python -m bench.api", description="Benchmark the triage API against the SDK called directly.")
     parser.add_argument("--latency", type=float, default=0.5, help="emulated session latency in seconds (0.5)")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent clients (64)")
     parser.add_argument("--requests", type=int, default=1280, help="requests per loaded run (1280)")
@@ -465,11 +465,11 @@ def main(argv: list[str] | None = None) -> int:
                    # The API is measured as deployed: production settings (DEBUG off), plain HTTP on loopback.
                    "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
                    "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost", "DJANGO_SECURE_SSL_REDIRECT": "false"}
-            env.setdefault("DJANGO_SETTINGS_MODULE", "promptctl.settings")
+            env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
             env.pop("DATABASE_URL", None)
             if options.database_url:
                 env["DATABASE_URL"] = options.database_url
-            argv_child = [sys.executable, "-m", "triage.bench", *(argv if argv is not None else sys.argv[1:])]
+            argv_child = [sys.executable, "-m", "bench.api", *(argv if argv is not None else sys.argv[1:])]
             return subprocess.call(argv_child, cwd=BASE_DIR, env=env)
     import django
 

@@ -4,10 +4,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promptctl.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 django_application = get_asgi_application()
 
-from promptctl.serving import ApiHandler, api_dispatch, static_files_wrap  # noqa: E402 - after Django is set up
+from config.serving import ApiHandler, api_dispatch, static_files_wrap  # noqa: E402 - after Django is set up
 
 application = static_files_wrap(api_dispatch(django_application, ApiHandler()))

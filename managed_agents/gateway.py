@@ -36,7 +36,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import anthropic
 from django.conf import settings
 
-from promptctl.errors import DomainError
+from managed_agents.errors import DomainError
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """How the web process serves: the API's own handler, TCP_NODELAY on every connection, static files beside Django.
 
-All here so that the production process (``promptctl.processes web``), the
+All here so that the production process (``config.processes web``), the
 demo, the benchmarks and the load tests serve exactly alike.
 """
 

@@ -1,7 +1,7 @@
 """The long-running processes of a promptctl deployment, defined once.
 
-``python -m promptctl.processes NAME`` replaces itself with process NAME.
-``python -m promptctl.processes --check NAME`` exits 0 when process NAME on
+``python -m config.processes NAME`` replaces itself with process NAME.
+``python -m config.processes --check NAME`` exits 0 when process NAME on
 this host answers, else 1 with the reason (the docker-compose health checks).
 The docker-compose services, the Dockerfile, ``make demo`` and CI all start
 processes through this list, so the commands cannot drift apart.
@@ -43,9 +43,9 @@ def process_argv(name: str, *, host: str | None = None, port: int | None = None)
     if name == "web":
         # uvicorn supervises its worker processes (restarting dead ones) when --workers > 1.
         workers = os.environ.get("WEB_CONCURRENCY", "1")
-        return [python, "-m", "uvicorn", "promptctl.asgi:application", "--host", _bind_host(host),
+        return [python, "-m", "uvicorn", "config.asgi:application", "--host", _bind_host(host),
                 "--port", str(_web_port(port)), "--workers", workers, "--no-access-log",
-                "--http", "promptctl.serving:NoDelayHttpToolsProtocol"]
+                "--http", "config.serving:NoDelayHttpToolsProtocol"]
     if name == "worker":
         return [python, "-m", "celery", "-A", "promptctl", "worker", "--loglevel", os.environ.get("CELERY_LOG_LEVEL", "WARNING")]
     if name == "beat":
@@ -93,11 +93,11 @@ def _http_problem(*, address: str, port: int, path: str, host_header: str, timeo
 
 
 def _worker_problem(*, timeout: float) -> str | None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promptctl.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
-    from promptctl.celery import app
+    from config.celery import app
 
     node = f"celery@{socket.gethostname()}"  # the worker's default node name on this host
     try:
@@ -130,7 +130,7 @@ def process_check(name: str, *, host: str | None = None, port: int | None = None
 
 
 def main(argv: list[str]) -> None:
-    usage = f"usage: python -m promptctl.processes [--check] {{{'|'.join(PROCESS_NAMES)}}}"
+    usage = f"usage: python -m config.processes [--check] {{{'|'.join(PROCESS_NAMES)}}}"
     if len(argv) == 3 and argv[1] == "--check":
         problem = process_check(argv[2])
         if problem:

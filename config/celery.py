@@ -1,4 +1,4 @@
-"""The Celery application: ``celery -A promptctl worker`` starts a worker.
+"""The Celery application: ``celery -A config worker`` starts a worker.
 
 Pool, concurrency, acknowledgement and broker options come from Django
 settings (``CELERY_*``), so a plain worker command is already tuned for
@@ -9,7 +9,7 @@ import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promptctl.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("promptctl")
 app.config_from_object("django.conf:settings", namespace="CELERY")
