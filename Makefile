@@ -23,7 +23,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m promptctl.demo --serve=$(SERVE)
+	$(BIN)/python -m demo --serve=$(SERVE)
 
 # Speed targets: evals (tutorial loop vs a run; 600 sessions under a create limit), then the triage API.
 bench: $(STAMP)

@@ -1,4 +1,4 @@
-"""The promotion gate's rules, called from ``promptctl.gates``.
+"""The promotion gate's rules: registered as ``promptctl``'s promotion gate in ``EvalsConfig.ready()``.
 
 A request to promote a version on the production channel must carry evidence
 measured on the agent's gating test set (its current contents):
@@ -28,6 +28,7 @@ from evals import selectors
 from evals.models import Comparison, EvalRun, TestSet
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Pin
+from promptctl.registry import registry
 
 _REFERENCE = re.compile(r"^(?P<type>comparison|run)[:#-]?(?P<id>\d{1,18})$", re.IGNORECASE)
 _ANY_TYPED = re.compile(r"^(?P<type>[a-z][a-z_-]{0,31}):(?P<id>\d{1,18})$")
@@ -172,15 +173,11 @@ def _with_shadow(snapshot: dict[str, Any], target_version) -> dict[str, Any]:
     """Add the candidate's shadow record (live tickets it ran on beside production), when it has one.
 
     Frozen with the rest of the evidence, so reviewers see how the version
-    behaved on real traffic as well as on the test set.
+    behaved on real traffic as well as on the test set. The record comes from
+    the apps above (triage registers it), through the registry.
     """
-    from triage import selectors as triage_selectors
-
-    shadow = triage_selectors.shadow_summary(version_id=target_version.pk)
-    if not shadow.total:
-        return snapshot
-    snapshot["shadow"] = {**shadow.as_dict(), "sentence": shadow.sentence()}
-    snapshot["summary"] = f"{snapshot.get('summary', '')} Shadow: {shadow.sentence()}.".strip()
+    for extend in registry.evidence_extenders:
+        snapshot = extend(snapshot, target_version)
     return snapshot
 
 
@@ -309,3 +306,10 @@ def apply_gate(*, change) -> None:
             f"Cannot apply change request #{change.pk}: it accepts a regression, which needs {needed} approvals "
             f"(one more than {agent.name}'s policy of {agent.required_approvals}); it has {approvals}."
         )
+
+
+class EvalsPromotionGate:
+    """``promptctl.registry.PromotionGate``: the evals app's rules for evidence and applying."""
+
+    evidence_resolve = staticmethod(evidence_resolve)
+    apply_gate = staticmethod(apply_gate)

@@ -1,4 +1,4 @@
-"""Eval runs and comparisons on an agent's timeline (``promptctl.selectors.agent_timeline``)."""
+"""Eval runs and comparisons on an agent's timeline (registered in ``EvalsConfig.ready()``)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from collections.abc import Iterable
 from django.urls import reverse
 
 from evals.models import Comparison, EvalRun
-from promptctl.selectors import TimelineEntry, timeline_provider_register
+from promptctl.selectors import TimelineEntry
 
 
 def _who(user) -> str:
     return user.username if user is not None else "(cli)"
 
 
-@timeline_provider_register
 def eval_timeline(agent) -> Iterable[TimelineEntry]:
     runs = EvalRun.objects.filter(agent_version__agent=agent).select_related(
         "agent_version", "testset_version__testset", "started_by"

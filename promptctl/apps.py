@@ -5,3 +5,14 @@ class PromptctlConfig(AppConfig):
     name = "promptctl"
     verbose_name = "Change control"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Fill change control's own slots of the registry (the apps above fill theirs in their ``ready()``)."""
+        from promptctl import registry, selectors, services
+
+        for group_name, permissions in services.ROLE_PERMISSIONS.items():
+            registry.role_permissions_register(group_name, permissions)
+        for provider in (selectors.timeline_versions, selectors.timeline_changes, selectors.timeline_approvals):
+            registry.timeline_provider_register(provider)
+        for module_name in ("users", "agents", "versions", "changes", "audit"):
+            registry.cli_group_register(f"promptctl.cli.{module_name}")

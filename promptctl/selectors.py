@@ -16,6 +16,7 @@ from django.db.models import Count, Q, QuerySet
 
 from promptctl.audit import AuditVerification, audit_verify
 from promptctl.errors import DomainError
+from promptctl.registry import registry
 from promptctl.models import Agent, AgentVersion, Approval, ChangeRequest, Pin
 
 
@@ -257,23 +258,11 @@ class TimelineEntry:
     url: str = ""
 
 
-TimelineProvider = Callable[[Agent], Iterable[TimelineEntry]]
-_TIMELINE_PROVIDERS: list[TimelineProvider] = []
-
-
-def timeline_provider_register(provider: TimelineProvider) -> TimelineProvider:
-    """Add a source of timeline entries (the evals app adds eval runs); usable as a decorator. Idempotent."""
-    if provider not in _TIMELINE_PROVIDERS:
-        _TIMELINE_PROVIDERS.append(provider)
-    return provider
-
-
 def _who(user: Any) -> str:
     return user.username if user is not None else "(server)"
 
 
-@timeline_provider_register
-def _timeline_versions(agent: Agent) -> Iterable[TimelineEntry]:
+def timeline_versions(agent: Agent) -> Iterable[TimelineEntry]:
     for version in agent.versions.select_related("created_by").order_by("created_at"):
         if version.origin == AgentVersion.Origin.OUTSIDE:
             yield TimelineEntry(
@@ -286,8 +275,7 @@ def _timeline_versions(agent: Agent) -> Iterable[TimelineEntry]:
             )
 
 
-@timeline_provider_register
-def _timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
+def timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
     changes = ChangeRequest.objects.filter(agent=agent).select_related(
         "target_version", "base_version", "requested_by", "closed_by"
     )
@@ -312,8 +300,7 @@ def _timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
                 yield TimelineEntry(change.closed_at, "change request", _who(change.closed_by), f"#{change.pk} {change.status}: {change.status_reason}")
 
 
-@timeline_provider_register
-def _timeline_approvals(agent: Agent) -> Iterable[TimelineEntry]:
+def timeline_approvals(agent: Agent) -> Iterable[TimelineEntry]:
     approvals = Approval.objects.filter(change__agent=agent).select_related("reviewer")
     for approval in approvals:
         verb = "approved" if approval.decision == Approval.Decision.APPROVE else "rejected"
@@ -322,9 +309,9 @@ def _timeline_approvals(agent: Agent) -> Iterable[TimelineEntry]:
 
 
 def agent_timeline(*, agent: Agent) -> list[TimelineEntry]:
-    """Every provider's entries for ``agent``, oldest first (ties keep provider order)."""
+    """Every registered provider's entries for ``agent``, oldest first (ties keep provider order)."""
     entries: list[TimelineEntry] = []
-    for provider in list(_TIMELINE_PROVIDERS):
+    for provider in list(registry.timeline_providers):
         entries.extend(provider(agent))
     epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
     return sorted(entries, key=lambda entry: entry.at or epoch)

@@ -27,7 +27,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from promptctl import gates
+from promptctl.registry import promotion_gate, registry
 from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.records import saved_by
@@ -41,16 +41,9 @@ REVIEWERS = "reviewers"
 ROLES = ("requester", "reviewer", "admin")
 DEFAULT_ENVIRONMENT = "promptctl"
 
-# Who may do what, as "app_label.codename" (frozen copies live in promptctl migration 0003
-# and evals migration 0002; docs/CHANGE_CONTROL.md explains it).
-_EVALS_READ = (
-    "evals.view_testset",
-    "evals.view_testsetversion",
-    "evals.view_testcase",
-    "evals.view_evalrun",
-    "evals.view_evalresult",
-    "evals.view_comparison",
-)
+# Who may do what in change control, as "app_label.codename"; apps above add theirs through the
+# registry (frozen copies live in promptctl migration 0003 and evals migration 0002;
+# docs/CHANGE_CONTROL.md explains it).
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     REQUESTERS: (
         "promptctl.view_agent",
@@ -63,11 +56,6 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "promptctl.apply_changerequest",
         "promptctl.view_approval",
         "promptctl.view_auditevent",
-        *_EVALS_READ,
-        "evals.add_testset",
-        "evals.add_evalrun",
-        "evals.change_evalrun",
-        "evals.add_comparison",
     ),
     REVIEWERS: (
         "promptctl.view_agent",
@@ -78,7 +66,6 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "promptctl.apply_changerequest",
         "promptctl.view_approval",
         "promptctl.view_auditevent",
-        *_EVALS_READ,
     ),
 }
 
@@ -174,7 +161,7 @@ def _version_record(*, agent: Agent, remote: gateway.RemoteAgentVersion, origin:
 def roles_ensure() -> dict[str, Group]:
     """The ``requesters`` and ``reviewers`` groups with at least their permissions (idempotent; extras an admin added stay)."""
     groups: dict[str, Group] = {}
-    for group_name, codenames in ROLE_PERMISSIONS.items():
+    for group_name, codenames in registry.role_permissions.items():
         group, _created = Group.objects.get_or_create(name=group_name)
         wanted = Q()
         for qualified in codenames:
@@ -459,7 +446,7 @@ def change_request_create(
                     f"A rollback must target a version that was {channel} before; v{target.number} never was "
                     f"(earlier {channel} versions: {listed}). To move to a new version, file a promotion."
                 )
-        evidence = gates.change_evidence_resolve(
+        evidence = promotion_gate().evidence_resolve(
             agent=agent,
             channel=channel,
             kind=kind,
@@ -669,7 +656,7 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
             superseded_message = _moved_message(change=change, pin=pin)
             _close(change, status=ChangeRequest.Status.SUPERSEDED, actor=actor, reason=superseded_message)
         else:
-            gates.change_apply_gate(change=change)
+            promotion_gate().apply_gate(change=change)
             pin = _pin_move(agent=agent, pin=pin, change=change, actor=actor)
             _close(
                 change,

@@ -14,7 +14,7 @@ from django.db.models import Count, Q
 
 from promptctl.errors import DomainError
 from promptctl.models import Agent
-from promptctl.selectors import TimelineEntry, timeline_provider_register
+from promptctl.selectors import TimelineEntry
 from triage.models import ERROR_OUTCOMES, ApiKey, CanaryCheck, Outcome, ShadowResult, TriageJob, TriageRequest
 
 
@@ -146,11 +146,23 @@ def api_key_list() -> Any:
     return ApiKey.objects.select_related("usage", "created_by").prefetch_related("agents").order_by("name")
 
 
+# --- promotion evidence (registered in TriageConfig.ready()) ----------------------------
+
+
+def promotion_evidence_with_shadow(snapshot: dict, target_version) -> dict:
+    """Add the candidate's shadow record (live tickets it ran on beside production), when it has one."""
+    shadow = shadow_summary(version_id=target_version.pk)
+    if not shadow.total:
+        return snapshot
+    snapshot["shadow"] = {**shadow.as_dict(), "sentence": shadow.sentence()}
+    snapshot["summary"] = f"{snapshot.get('summary', '')} Shadow: {shadow.sentence()}.".strip()
+    return snapshot
+
+
 # --- the agent timeline (promptctl's extension point) ------------------------------
 
 
-@timeline_provider_register
-def _timeline_canary_checks(agent: Agent) -> Iterable[TimelineEntry]:
+def timeline_canary_checks(agent: Agent) -> Iterable[TimelineEntry]:
     for check in CanaryCheck.objects.filter(agent=agent).select_related("canary_version"):
         yield TimelineEntry(
             check.created_at, "canary check", "promptctl",
@@ -158,8 +170,7 @@ def _timeline_canary_checks(agent: Agent) -> Iterable[TimelineEntry]:
         )
 
 
-@timeline_provider_register
-def _timeline_shadow(agent: Agent) -> Iterable[TimelineEntry]:
+def timeline_shadow(agent: Agent) -> Iterable[TimelineEntry]:
     versions = {v.pk: v for v in agent.versions.all()}
     summaries = shadow_summaries(version_ids=versions)
     for version_id, summary in summaries.items():

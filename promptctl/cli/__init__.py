@@ -5,14 +5,7 @@ and sets ``handler`` on each leaf to a function ``handler(options, out) -> objec
 A handler calls services only. It returns data: a ``dict``/``list`` printed
 as JSON with ``--json``, or rendered by ``out.human(...)`` calls made before
 returning. Refusals are ``DomainError`` and become one line on stderr with exit 1.
-"""
 
-GROUP_MODULES = [
-    "promptctl.cli.users",
-    "promptctl.cli.agents",
-    "promptctl.cli.versions",
-    "promptctl.cli.changes",
-    "promptctl.cli.audit",
-    "evals.cli",
-    "triage.cli",
-]
+The groups are listed in ``promptctl.registry`` (``cli_groups``): change
+control registers its own, and the apps above register theirs in ``ready()``.
+"""

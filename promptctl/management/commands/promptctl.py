@@ -2,7 +2,7 @@
 
 Human-readable output by default, ``--json`` for machines, exit 1 with a
 one-line reason on any refusal. Groups live in modules listed in
-``promptctl.cli.GROUP_MODULES``; each handler is a thin caller of services.
+``promptctl.registry.registry.cli_groups``; each handler is a thin caller of services.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from promptctl.cli import GROUP_MODULES
+from promptctl.registry import registry
 from promptctl.cli.common import Output
 from promptctl.errors import DomainError
 from promptctl.middleware import request_id_bind
@@ -34,7 +34,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="print machine-readable JSON only")
         groups = parser.add_subparsers(dest="group", metavar="GROUP", required=True)
-        for module_name in GROUP_MODULES:
+        for module_name in registry.cli_groups:
             module = _group_module(module_name)
             if module is not None:
                 module.register(groups)

@@ -1,4 +1,4 @@
-"""``python -m promptctl.demo [--serve=0|1]``: start the stack, play the story, serve the admin.
+"""``python -m demo [--serve=0|1]``: start the stack, play the story, serve the admin.
 
 Runs on embedded defaults only (SQLite and the filesystem broker under
 ``var/demo``), so it never touches a configured database. It starts the
@@ -19,12 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parents[2]
+BASE_DIR = Path(__file__).resolve().parents[1]
 DEMO_VAR_DIR = BASE_DIR / "var" / "demo"
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m promptctl.demo")
+    parser = argparse.ArgumentParser(prog="python -m demo")
     parser.add_argument("--serve", default="1", choices=("0", "1"), help="keep serving the admin after the story (default 1)")
     options = parser.parse_args(argv)
 
@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
         stack.wait_http("web", f"{web_url}/healthz", seconds=60)
         print(f"demo: web server at {web_url}, Celery worker started (embedded filesystem broker)")
         print()
-        story = subprocess.run([python, "manage.py", "demo_story", "--web-url", web_url], cwd=BASE_DIR, env=env)
+        story = subprocess.run([python, "-m", "demo.play", "--web-url", web_url], cwd=BASE_DIR, env=env)
         if story.returncode != 0:
             print(f"demo: the story stopped with exit code {story.returncode}; logs are in {DEMO_VAR_DIR}/logs")
             return story.returncode

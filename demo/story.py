@@ -12,9 +12,12 @@ import sys
 import time
 from typing import Any, Callable
 
+from evals import selectors as eval_selectors
+from evals import services as eval_services
+from evals.models import EvalRun
 from promptctl import selectors, services
 from promptctl.errors import DomainError
-from promptctl.models import Agent, AgentVersion
+from promptctl.models import Agent, AgentVersion, ChangeRequest
 from promptctl.tutorial import TICKETS_FILE, V1_PROMPT, V2_PROMPT
 
 AGENT_NAME = "ticket-triage"
@@ -47,8 +50,6 @@ class Story:
     # --- the tutorial ------------------------------------------------------------
 
     def play(self) -> None:
-        from evals import selectors as eval_selectors
-        from evals import services as eval_services
 
         self.step(0, "Users and roles")
         for username, role, password in DEMO_USERS:
@@ -139,9 +140,6 @@ class Story:
 
     def run_and_wait(self, *, agent_version: AgentVersion, testset_version: Any, actor: Any) -> Any:
         """Start a run on the worker and show its progress until it ends."""
-        from evals import selectors as eval_selectors
-        from evals import services as eval_services
-        from evals.models import EvalRun
 
         run = eval_services.eval_run_start(agent_version=agent_version, testset_version=testset_version, actor=actor)
         self.say(f"eval run #{run.pk}: v{agent_version.number} × {run.unit_total} tickets on the Celery worker")
@@ -190,8 +188,6 @@ class Story:
         self.say(f"exact McNemar p = {summary['mcnemar_p']:.3g}; regressed: {', '.join(summary['regressed_teams']) or 'none'}")
 
     def show_status(self, agent: Agent) -> None:
-        from promptctl.models import ChangeRequest
-
         status = selectors.agent_status(agent=agent)
         for channel, pin in status["pins"].items():
             self.say(f"pin {channel}: v{pin['version']}" + (f" (canary v{pin['canary_version']} at {pin['canary_percent']}%)" if pin.get("canary_version") else ""))
@@ -214,7 +210,3 @@ def story_play(*, web_url: str, write: Callable[[str], None] = lambda line: prin
         write(f"demo stopped: {refusal}")
         return 1
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - run through `manage.py demo_story`
-    sys.exit(story_play(web_url="http://127.0.0.1:8000"))
