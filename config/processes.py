@@ -47,11 +47,11 @@ def process_argv(name: str, *, host: str | None = None, port: int | None = None)
                 "--port", str(_web_port(port)), "--workers", workers, "--no-access-log",
                 "--http", "config.serving:NoDelayHttpToolsProtocol"]
     if name == "worker":
-        return [python, "-m", "celery", "-A", "promptctl", "worker", "--loglevel", os.environ.get("CELERY_LOG_LEVEL", "WARNING")]
+        return [python, "-m", "celery", "-A", "config", "worker", "--loglevel", os.environ.get("CELERY_LOG_LEVEL", "WARNING")]
     if name == "beat":
         # The schedule file lives where settings keep all local state (writable by the image's user).
         var_dir = os.environ.get("PROMPTCTL_VAR_DIR") or str(BASE_DIR / "var")
-        return [python, "-m", "celery", "-A", "promptctl", "beat", "--loglevel", os.environ.get("CELERY_LOG_LEVEL", "WARNING"),
+        return [python, "-m", "celery", "-A", "config", "beat", "--loglevel", os.environ.get("CELERY_LOG_LEVEL", "WARNING"),
                 "--schedule", os.path.join(var_dir, "celerybeat-schedule")]
     if name == "emulator":
         return [python, str(BASE_DIR / "manage.py"), "emulator", "--host", _bind_host(host), "--port", str(_emulator_port(port))]

@@ -39,6 +39,7 @@ from promptctl.errors import DomainError
 from promptctl.records import saved_by
 from promptctl.models import Agent, AgentVersion
 from managed_agents import gateway, verdicts
+from managed_agents.tickets import RUN_INVALID, RUN_OK, ticket_run
 
 logger = logging.getLogger(__name__)
 
@@ -297,55 +298,39 @@ def eval_unit_execute(*, run_id: int, case_id: int, attempt: int, task_try: int 
         _run_mark_running(run_id)
     version = run.agent_version
     agent = version.agent
-    try:
-        transcript = gateway.session_run(
-            agent_id=agent.remote_id,
-            version=version.number,
-            environment_id=agent.environment_id,
-            text=case.ticket_text,
-            metadata={"promptctl_run": str(run_id), "ticket": case.external_id, "attempt": str(attempt)},
-            # Every create attempt, retries included, takes a slot of the shared budget.
-            before_create=ratelimit.session_slot_acquire,
-        )
-    except (gateway.UpstreamUnavailable, gateway.SessionTimeout) as error:
-        if not last_try:
-            raise UnitRetryLater(str(error), countdown=_transient_countdown(task_try)) from error
+    outcome = ticket_run(
+        agent_id=agent.remote_id,
+        version=version.number,
+        environment_id=agent.environment_id,
+        text=case.ticket_text,
+        allowed=run.allowed_labels or {},
+        metadata={"promptctl_run": str(run_id), "ticket": case.external_id, "attempt": str(attempt)},
+        # Every create attempt, retries included, takes a slot of the shared budget.
+        before_create=ratelimit.session_slot_reserve,
+    )
+    if outcome.transient and not last_try:
+        raise UnitRetryLater(outcome.problem, countdown=_transient_countdown(task_try)) from outcome.failure
+    if outcome.failure is not None:
         return eval_result_record(
-            run=run, case=case, attempt=attempt, kind=EvalResult.Kind.ERROR, problem=str(error), task_attempts=task_try
-        )
-    except gateway.GatewayError as error:
-        return eval_result_record(
-            run=run, case=case, attempt=attempt, kind=EvalResult.Kind.ERROR, problem=str(error), task_attempts=task_try
-        )
-    if not transcript.reply_text.strip() and transcript.errors:
-        return eval_result_record(
-            run=run,
-            case=case,
-            attempt=attempt,
-            kind=EvalResult.Kind.ERROR,
-            problem="the session ended with an error and no reply: " + "; ".join(transcript.errors),
-            session_id=transcript.session_id,
-            latency_seconds=transcript.latency_seconds,
-            http_attempts=transcript.attempts,
+            run=run, case=case, attempt=attempt, kind=EvalResult.Kind.ERROR, problem=outcome.problem,
             task_attempts=task_try,
         )
-    allowed = {key: tuple(value) for key, value in (run.allowed_labels or {}).items()}
-    verdict = verdicts.verdict_parse(reply=transcript.reply_text, allowed=allowed)
+    kind = {RUN_OK: EvalResult.Kind.OK, RUN_INVALID: EvalResult.Kind.INVALID}.get(outcome.outcome, EvalResult.Kind.ERROR)
     return eval_result_record(
         run=run,
         case=case,
         attempt=attempt,
-        kind=EvalResult.Kind.OK if verdict.ok else EvalResult.Kind.INVALID,
-        predicted_team=verdict.team or "",
-        predicted_priority=verdict.priority or "",
-        raw_reply=transcript.reply_text,
-        problem=verdict.problem or "",
-        format_warning=verdict.format_warning or "",
-        latency_seconds=transcript.latency_seconds,
-        session_id=transcript.session_id,
-        http_attempts=transcript.attempts,
+        kind=kind,
+        predicted_team=outcome.team,
+        predicted_priority=outcome.priority,
+        raw_reply=outcome.reply,
+        problem=outcome.problem,
+        format_warning=outcome.format_warning,
+        latency_seconds=outcome.latency_seconds,
+        session_id=outcome.session_id,
+        http_attempts=outcome.http_attempts,
         task_attempts=task_try,
-        usage=transcript.usage,
+        usage=outcome.usage,
     )
 
 

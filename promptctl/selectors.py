@@ -80,9 +80,29 @@ def change_request_list(*, agent: Agent | None = None, status: str | None = None
     return changes.order_by("-requested_at", "-id")
 
 
+def change_request_decisions(*, change: ChangeRequest) -> dict[str, int]:
+    """How many approvals and rejections ``change`` has, counted from its approval rows (applying checks both)."""
+    counts = change.approvals.aggregate(
+        approvals=Count("pk", filter=Q(decision=Approval.Decision.APPROVE)),
+        rejections=Count("pk", filter=Q(decision=Approval.Decision.REJECT)),
+    )
+    return {"approvals": counts["approvals"], "rejections": counts["rejections"]}
+
+
 def pins_for_agent(*, agent: Agent) -> dict[str, Pin]:
     pins = Pin.objects.filter(agent=agent).select_related("version", "canary_version", "change")
     return {pin.channel: pin for pin in pins}
+
+
+def previously_pinned_numbers(*, agent: Agent, channel: str) -> set[int]:
+    """Versions an applied promotion or rollback put on ``channel``: the only targets a rollback may name."""
+    applied = ChangeRequest.objects.filter(
+        agent=agent,
+        channel=channel,
+        status=ChangeRequest.Status.APPLIED,
+        kind__in=[ChangeRequest.Kind.PROMOTE, ChangeRequest.Kind.ROLLBACK],
+    )
+    return set(applied.values_list("target_version__number", flat=True))
 
 
 def agent_drift(*, agent: Agent) -> list[AgentVersion]:

@@ -39,7 +39,6 @@ from promptctl.errors import DomainError
 from promptctl.records import saved_by
 from managed_agents.tickets import ticket_text as compose_ticket_text
 from promptctl.models import PRODUCTION, Agent, AgentVersion, ChangeRequest, Pin
-from managed_agents import gateway
 from triage import pins, selectors
 from triage.models import (
     ApiKey,
@@ -52,7 +51,8 @@ from triage.models import (
     TriageJob,
     TriageRequest,
 )
-from managed_agents.verdicts import allowed_labels, verdict_parse
+from managed_agents.tickets import RUN_ERROR, TicketRun, ticket_run, ticket_run_async
+from managed_agents.verdicts import allowed_labels
 
 logger = logging.getLogger(__name__)
 
@@ -301,35 +301,27 @@ def _session_metadata(*, route: pins.Route, principal_name: str, source: str) ->
     }
 
 
-def _failure_outcome(failure: gateway.GatewayError) -> str:
-    if getattr(failure, "outcome", None) == Outcome.ABANDONED:
-        return Outcome.ABANDONED
-    if isinstance(failure, gateway.SessionTimeout):
-        return Outcome.TIMEOUT
-    if isinstance(failure, gateway.UpstreamUnavailable):
-        return Outcome.UNAVAILABLE
-    return Outcome.REFUSED
-
-
-def _log_fields(
-    *, route: pins.Route, transcript: gateway.Transcript | None, failure: gateway.GatewayError | None
-) -> dict[str, Any]:
-    if failure is not None:
-        return {"outcome": _failure_outcome(failure), "problem": str(failure)}
-    assert transcript is not None
-    verdict = verdict_parse(reply=transcript.reply_text, allowed=route.allowed)
-    problem = verdict.problem or ""
-    if not verdict.ok and not transcript.reply_text.strip() and transcript.errors:
-        problem = "the session ended with an error and no reply: " + "; ".join(transcript.errors)
+def _log_fields(run: TicketRun) -> dict[str, Any]:
+    """A ticket run as a log row: a session that ended in an error event with no reply counts as invalid output."""
+    outcome = Outcome.INVALID if run.outcome == RUN_ERROR else run.outcome
     return {
-        "outcome": Outcome.OK if verdict.ok else Outcome.INVALID,
-        "team": (verdict.team or "")[:100] if verdict.ok else "",
-        "priority": (verdict.priority or "")[:50] if verdict.ok else "",
-        "problem": problem,
-        "format_warning": (verdict.format_warning or "")[:300],
-        "reply": transcript.reply_text,
-        "session_id": transcript.session_id,
+        "outcome": outcome,
+        "team": run.team,
+        "priority": run.priority,
+        "problem": run.problem,
+        "format_warning": run.format_warning,
+        "reply": run.reply,
+        "session_id": run.session_id,
     }
+
+
+def _abandoned(*, started: float) -> TicketRun:
+    """The run of a call whose caller went away before its session finished (the session is still archived)."""
+    return TicketRun(
+        outcome=Outcome.ABANDONED, team="", priority="", problem="the caller went away before the session finished",
+        format_warning="", reply="", session_id="", latency_seconds=time.monotonic() - started, http_attempts=0,
+        usage=None,
+    )
 
 
 def triage_record(
@@ -340,8 +332,7 @@ def triage_record(
     source: str,
     received_at: datetime,
     latency_ms: int,
-    transcript: gateway.Transcript | None = None,
-    failure: gateway.GatewayError | None = None,
+    run: TicketRun,
 ) -> TriageRequest:
     """Log one triage call; schedule its shadow run and, for a canary call, check the canary's limits."""
     from triage import tasks
@@ -361,7 +352,7 @@ def triage_record(
             body=ticket.body,
             received_at=received_at,
             latency_ms=max(0, latency_ms),
-            **_log_fields(route=route, transcript=transcript, failure=failure),
+            **_log_fields(run),
         )
         request_id = request.pk
         if route.shadow_version_id:
@@ -389,15 +380,25 @@ def _served(route: pins.Route, request: TriageRequest) -> Served:
     )
 
 
-def _failed(failure: gateway.GatewayError, request: TriageRequest, route: pins.Route) -> TriageFailed:
-    outcome = _failure_outcome(failure)
-    retry_after = getattr(failure, "retry_after", None) if outcome == Outcome.UNAVAILABLE else None
+def _failed(run: TicketRun, request: TriageRequest, route: pins.Route) -> TriageFailed:
     return TriageFailed(
-        f"{failure} (agent {route.agent_name} v{route.version_number}; logged as triage request #{request.pk})",
-        outcome=outcome,
+        f"{run.problem} (agent {route.agent_name} v{route.version_number}; logged as triage request #{request.pk})",
+        outcome=run.outcome,
         request_id=request.pk,
-        retry_after=retry_after,
+        retry_after=run.retry_after,
     )
+
+
+def _run_fields(route: pins.Route, ticket: Ticket, metadata: dict[str, str]) -> dict[str, Any]:
+    """What every ticket run of a routed call is given: the pinned version, the ticket, its labels, its tags."""
+    return {
+        "agent_id": route.remote_agent_id,
+        "version": route.version_number,
+        "environment_id": route.environment_id,
+        "text": ticket.text,
+        "allowed": route.allowed,
+        "metadata": metadata,
+    }
 
 
 async def triage_serve(*, token: str, agent_name: str | None, ticket: Ticket) -> Served:
@@ -410,37 +411,24 @@ async def triage_serve(*, token: str, agent_name: str | None, ticket: Ticket) ->
     received_at = timezone.now()
     started = time.monotonic()
     principal, route = await db_step(triage_admit, token=token, agent_name=agent_name, request_key=ticket.request_key)
-    transcript: gateway.Transcript | None = None
-    failure: gateway.GatewayError | None = None
     record = functools.partial(db_step, triage_record)
     fields = {
         "route": route, "api_key_id": principal.key_id, "ticket": ticket, "source": TriageRequest.Source.API,
         "received_at": received_at,
     }
+    metadata = _session_metadata(route=route, principal_name=principal.name, source=TriageRequest.Source.API)
     try:
-        transcript = await gateway.session_run_async(
-            agent_id=route.remote_agent_id,
-            version=route.version_number,
-            environment_id=route.environment_id,
-            text=ticket.text,
-            metadata=_session_metadata(route=route, principal_name=principal.name, source=TriageRequest.Source.API),
-        )
-    except gateway.GatewayError as error:
-        failure = error
+        run = await ticket_run_async(**_run_fields(route, ticket, metadata))
     except asyncio.CancelledError:
         # The caller went away (Django cancels the view when the client disconnects). The call is still
         # logged, in a task of its own so this cancellation cannot stop it.
-        abandoned = gateway.GatewayError("the caller went away before the session finished")
-        abandoned.outcome = Outcome.ABANDONED
         await asyncio.shield(asyncio.ensure_future(
-            record(**fields, latency_ms=round((time.monotonic() - started) * 1000), failure=abandoned)
+            record(**fields, latency_ms=round((time.monotonic() - started) * 1000), run=_abandoned(started=started))
         ))
         raise
-    request = await record(
-        **fields, latency_ms=round((time.monotonic() - started) * 1000), transcript=transcript, failure=failure
-    )
-    if failure is not None:
-        raise _failed(failure, request, route)
+    request = await record(**fields, latency_ms=round((time.monotonic() - started) * 1000), run=run)
+    if run.failure is not None:
+        raise _failed(run, request, route)
     return _served(route, request)
 
 
@@ -532,18 +520,8 @@ def triage_job_run(*, job_id: Any) -> TriageJob | None:
                         error_code=getattr(refusal, "reason", "refused"), error_message=str(refusal))
         job.refresh_from_db()
         return job
-    transcript: gateway.Transcript | None = None
-    failure: gateway.GatewayError | None = None
-    try:
-        transcript = gateway.session_run(
-            agent_id=route.remote_agent_id,
-            version=route.version_number,
-            environment_id=route.environment_id,
-            text=ticket.text,
-            metadata={**_session_metadata(route=route, principal_name=key.name, source="job"), "job": str(job.pk)},
-        )
-    except gateway.GatewayError as error:
-        failure = error
+    metadata = {**_session_metadata(route=route, principal_name=key.name, source="job"), "job": str(job.pk)}
+    run = ticket_run(**_run_fields(route, ticket, metadata))
     with transaction.atomic():
         current = TriageJob.objects.select_for_update().get(pk=job.pk)
         if current.status in TriageJob.FINAL_STATUSES or current.attempts != attempt:
@@ -555,13 +533,12 @@ def triage_job_run(*, job_id: Any) -> TriageJob | None:
             source=TriageRequest.Source.JOB,
             received_at=received_at,
             latency_ms=round((time.monotonic() - started) * 1000),
-            transcript=transcript,
-            failure=failure,
+            run=run,
         )
-        if failure is None:
+        if run.failure is None:
             finished = _job_finish(job_id=job.pk, attempt=attempt, status=TriageJob.Status.DONE, request=request)
         else:
-            error = _failed(failure, request, route)
+            error = _failed(run, request, route)
             finished = _job_finish(
                 job_id=job.pk, attempt=attempt, status=TriageJob.Status.FAILED, request=request,
                 error_code=error.outcome, error_message=str(error),
@@ -588,36 +565,24 @@ def shadow_run(*, request_id: int) -> ShadowResult | None:
     if existing is not None:
         return existing
     agent = request.agent
-    failure: gateway.GatewayError | None = None
-    transcript: gateway.Transcript | None = None
     started = time.monotonic()
-    try:
-        transcript = gateway.session_run(
-            agent_id=agent.remote_id,
-            version=candidate.number,
-            environment_id=agent.environment_id,
-            text=request.ticket_text,
-            metadata={"promptctl_shadow": str(request.pk), "candidate": str(candidate.number)},
-        )
-    except gateway.GatewayError as error:
-        failure = error
+    run = ticket_run(
+        agent_id=agent.remote_id,
+        version=candidate.number,
+        environment_id=agent.environment_id,
+        text=request.ticket_text,
+        allowed=allowed_labels(candidate.system_prompt),
+        metadata={"promptctl_shadow": str(request.pk), "candidate": str(candidate.number)},
+    )
     latency_ms = round((time.monotonic() - started) * 1000)
-    if failure is not None:
-        fields: dict[str, Any] = {"outcome": _failure_outcome(failure), "problem": str(failure), "agrees": None}
-    else:
-        verdict = verdict_parse(reply=transcript.reply_text, allowed=allowed_labels(candidate.system_prompt))
-        agrees = None
-        if verdict.ok and request.outcome == Outcome.OK:
-            agrees = verdict.team == request.team and verdict.priority == request.priority
-        fields = {
-            "outcome": Outcome.OK if verdict.ok else Outcome.INVALID,
-            "team": (verdict.team or "")[:100] if verdict.ok else "",
-            "priority": (verdict.priority or "")[:50] if verdict.ok else "",
-            "problem": verdict.problem or "",
-            "reply": transcript.reply_text,
-            "session_id": transcript.session_id,
-            "agrees": agrees,
-        }
+    agrees = None
+    if run.ok and request.outcome == Outcome.OK:
+        agrees = run.team == request.team and run.priority == request.priority
+    fields = _log_fields(run)
+    del fields["format_warning"]  # a shadow result keeps no format warning
+    if run.failure is not None:
+        fields = {"outcome": run.outcome, "problem": run.problem}
+    fields["agrees"] = agrees
     try:
         with transaction.atomic():
             return ShadowResult.objects.create(request=request, version=candidate, latency_ms=latency_ms, **fields)

@@ -94,11 +94,11 @@ class Workers:
         return env
 
     def purge(self) -> None:
-        subprocess.run([str(CELERY), "-A", "promptctl", "purge", "-f"], env=self.env(), cwd=ROOT, check=True,
+        subprocess.run([str(CELERY), "-A", "config", "purge", "-f"], env=self.env(), cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
 
     def start(self, *, concurrency: int | None = None, **extra: str) -> subprocess.Popen:
-        command = [str(CELERY), "-A", "promptctl", "worker", "--loglevel=WARNING", "-n", f"test-{uuid.uuid4().hex[:8]}@%h"]
+        command = [str(CELERY), "-A", "config", "worker", "--loglevel=WARNING", "-n", f"test-{uuid.uuid4().hex[:8]}@%h"]
         if concurrency is not None:
             command.append(f"--concurrency={concurrency}")
         process = subprocess.Popen(command, env=self.env(**extra), cwd=ROOT, start_new_session=True)

@@ -1,0 +1,43 @@
+"""The audit log: read-only, newest first, with a button that verifies the hash chain."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
+
+from promptctl import selectors
+from promptctl.admin.mixins import ReadOnlyAdminMixin
+from promptctl.models import AuditEvent
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("sequence", "occurred_at", "actor_username", "verb", "object_type", "object_id", "object_repr", "request_id")
+    list_filter = ("verb", "object_type")
+    search_fields = ("actor_username", "object_repr", "request_id", "verb")
+    ordering = ("-sequence",)
+    fields = (
+        "sequence", "occurred_at", "actor", "actor_username", "verb", "object_type", "object_id", "object_repr", "agent_id_ref",
+        "before", "after", "request_id", "previous_hash", "hash",
+    )
+    readonly_fields = fields
+    list_select_related = ("actor",)
+    change_list_template = "admin/promptctl/auditevent/change_list.html"
+
+    def get_urls(self):
+        urls = [path("verify/", self.admin_site.admin_view(self.verify_view), name="promptctl_auditevent_verify")]
+        return urls + super().get_urls()
+
+    def verify_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        result = selectors.audit_chain_verify()
+        if result.ok:
+            messages.success(request, result.message)
+        else:
+            messages.error(request, result.message)
+        return HttpResponseRedirect(reverse("admin:promptctl_auditevent_changelist"))

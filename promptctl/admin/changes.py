@@ -1,0 +1,237 @@
+"""Change requests: filed through a form and changed only through Approve/Reject/Apply/Withdraw buttons, each a service call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+
+from promptctl import services
+from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin
+from promptctl.errors import DomainError
+from promptctl.models import PRODUCTION, Agent, Approval, ChangeRequest, Pin
+
+
+class ApprovalInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Approval
+    fk_name = "change"
+    fields = ("reviewer", "decision", "comment", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("reviewer")
+
+
+class ChangeRequestForm(forms.Form):
+    """What a requester fills in; the service decides whether it may be filed."""
+
+    agent = forms.ModelChoiceField(queryset=Agent.objects.order_by("name"))
+    kind = forms.ChoiceField(choices=ChangeRequest.Kind.choices, initial=ChangeRequest.Kind.PROMOTE)
+    channel = forms.SlugField(initial=PRODUCTION, max_length=50)
+    target_version = forms.IntegerField(label="Target version number")
+    canary_percent = forms.IntegerField(required=False, min_value=1, max_value=99, label="Canary percent", help_text="canary only")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+    evidence = forms.CharField(required=False, max_length=500, label="Evidence", help_text="e.g. comparison:12 or run:7")
+    accept_regression_reason = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Accept a flagged regression because",
+        help_text="needs one more approval than the agent's policy",
+    )
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+ACTIONS: dict[str, dict[str, Any]] = {
+    "approve": {"label": "Approve", "comment": "optional"},
+    "reject": {"label": "Reject", "comment": "required"},
+    "apply": {"label": "Apply", "comment": None},
+    "withdraw": {"label": "Withdraw", "comment": None},
+}
+
+
+@admin.register(ChangeRequest)
+class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
+    list_display = (
+        "id", "agent", "channel", "kind", "from_version", "to_version", "approvals_text", "status", "requested_by", "requested_at",
+    )
+    list_display_links = ("id",)
+    list_filter = ("status", "agent", "kind", "channel")
+    list_select_related = ("agent", "base_version", "target_version", "requested_by")
+    search_fields = ("reason", "agent__name")
+    inlines = (ApprovalInline,)
+    fields = (
+        "agent", "channel", "kind", "base_version", "base_pin_revision", "target_version", "target_origin", "target_config_sha256",
+        "canary_percent", "evidence_type", "evidence_id", "evidence_summary", "accept_regression_reason", "approvals_required",
+        "reason", "requested_by", "requested_at", "status", "status_reason", "approved_at", "closed_at", "closed_by",
+    )
+    readonly_fields = fields
+    change_form_template = "admin/promptctl/changerequest/change_form.html"
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("agent", "base_version", "target_version", "requested_by", "closed_by")
+            .annotate(approval_count=Count("approvals", filter=Q(approvals__decision=Approval.Decision.APPROVE)))
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return request.user.has_perm("promptctl.add_changerequest")
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # requests change only through Approve/Reject/Apply/Withdraw
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="from")
+    def from_version(self, change: ChangeRequest) -> str:
+        return f"v{change.base_version.number}" if change.base_version_id else "—"
+
+    @admin.display(description="to")
+    def to_version(self, change: ChangeRequest) -> str:
+        if change.target_version.is_outside:
+            return format_html('v{} <strong class="promptctl-warning">⚠ outside</strong>', change.target_version.number)
+        return f"v{change.target_version.number}"
+
+    @admin.display(description="approvals")
+    def approvals_text(self, change: ChangeRequest) -> str:
+        return f"{change.approval_count}/{change.approvals_required}"
+
+    @admin.display(description="target origin")
+    def target_origin(self, change: ChangeRequest) -> str:
+        if change.target_version.is_outside:
+            return mark_safe('<strong class="promptctl-warning">⚠ changed outside promptctl (found by sync)</strong>')
+        return "made through promptctl"
+
+    @admin.display(description="evidence")
+    def evidence_summary(self, change: ChangeRequest) -> str:
+        if not change.evidence:
+            return "—"
+        return change.evidence.get("summary") or change.evidence.get("reference") or str(change.evidence)
+
+    def get_urls(self):
+        urls = [
+            path(
+                "<path:object_id>/action/<slug:action>/",
+                self.admin_site.admin_view(self.action_view),
+                name="promptctl_changerequest_action",
+            ),
+        ]
+        return urls + super().get_urls()
+
+    def _actions_for(self, change: ChangeRequest) -> list[dict[str, str]]:
+        names: list[str] = []
+        if change.status == ChangeRequest.Status.PENDING:
+            names = ["approve", "reject", "withdraw"]
+        elif change.status == ChangeRequest.Status.APPROVED:
+            names = ["apply", "reject", "withdraw"]
+        return [
+            {"name": name, "label": ACTIONS[name]["label"], "url": reverse("admin:promptctl_changerequest_action", args=[change.pk, name])}
+            for name in names
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        change = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if change is not None:
+            context["change_actions"] = self._actions_for(change)
+            context["pin"] = Pin.objects.select_related("version", "canary_version").filter(agent=change.agent, channel=change.channel).first()
+            if change.base_version_id:
+                context["diff_url"] = (
+                    reverse("admin:promptctl_agentversion_diff", args=[change.target_version_id]) + f"?against={change.base_version.number}"
+                )
+        return super().change_view(request, object_id, form_url, context)
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ChangeRequestForm(request.POST if request.method == "POST" else None, initial={"agent": request.GET.get("agent")})
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                change = services.change_request_create(
+                    agent=data["agent"],
+                    kind=data["kind"],
+                    target_number=data["target_version"],
+                    channel=data["channel"],
+                    canary_percent=data["canary_percent"],
+                    reason=data["reason"],
+                    evidence_ref=data["evidence"],
+                    accept_regression_reason=data["accept_regression_reason"],
+                    actor=request.user,
+                )
+            except DomainError as refusal:
+                form.add_error(None, str(refusal))
+            else:
+                messages.success(request, f"Filed change request #{change.pk}; it needs {change.approvals_required} approval(s).")
+                return HttpResponseRedirect(reverse("admin:promptctl_changerequest_change", args=[change.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "File a change request",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/promptctl/changerequest/add_form.html", context)
+
+    def action_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        if action not in ACTIONS:
+            raise Http404("No such object.")
+        change = self.get_object(request, object_id)
+        if change is None:
+            raise Http404("No such object.")
+        if not self.has_view_permission(request, change):
+            raise PermissionDenied
+        change_url = reverse("admin:promptctl_changerequest_change", args=[change.pk])
+        form = DecisionForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            comment = form.cleaned_data["comment"]
+            try:
+                message = self._perform(action, change=change, user=request.user, comment=comment)
+            except DomainError as refusal:
+                messages.error(request, f"Refused: {refusal}")
+            else:
+                messages.success(request, message)
+            return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "original": change,
+            "change": change,
+            "action": action,
+            "action_label": ACTIONS[action]["label"],
+            "comment_mode": ACTIONS[action]["comment"],
+            "form": form,
+            "title": f"{ACTIONS[action]['label']} change request #{change.pk}?",
+            "pin": Pin.objects.select_related("version", "canary_version").filter(agent=change.agent, channel=change.channel).first(),
+            "change_url": change_url,
+        }
+        return TemplateResponse(request, "admin/promptctl/changerequest/confirm_action.html", context)
+
+    @staticmethod
+    def _perform(action: str, *, change: ChangeRequest, user: Any, comment: str) -> str:
+        if action == "approve":
+            services.change_request_approve(change=change, reviewer=user, comment=comment)
+            change.refresh_from_db()
+            return f"Approved change request #{change.pk}; it is now {change.status}."
+        if action == "reject":
+            services.change_request_reject(change=change, reviewer=user, comment=comment)
+            return f"Rejected change request #{change.pk}."
+        if action == "apply":
+            pin = services.change_request_apply(change=change, actor=user)
+            canary = f" with a canary of v{pin.canary_version.number} at {pin.canary_percent}%" if pin.canary_version_id else ""
+            return f"Applied change request #{change.pk}: the {pin.channel} pin of {pin.agent.name} is now v{pin.version.number}{canary}."
+        services.change_request_withdraw(change=change, actor=user)
+        return f"Withdrew change request #{change.pk}."
+

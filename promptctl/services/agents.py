@@ -1,0 +1,144 @@
+"""Agents: creating them (remote first, then the record), their approval policy, and syncing server versions."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import Group
+from django.db import IntegrityError, transaction
+
+from managed_agents import gateway
+from promptctl.audit import audit_record
+from promptctl.errors import DomainError
+from promptctl.models import Agent, AgentVersion
+from promptctl.records import saved_by
+from promptctl.services.common import _agent_snapshot, _require, _version_record
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENVIRONMENT = "promptctl"
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+
+
+def agent_create(
+    *, name: str, model: str, system_prompt: str, actor: Any, environment_name: str = DEFAULT_ENVIRONMENT
+) -> Agent:
+    """Create the remote environment (reused by name) and agent, and record version 1 as made by ``actor``."""
+    _require(actor, "add_agent", "create agents")
+    if not _NAME.match(name or ""):
+        raise DomainError(
+            f"Agent name {name!r} is not allowed: use lowercase letters, digits and dashes (e.g. ticket-triage)."
+        )
+    if not (system_prompt or "").strip():
+        raise DomainError("The system prompt is empty: give the agent's instructions in the system file.")
+    if Agent.objects.filter(name=name).exists():
+        raise DomainError(f"An agent named {name!r} already exists: see `promptctl agent status --agent {name}`.")
+    environment = gateway.environment_ensure(name=environment_name)
+    remote = gateway.agent_create(name=name, model=model, system=system_prompt)
+    try:
+        with transaction.atomic():
+            agent = saved_by(
+                Agent(
+                    name=name,
+                    remote_id=remote.agent_id,
+                    environment_id=environment.id,
+                    model=remote.model,
+                    latest_version_number=remote.version,
+                    created_by=actor,
+                ),
+                actor,
+            )
+            audit_record(actor=actor, verb="agent.create", target=agent, agent_id=agent.pk, after=_agent_snapshot(agent))
+            _version_record(agent=agent, remote=remote, origin=AgentVersion.Origin.PROMPTCTL, actor=actor)
+    except IntegrityError as error:
+        try:
+            gateway.agent_archive(agent_id=remote.agent_id)
+        except DomainError:
+            logger.warning("could not archive orphaned remote agent %s", remote.agent_id)
+        raise DomainError(
+            f"Agent {name!r} could not be recorded ({error}); another agent with that name was created at the "
+            "same moment. The new remote agent was archived; choose another name."
+        ) from error
+    return agent
+
+
+def agent_policy_update(
+    *,
+    agent: Agent,
+    actor: Any,
+    required_approvals: int | None = None,
+    approver_group: str | None = None,
+    regression_tolerance: int | None = None,
+) -> Agent:
+    """Change an agent's approval policy; requests already filed keep the approvals they were filed with."""
+    _require(actor, "change_agent", "change an agent's approval policy")
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        before = _agent_snapshot(agent)
+        if required_approvals is not None:
+            if required_approvals < 1:
+                raise DomainError("An agent needs at least 1 approval per change; 0 would let pins move unreviewed.")
+            agent.required_approvals = required_approvals
+        if approver_group is not None:
+            if not Group.objects.filter(name=approver_group).exists():
+                raise DomainError(f"There is no group {approver_group!r}: create it first or use 'reviewers'.")
+            agent.approver_group = approver_group
+        if regression_tolerance is not None:
+            if regression_tolerance < 0:
+                raise DomainError("The regression tolerance counts tickets and cannot be negative.")
+            agent.regression_tolerance = regression_tolerance
+        after = _agent_snapshot(agent)
+        if after == before:
+            return agent
+        saved_by(agent, actor)
+        audit_record(actor=actor, verb="agent.policy", target=agent, agent_id=agent.pk, before=before, after=after)
+    return agent
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What a sync found: versions made outside promptctl, the newest number, and hash disagreements."""
+
+    new_versions: list[AgentVersion]
+    latest_version_number: int
+    mismatched_numbers: list[int]
+
+
+def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
+    """Record every server version promptctl does not know as changed outside promptctl.
+
+    The agent row is locked while recording, and ``version_create`` holds the
+    same lock across its remote update, so a sync never mistakes a version
+    promptctl is making right now for an outside change.
+    """
+    remote_versions = gateway.agent_versions(agent_id=agent.remote_id)
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        known = dict(agent.versions.values_list("number", "config_sha256"))
+        new_versions = [
+            _version_record(agent=agent, remote=remote, origin=AgentVersion.Origin.OUTSIDE, actor=actor)
+            for remote in remote_versions
+            if remote.version not in known
+        ]
+        mismatched = [r.version for r in remote_versions if r.version in known and known[r.version] != r.config_sha256]
+        if mismatched:
+            audit_record(
+                actor=actor,
+                verb="agent.sync_mismatch",
+                target=agent,
+                agent_id=agent.pk,
+                after={"mismatched_numbers": mismatched},
+            )
+        newest = max([agent.latest_version_number] + [r.version for r in remote_versions])
+        if newest != agent.latest_version_number:
+            before = _agent_snapshot(agent)
+            agent.latest_version_number = newest
+            saved_by(agent, actor)
+            audit_record(
+                actor=actor, verb="agent.sync", target=agent, agent_id=agent.pk, before=before, after=_agent_snapshot(agent)
+            )
+    return SyncResult(new_versions=new_versions, latest_version_number=newest, mismatched_numbers=mismatched)

@@ -1,0 +1,338 @@
+"""Change requests: filing, approving, rejecting, withdrawing, and applying them, which moves a pin."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from promptctl.audit import audit_record
+from promptctl.errors import DomainError
+from promptctl.models import PRODUCTION, Agent, Approval, ChangeRequest, Pin
+from promptctl.records import saved_by
+from promptctl.registry import promotion_gate
+from promptctl.selectors import change_request_decisions, previously_pinned_numbers
+from promptctl.services.common import _change_snapshot, _pin_snapshot, _require
+
+_CHANNEL = re.compile(r"^[a-z][a-z0-9-]{0,49}$")
+
+
+def change_request_create(
+    *,
+    agent: Agent,
+    kind: str,
+    target_number: int,
+    reason: str,
+    actor: Any,
+    channel: str = PRODUCTION,
+    canary_percent: int | None = None,
+    evidence_ref: str | None = None,
+    accept_regression_reason: str = "",
+    filed_by_promptctl: bool = False,
+) -> ChangeRequest:
+    """File a request to move ``channel``'s pin; its target, base and evidence are frozen here.
+
+    ``approvals_required`` is the agent's policy, plus one when the requester
+    accepts a regression, so accepting one always needs an extra pair of eyes.
+    A rollback promptctl files itself (``filed_by_promptctl``: ending a canary
+    that crossed its limits) needs one approval: no person asked for it, so any
+    one eligible reviewer is the second pair of eyes; applying still needs it.
+    """
+    _require(actor, "add_changerequest", "file change requests")
+    if filed_by_promptctl and kind != ChangeRequest.Kind.ROLLBACK:
+        raise DomainError("promptctl files only rollbacks on its own (ending a canary); other kinds need a person.")
+    if kind not in ChangeRequest.Kind.values:
+        raise DomainError(f"Unknown kind {kind!r}: choose promote, rollback or canary.")
+    if not _CHANNEL.match(channel or ""):
+        raise DomainError(f"Channel {channel!r} is not allowed: use lowercase letters, digits and dashes.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Give a reason: reviewers and auditors read it to know why the pin should move.")
+    accept_regression_reason = (accept_regression_reason or "").strip()
+    target = agent.versions.filter(number=target_number).first()
+    if target is None:
+        raise DomainError(
+            f"{agent.name} has no version {target_number} recorded. If it was made on the server, run "
+            f"`promptctl agent sync --agent {agent.name}` first; `promptctl version list --agent {agent.name}` lists them."
+        )
+    if kind == ChangeRequest.Kind.CANARY:
+        if canary_percent is None or not 1 <= canary_percent <= 99:
+            raise DomainError("A canary needs --percent between 1 and 99 (the share of traffic that gets the target).")
+    elif canary_percent:
+        raise DomainError("--percent only applies to canary requests.")
+    with transaction.atomic():
+        agent = Agent.objects.get(pk=agent.pk)  # the policy as it stands now, not as the caller last read it
+        pin = Pin.objects.select_related("version", "canary_version").filter(agent=agent, channel=channel).first()
+        pinned = pin.version if pin else None
+        canary_running = bool(pin and pin.canary_version_id)
+        if kind in (ChangeRequest.Kind.ROLLBACK, ChangeRequest.Kind.CANARY) and pin is None:
+            raise DomainError(
+                f"{agent.name} has no {channel} pin yet, so there is nothing to {kind}: promote a version first."
+            )
+        if pinned is not None and target.pk == pinned.pk and not (kind != ChangeRequest.Kind.CANARY and canary_running):
+            raise DomainError(f"Version {target.number} is already the {channel} pin of {agent.name}: nothing would change.")
+        if kind == ChangeRequest.Kind.ROLLBACK:
+            earlier = previously_pinned_numbers(agent=agent, channel=channel)
+            if target.number not in earlier:
+                listed = ", ".join(f"v{n}" for n in sorted(earlier)) or "none"
+                raise DomainError(
+                    f"A rollback must target a version that was {channel} before; v{target.number} never was "
+                    f"(earlier {channel} versions: {listed}). To move to a new version, file a promotion."
+                )
+        evidence = promotion_gate().evidence_resolve(
+            agent=agent,
+            channel=channel,
+            kind=kind,
+            target_version=target,
+            evidence_ref=evidence_ref,
+            accept_regression_reason=accept_regression_reason,
+        )
+        change = saved_by(
+            ChangeRequest(
+                agent=agent,
+                channel=channel,
+                kind=kind,
+                base_version=pinned,
+                base_pin_revision=pin.revision if pin else 0,
+                target_version=target,
+                target_config_sha256=target.config_sha256,
+                canary_percent=canary_percent or 0,
+                evidence_type=evidence.get("evidence_type", "") or "",
+                evidence_id=evidence.get("evidence_id"),
+                evidence=evidence.get("evidence") or {},
+                accept_regression_reason=accept_regression_reason,
+                approvals_required=1
+                if filed_by_promptctl
+                else agent.required_approvals + (1 if accept_regression_reason else 0),
+                reason=reason,
+                requested_by=actor,
+            ),
+            actor,
+        )
+        audit_record(actor=actor, verb="change.request", target=change, agent_id=agent.pk, after=_change_snapshot(change))
+    return change
+
+
+def _change_locked(change: ChangeRequest) -> ChangeRequest:
+    return (
+        ChangeRequest.objects.select_for_update(of=("self",))
+        .select_related("agent", "target_version", "base_version", "requested_by")
+        .get(pk=change.pk)
+    )
+
+
+def _state_refusal(change: ChangeRequest, doing: str) -> DomainError:
+    status = change.status
+    if status == ChangeRequest.Status.APPLIED:
+        why = "it was already applied"
+    elif status == ChangeRequest.Status.SUPERSEDED:
+        why = f"it was superseded ({change.status_reason})" if change.status_reason else "it was superseded"
+    elif status == ChangeRequest.Status.REJECTED:
+        why = f"it was rejected ({change.status_reason})" if change.status_reason else "it was rejected"
+    elif status == ChangeRequest.Status.WITHDRAWN:
+        why = "its requester withdrew it"
+    elif status == ChangeRequest.Status.APPROVED:
+        why = "it is already approved and waits to be applied"
+    else:
+        why = f"it is {status}"
+    return DomainError(f"Cannot {doing} change request #{change.pk}: {why}.")
+
+
+def _close(change: ChangeRequest, *, status: str, actor: Any, reason: str) -> None:
+    before = _change_snapshot(change)
+    change.status = status
+    change.status_reason = reason
+    change.closed_at = timezone.now()
+    change.closed_by = actor
+    saved_by(change, actor)
+    audit_record(
+        actor=actor, verb=f"change.{status}", target=change, agent_id=change.agent_id, before=before, after=_change_snapshot(change)
+    )
+
+
+def _require_reviewer(reviewer: Any, change: ChangeRequest, doing: str) -> None:
+    if reviewer.pk == change.requested_by_id:
+        raise DomainError(
+            f"{reviewer.username} filed change request #{change.pk} and cannot {doing} it: "
+            "a different reviewer must decide (four-eyes rule; this applies to admins too)."
+        )
+    _require(reviewer, "approve_changerequest", f"{doing} change requests")
+    group = change.agent.approver_group
+    if not reviewer.groups.filter(name=group).exists():
+        raise DomainError(
+            f"{reviewer.username} may not {doing} changes to {change.agent.name}: only members of the "
+            f"{group!r} group may. Ask an admin to add them, or to pick another reviewer."
+        )
+
+
+def _decision_record(*, change: ChangeRequest, reviewer: Any, decision: str, comment: str) -> Approval:
+    if change.approvals.filter(reviewer=reviewer).exists():
+        raise DomainError(f"{reviewer.username} already decided on change request #{change.pk}; a decision is final.")
+    approval = Approval.objects.create(
+        change=change, reviewer=reviewer, requester_id=change.requested_by_id, decision=decision, comment=comment
+    )
+    audit_record(
+        actor=reviewer,
+        verb=f"approval.{decision}",
+        target=approval,
+        agent_id=change.agent_id,
+        after={"change": change.pk, "reviewer": reviewer.username, "decision": decision, "comment": comment},
+    )
+    return approval
+
+
+def change_request_approve(*, change: ChangeRequest, reviewer: Any, comment: str = "") -> Approval:
+    """Record ``reviewer``'s approval; the request becomes approved when it has the approvals it needs."""
+    with transaction.atomic():
+        change = _change_locked(change)
+        _require_reviewer(reviewer, change, "approve")
+        if change.status != ChangeRequest.Status.PENDING:
+            raise _state_refusal(change, "approve")
+        approval = _decision_record(
+            change=change, reviewer=reviewer, decision=Approval.Decision.APPROVE, comment=(comment or "").strip()
+        )
+        if change_request_decisions(change=change)["approvals"] >= change.approvals_required:
+            before = _change_snapshot(change)
+            change.status = ChangeRequest.Status.APPROVED
+            change.approved_at = timezone.now()
+            saved_by(change, reviewer)
+            audit_record(
+                actor=reviewer, verb="change.approved", target=change, agent_id=change.agent_id,
+                before=before, after=_change_snapshot(change),
+            )
+    return approval
+
+
+def change_request_reject(*, change: ChangeRequest, reviewer: Any, comment: str) -> Approval:
+    """Record a rejection; one rejection by any eligible reviewer closes the request."""
+    comment = (comment or "").strip()
+    if not comment:
+        raise DomainError("A rejection needs a comment: say what the requester should change.")
+    with transaction.atomic():
+        change = _change_locked(change)
+        _require_reviewer(reviewer, change, "reject")
+        if change.status not in ChangeRequest.OPEN_STATUSES:
+            raise _state_refusal(change, "reject")
+        approval = _decision_record(change=change, reviewer=reviewer, decision=Approval.Decision.REJECT, comment=comment)
+        _close(change, status=ChangeRequest.Status.REJECTED, actor=reviewer, reason=f"rejected by {reviewer.username}: {comment}")
+    return approval
+
+
+def change_request_withdraw(*, change: ChangeRequest, actor: Any) -> ChangeRequest:
+    """The requester (or a superuser) takes back an open request."""
+    with transaction.atomic():
+        change = _change_locked(change)
+        if actor.pk != change.requested_by_id and not actor.is_superuser:
+            raise DomainError(
+                f"Only {change.requested_by.username}, who filed change request #{change.pk}, may withdraw it; "
+                "a reviewer who disagrees should reject it with a comment."
+            )
+        if change.status not in ChangeRequest.OPEN_STATUSES:
+            raise _state_refusal(change, "withdraw")
+        _close(change, status=ChangeRequest.Status.WITHDRAWN, actor=actor, reason=f"withdrawn by {actor.username}")
+    return change
+
+
+def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
+    """Move the pin as an approved request says, or refuse and say why.
+
+    Refused when the request is not approved, when its approvals are short of
+    what it was filed with, when the promotion gate refuses, or when the pin
+    moved since the request was filed: then the request is superseded (that
+    much is committed) and the message names the version pinned now. Applying
+    supersedes every other open request for the same pin, since they were
+    filed against a state that no longer holds.
+    """
+    _require(actor, "apply_changerequest", "apply change requests")
+    superseded_message: str | None = None
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=change.agent_id)
+        pin = (
+            Pin.objects.select_for_update(of=("self",))
+            .select_related("version", "canary_version", "agent")
+            .filter(agent=agent, channel=change.channel)
+            .first()
+        )
+        change = _change_locked(change)
+        if change.status != ChangeRequest.Status.APPROVED:
+            if change.status == ChangeRequest.Status.PENDING:
+                decisions = change_request_decisions(change=change)
+                raise DomainError(
+                    f"Cannot apply change request #{change.pk}: it is not approved yet "
+                    f"({decisions['approvals']} of {change.approvals_required} approvals). Ask a reviewer in "
+                    f"{change.agent.approver_group!r} to approve it."
+                )
+            raise _state_refusal(change, "apply")
+        decisions = change_request_decisions(change=change)
+        if decisions["rejections"]:
+            raise DomainError(f"Cannot apply change request #{change.pk}: a reviewer rejected it.")
+        if decisions["approvals"] < change.approvals_required:
+            raise DomainError(
+                f"Cannot apply change request #{change.pk}: it has {decisions['approvals']} of the "
+                f"{change.approvals_required} approvals it needs."
+            )
+        if change.target_version.config_sha256 != change.target_config_sha256:
+            raise DomainError(
+                f"Cannot apply change request #{change.pk}: version {change.target_version.number}'s configuration "
+                "no longer matches what was approved. Report this: versions are immutable."
+            )
+        current_revision = pin.revision if pin else 0
+        if current_revision != change.base_pin_revision:
+            superseded_message = _moved_message(change=change, pin=pin)
+            _close(change, status=ChangeRequest.Status.SUPERSEDED, actor=actor, reason=superseded_message)
+        else:
+            promotion_gate().apply_gate(change=change)
+            pin = _pin_move(agent=agent, pin=pin, change=change, actor=actor)
+            _close(
+                change,
+                status=ChangeRequest.Status.APPLIED,
+                actor=actor,
+                reason=f"applied by {actor.username}: {change.channel} pin now at v{pin.version.number}",
+            )
+            others = (
+                ChangeRequest.objects.select_for_update(of=("self",))
+                .select_related("agent", "target_version", "base_version", "requested_by")
+                .filter(agent=agent, channel=change.channel, status__in=ChangeRequest.OPEN_STATUSES)
+                .exclude(pk=change.pk)
+                .order_by("pk")
+            )
+            for other in others:
+                _close(other, status=ChangeRequest.Status.SUPERSEDED, actor=actor, reason=_moved_message(change=other, pin=pin))
+    if superseded_message is not None:
+        raise DomainError(superseded_message)
+    return pin
+
+
+def _moved_message(*, change: ChangeRequest, pin: Pin | None) -> str:
+    then = f"version {change.base_version.number}" if change.base_version_id else "no pin"
+    now = f"version {pin.version.number}" if pin else "no pin"
+    canary = f" with a canary of version {pin.canary_version.number} at {pin.canary_percent}%" if pin and pin.canary_version_id else ""
+    return (
+        f"the {change.channel} pin of {change.agent.name} moved since change request #{change.pk} was filed: "
+        f"it was at {then} and is now at {now}{canary} (set by change request #{pin.change_id if pin else '-'}). "
+        f"This request is superseded; file a new one against {now} if it is still wanted."
+    )
+
+
+def _pin_move(*, agent: Agent, pin: Pin | None, change: ChangeRequest, actor: Any) -> Pin:
+    before = _pin_snapshot(pin)
+    now = timezone.now()
+    target = change.target_version
+    if pin is None:
+        pin = Pin(agent=agent, channel=change.channel, version=target, revision=1, change=change, updated_at=now)
+    else:
+        if change.kind == ChangeRequest.Kind.CANARY:
+            pin.canary_version = target
+            pin.canary_percent = change.canary_percent
+        else:
+            pin.version = target
+            pin.canary_version = None
+            pin.canary_percent = 0
+        pin.revision += 1
+        pin.change = change
+        pin.updated_at = now
+    saved_by(pin, actor)
+    audit_record(actor=actor, verb="pin.move", target=pin, agent_id=agent.pk, before=before, after=_pin_snapshot(pin))
+    return pin

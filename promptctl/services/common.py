@@ -1,0 +1,92 @@
+"""What every change-control service shares: the permission check, audit snapshots, version records.
+
+Snapshots are what the audit log records of a row before and after a change;
+they live in one place so every service records the same fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from managed_agents import gateway
+from promptctl.audit import audit_record
+from promptctl.errors import DomainError
+from promptctl.models import Agent, AgentVersion, ChangeRequest, Pin
+from promptctl.selectors import change_request_as_dict
+
+
+def _require(user: Any, permission: str, doing: str) -> None:
+    if user is None or not user.is_active or not user.has_perm(f"promptctl.{permission}"):
+        who = getattr(user, "username", None) or "An anonymous user"
+        raise DomainError(
+            f"{who} may not {doing}: that needs the promptctl.{permission} permission. "
+            "Ask an admin for the right role (`promptctl user add NAME --role ...`)."
+        )
+
+
+def _username(user: Any) -> str | None:
+    return getattr(user, "username", None)
+
+
+def _agent_snapshot(agent: Agent) -> dict[str, Any]:
+    return {
+        "name": agent.name,
+        "remote_id": agent.remote_id,
+        "environment_id": agent.environment_id,
+        "model": agent.model,
+        "latest_version_number": agent.latest_version_number,
+        "required_approvals": agent.required_approvals,
+        "approver_group": agent.approver_group,
+        "regression_tolerance": agent.regression_tolerance,
+    }
+
+
+def _version_snapshot(version: AgentVersion) -> dict[str, Any]:
+    return {
+        "agent": version.agent.name,
+        "number": version.number,
+        "origin": version.origin,
+        "model": version.model,
+        "config_sha256": version.config_sha256,
+        "created_by": _username(version.created_by),
+        "server_created_at": version.server_created_at,
+    }
+
+
+def _change_snapshot(change: ChangeRequest) -> dict[str, Any]:
+    """The request as the audit log records it: what ``change list --json`` shows, plus the pin revision it was filed on."""
+    snapshot = change_request_as_dict(change)
+    snapshot.pop("approvals")  # a list annotation, not part of the row
+    snapshot["base_pin_revision"] = change.base_pin_revision
+    return snapshot
+
+
+def _pin_snapshot(pin: Pin | None) -> dict[str, Any] | None:
+    if pin is None:
+        return None
+    return {
+        "agent": pin.agent.name,
+        "channel": pin.channel,
+        "version": pin.version.number,
+        "canary_version": pin.canary_version.number if pin.canary_version_id else None,
+        "canary_percent": pin.canary_percent,
+        "revision": pin.revision,
+        "change": pin.change_id,
+    }
+
+
+def _version_record(*, agent: Agent, remote: gateway.RemoteAgentVersion, origin: str, actor: Any) -> AgentVersion:
+    version = AgentVersion.objects.create(
+        agent=agent,
+        number=remote.version,
+        system_prompt=remote.system,
+        model=remote.model,
+        config=remote.config,
+        config_sha256=remote.config_sha256,
+        origin=origin,
+        created_by=actor if origin == AgentVersion.Origin.PROMPTCTL else None,
+        server_created_at=remote.created_at,
+    )
+    verb = "version.create" if origin == AgentVersion.Origin.PROMPTCTL else "version.discover"
+    audit_record(actor=actor, verb=verb, target=version, agent_id=agent.pk, after=_version_snapshot(version))
+    return version
