@@ -110,10 +110,9 @@ def agent_create(*, name: str, model: str, system: str) -> RemoteAgentVersion:
 
 
 def agent_retrieve(*, agent_id: str, version: int | None = None) -> RemoteAgentVersion:
-    kwargs = {"version": version} if version is not None else {}
     try:
         agent = with_retries(
-            lambda: client().beta.agents.retrieve(agent_id, **kwargs), what=f"retrieve agent {agent_id}"
+            lambda: client().beta.agents.retrieve(agent_id, version=anthropic.omit if version is None else version), what=f"retrieve agent {agent_id}"
         )
     except anthropic.NotFoundError as error:
         suffix = f" version {version}" if version is not None else ""

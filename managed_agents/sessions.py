@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
+from anthropic.types.beta.beta_managed_agents_agent_params import BetaManagedAgentsAgentParams
 from django.conf import settings
 
 from managed_agents.client import (
@@ -112,7 +113,7 @@ def _user_message(text: str) -> dict:
     return {"type": "user.message", "content": [{"type": "text", "text": text}]}
 
 
-def _pinned(agent_id: str, version: int) -> dict:
+def _pinned(agent_id: str, version: int) -> BetaManagedAgentsAgentParams:
     if not agent_id or version is None:
         raise GatewayError("A session must be pinned to an agent id and an explicit version; refusing 'latest'.")
     return {"type": "agent", "id": agent_id, "version": int(version)}
@@ -320,10 +321,9 @@ async def sessions_archive_tagged_async(*, metadata: dict[str, str], agent_id: s
     ones are interrupted first. Use it only for work known to be over.
     """
     api = async_client().beta.sessions
-    filters = {"agent_id": agent_id} if agent_id else {}
 
     async def listing() -> list:
-        return [session async for session in api.list(**filters)]
+        return [session async for session in api.list(agent_id=agent_id or anthropic.omit)]
 
     sessions = await with_retries_async(listing, what="list sessions")
     wanted = {str(key): str(value) for key, value in metadata.items()}

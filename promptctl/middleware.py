@@ -61,8 +61,9 @@ class RequestIdMiddleware:
     @staticmethod
     def _request_id(request: HttpRequest) -> str:
         offered = request.headers.get(HEADER, "")
-        request.request_id = offered if _ACCEPTABLE.match(offered) else request_id_new()
-        return request.request_id
+        request_id = offered if _ACCEPTABLE.match(offered) else request_id_new()
+        request.request_id = request_id  # type: ignore[attr-defined]
+        return request_id
 
     def __call__(self, request: HttpRequest):
         if iscoroutinefunction(self):
@@ -89,5 +90,5 @@ class ApiSecurityMiddleware(SecurityMiddleware):
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         response = self.process_request(request)
         if response is None:
-            response = await self.get_response(request)
+            response = await self.get_response(request)  # type: ignore[misc]  # async chain: a coroutine function
         return self.process_response(request, response)

@@ -312,7 +312,7 @@ class Pin(models.Model):
         ]
 
     def __str__(self) -> str:
-        canary = f" (canary v{self.canary_version.number} at {self.canary_percent}%)" if self.canary_version_id else ""
+        canary = f" (canary v{self.canary_version.number} at {self.canary_percent}%)" if self.canary_version else ""
         return f"{self.agent.name}/{self.channel} → v{self.version.number}{canary}"
 
 

@@ -38,6 +38,7 @@ class ImmutableRecord(models.Model):
 
 def saved_by(instance: Row, actor: Any) -> Row:
     """Save ``instance`` with ``actor`` recorded as the history user (system work records none)."""
-    instance._history_user = actor if getattr(actor, "pk", None) else None
+    # django-simple-history reads the acting user from this attribute when it writes the history row.
+    instance._history_user = actor if getattr(actor, "pk", None) else None  # type: ignore[attr-defined]
     instance.save()
     return instance

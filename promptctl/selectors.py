@@ -117,7 +117,7 @@ def version_as_dict(version: AgentVersion) -> dict[str, Any]:
     return {
         "version": version.number,
         "origin": version.origin,
-        "created_by": version.created_by.username if version.created_by_id else None,
+        "created_by": version.created_by.username if version.created_by else None,
         "created_at": version.created_at.isoformat(),
         "model": version.model,
         "config_sha256": version.config_sha256,
@@ -127,7 +127,7 @@ def version_as_dict(version: AgentVersion) -> dict[str, Any]:
 def pin_as_dict(pin: Pin) -> dict[str, Any]:
     return {
         "version": pin.version.number,
-        "canary_version": pin.canary_version.number if pin.canary_version_id else None,
+        "canary_version": pin.canary_version.number if pin.canary_version else None,
         "canary_percent": pin.canary_percent,
         "revision": pin.revision,
         "change_request": pin.change_id,
@@ -141,7 +141,7 @@ def change_request_as_dict(change: ChangeRequest) -> dict[str, Any]:
         "agent": change.agent.name,
         "channel": change.channel,
         "kind": change.kind,
-        "base_version": change.base_version.number if change.base_version_id else None,
+        "base_version": change.base_version.number if change.base_version else None,
         "target_version": change.target_version.number,
         "target_config_sha256": change.target_config_sha256,
         "canary_percent": change.canary_percent,

@@ -11,7 +11,7 @@ from .pagination import page_limit, paginate
 from .state import Agent, AgentVersion, EmulatorState, Environment, new_id
 from .timefilters import created_at_filter, include_archived
 
-DEFAULT_CLOUD_CONFIG = {
+DEFAULT_CLOUD_CONFIG: dict[str, Any] = {
     "type": "cloud",
     "networking": {"type": "unrestricted"},
     "packages": {"type": "packages", "apt": [], "cargo": [], "gem": [], "go": [], "npm": [], "pip": []},

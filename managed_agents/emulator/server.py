@@ -232,7 +232,7 @@ class EmulatorServer:
         if self._httpd is None:
             raise RuntimeError("The emulator is not started; call start() first.")
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> None:
         if self._httpd is not None:

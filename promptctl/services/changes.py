@@ -302,13 +302,14 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                 _close(other, status=ChangeRequest.Status.SUPERSEDED, actor=actor, reason=_moved_message(change=other, pin=pin))
     if superseded_message is not None:
         raise DomainError(superseded_message)
+    assert pin is not None  # the pin was just moved: no superseded message means _pin_move ran
     return pin
 
 
 def _moved_message(*, change: ChangeRequest, pin: Pin | None) -> str:
-    then = f"version {change.base_version.number}" if change.base_version_id else "no pin"
+    then = f"version {change.base_version.number}" if change.base_version else "no pin"
     now = f"version {pin.version.number}" if pin else "no pin"
-    canary = f" with a canary of version {pin.canary_version.number} at {pin.canary_percent}%" if pin and pin.canary_version_id else ""
+    canary = f" with a canary of version {pin.canary_version.number} at {pin.canary_percent}%" if pin and pin.canary_version else ""
     return (
         f"the {change.channel} pin of {change.agent.name} moved since change request #{change.pk} was filed: "
         f"it was at {then} and is now at {now}{canary} (set by change request #{pin.change_id if pin else '-'}). "

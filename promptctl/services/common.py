@@ -68,7 +68,7 @@ def _pin_snapshot(pin: Pin | None) -> dict[str, Any] | None:
         "agent": pin.agent.name,
         "channel": pin.channel,
         "version": pin.version.number,
-        "canary_version": pin.canary_version.number if pin.canary_version_id else None,
+        "canary_version": pin.canary_version.number if pin.canary_version else None,
         "canary_percent": pin.canary_percent,
         "revision": pin.revision,
         "change": pin.change_id,
