@@ -14,11 +14,13 @@ child (a thread does not survive ``fork``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
+P = ParamSpec("P")
 T = TypeVar("T")
 
 _lock = threading.Lock()
@@ -38,8 +40,8 @@ def background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def run_sync(function: Callable[..., Coroutine[Any, Any, T]], /, **kwargs: Any) -> T:
-    """Run ``function(**kwargs)`` on the background loop and wait for it.
+def run_sync(function: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``function(*args, **kwargs)`` on the background loop and wait for it.
 
     Refused on a thread that is running an event loop itself: that caller must
     ``await`` the coroutine instead of blocking its own loop. If the waiting
@@ -52,9 +54,21 @@ def run_sync(function: Callable[..., Coroutine[Any, Any, T]], /, **kwargs: Any) 
         pass
     else:
         raise RuntimeError(f"{function.__name__} called from a running event loop: await it instead")
-    future = asyncio.run_coroutine_threadsafe(function(**kwargs), background_loop())
+    future = asyncio.run_coroutine_threadsafe(function(*args, **kwargs), background_loop())
     try:
         return future.result()
     except BaseException:
         future.cancel()
         raise
+
+
+def sync_entry(function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """The synchronous entry to the coroutine function ``function``: same arguments, run by ``run_sync``."""
+
+    @functools.wraps(function)
+    def entry(*args: P.args, **kwargs: P.kwargs) -> T:
+        return run_sync(function, *args, **kwargs)
+
+    entry.__name__ = entry.__qualname__ = function.__name__.removesuffix("_async")
+    entry.__doc__ = f"``{function.__name__}`` for synchronous callers, run on the process's background loop."
+    return entry

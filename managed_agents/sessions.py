@@ -40,7 +40,7 @@ from managed_agents.client import (
     refusal,
     with_retries_async,
 )
-from managed_agents.loop import run_sync
+from managed_agents.loop import sync_entry
 
 logger = logging.getLogger("managed_agents.gateway")
 
@@ -203,21 +203,7 @@ async def session_run_async(
     )
 
 
-def session_run(
-    *,
-    agent_id: str,
-    version: int,
-    environment_id: str,
-    text: str,
-    timeout: float | None = None,
-    metadata: dict[str, str] | None = None,
-    before_create: BeforeCreate | None = None,
-) -> Transcript:
-    """``session_run_async`` for synchronous callers, on the process's background loop."""
-    return run_sync(
-        session_run_async, agent_id=agent_id, version=version, environment_id=environment_id, text=text,
-        timeout=timeout, metadata=metadata, before_create=before_create,
-    )
+session_run = sync_entry(session_run_async)
 
 
 async def _collect_turn(
@@ -339,6 +325,4 @@ async def sessions_archive_tagged_async(*, metadata: dict[str, str], agent_id: s
     return archived
 
 
-def sessions_archive_tagged(*, metadata: dict[str, str], agent_id: str | None = None) -> list[str]:
-    """``sessions_archive_tagged_async`` for synchronous callers."""
-    return run_sync(sessions_archive_tagged_async, metadata=metadata, agent_id=agent_id)
+sessions_archive_tagged = sync_entry(sessions_archive_tagged_async)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from managed_agents.client import GatewayError, SessionTimeout, UpstreamUnavailable
-from managed_agents.loop import run_sync
+from managed_agents.loop import sync_entry
 from managed_agents.sessions import BeforeCreate, session_run_async
 from managed_agents.verdicts import verdict_parse
 
@@ -123,19 +123,4 @@ async def ticket_run_async(
     )
 
 
-def ticket_run(
-    *,
-    agent_id: str,
-    version: int,
-    environment_id: str,
-    text: str,
-    allowed: Mapping[str, Sequence[str]],
-    metadata: dict[str, str] | None = None,
-    timeout: float | None = None,
-    before_create: BeforeCreate | None = None,
-) -> TicketRun:
-    """``ticket_run_async`` for synchronous callers (Celery workers), on the process's background loop."""
-    return run_sync(
-        ticket_run_async, agent_id=agent_id, version=version, environment_id=environment_id, text=text,
-        allowed=allowed, metadata=metadata, timeout=timeout, before_create=before_create,
-    )
+ticket_run = sync_entry(ticket_run_async)
