@@ -8,20 +8,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from tests.triage.test_api_support import (  # noqa: F401 - fixtures
-    eager_tasks,
-    Api,
-    People,
-    ProductionAgent,
-    api,
-    api_key,
-    people,
-    production,
-    quiet_limits,
-    ticket,
-)
+from tests.triage.support import Api, People, ProductionAgent, ticket
 from triage import services
-from bench.api import WorkerProcess, child_env
+from config.children import WorkerProcess, child_env
 from triage.models import Outcome, TriageJob, TriageRequest
 
 

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from promptctl.errors import DomainError
-from tests.triage.test_api_support import Api, api, api_key, people, production, quiet_limits, ticket  # noqa: F401
+from tests.triage.support import Api, ticket
 from triage import services
 from triage.models import ApiKey, ApiKeyUsage
 
@@ -74,8 +74,8 @@ def test_revocation_reaches_a_running_server_process_at_once(transactional_db, e
     """No process caches keys: a uvicorn worker refuses a key revoked a moment ago by another process."""
     from django.conf import settings as live_settings
 
-    from tests.triage.test_api_support import People, ProductionAgent
-    from bench.api import api_server
+    from tests.triage.support import People, ProductionAgent
+    from config.children import api_server
     import requests
 
     settings.PROMPTCTL_RATE_LIMITER = "off"

@@ -14,27 +14,11 @@ from django.db import connection
 from promptctl import services as change_services
 from promptctl.errors import DomainError
 from promptctl.models import ChangeRequest
-from tests.triage.test_api_support import (  # noqa: F401 - fixtures
-    eager_tasks,
-    V1,
-    V2,
-    People,
-    ProductionAgent,
-    api,
-    api_key,
-    people,
-    production,
-    quiet_limits,
-    ticket,
-)
+from tests.triage.support import V1, V2, V_RENAMED, People, ProductionAgent, ticket
 from triage import pins, services
-from bench.api import api_server
+from config.children import api_server
 from triage.models import CanaryCheck, Outcome, TriageRequest
 
-# A canary whose prompt renames the output fields: the emulator answers {"queue", "urgency"},
-# which promptctl cannot read as a verdict, so every canary reply is invalid.
-V_RENAMED = V1.replace('{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}',
-                       '{"queue": "<billing|auth|api-platform|dashboard>", "urgency": "<P1|P2|P3>"}')
 
 
 def binomial_bounds(n: int, p: float, tail: float = 1e-6) -> tuple[int, int]:
@@ -197,7 +181,7 @@ def test_canary_session_errors_count_against_the_error_limit(production, people,
     production.policy.canary_max_error_rate = 0.25
     services.routing_policy_save(policy=production.policy, actor=people.admin)
     secret = services.api_key_create(name="errors", actor=people.admin, all_agents=True).secret
-    from tests.triage.test_api_support import Api
+    from tests.triage.support import Api
 
     client = Api(secret)
     settings.PROMPTCTL_MAX_ATTEMPTS = 1

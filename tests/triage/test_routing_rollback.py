@@ -16,9 +16,9 @@ import requests
 from django.db import connection
 
 from promptctl import services as change_services
-from tests.triage.test_api_support import V3, People, ProductionAgent, ticket
+from tests.triage.support import V3, People, ProductionAgent, ticket
 from triage import services
-from bench.api import api_server
+from config.children import api_server
 from triage.models import TriageRequest
 
 CLIENTS = 8
