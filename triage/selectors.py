@@ -7,15 +7,26 @@ are (the canary window is served by the ``triagerequest_canary_window`` index).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from django.db.models import Count, Q
 
 from promptctl.errors import DomainError
-from promptctl.models import Agent
+from promptctl.models import Agent, AgentVersion
 from promptctl.selectors import TimelineEntry
-from triage.models import ERROR_OUTCOMES, ApiKey, CanaryCheck, Outcome, ShadowResult, TriageJob, TriageRequest
+from triage import pins
+from triage.models import (
+    ERROR_OUTCOMES,
+    ApiKey,
+    CanaryCheck,
+    Outcome,
+    RoutingPolicy,
+    ShadowResult,
+    TriageJob,
+    TriageRequest,
+)
 
 
 class JobNotFound(DomainError):
@@ -45,6 +56,37 @@ def canary_stats(*, agent_id: int, pin_revision: int) -> CanaryStats:
         errors=Count("pk", filter=Q(outcome__in=ERROR_OUTCOMES)),
     )
     return CanaryStats(requests=counts["requests"], invalid=counts["invalid"], errors=counts["errors"])
+
+
+# --- canary limits ---------------------------------------------------------------------------
+
+
+_POLICY_DEFAULTS = {
+    name: RoutingPolicy._meta.get_field(name).default
+    for name in ("canary_max_invalid_rate", "canary_max_error_rate", "canary_min_requests")
+}
+
+
+def _canary_limits(agent_id: int) -> dict[str, Any]:
+    values = RoutingPolicy.objects.filter(agent_id=agent_id).values(*_POLICY_DEFAULTS).first()
+    return values or dict(_POLICY_DEFAULTS)
+
+
+def _over(stats: CanaryStats, limits: dict[str, Any]) -> bool:
+    if stats.requests < limits["canary_min_requests"]:
+        return False
+    return stats.invalid_rate > limits["canary_max_invalid_rate"] or stats.error_rate > limits["canary_max_error_rate"]
+
+
+def canary_over_limits(*, route: pins.Route) -> bool:
+    """Whether the canary that served ``route`` newly crossed its agent's limits (small indexed reads).
+
+    False once a check has ended this canary, so later canary calls do not queue the task again.
+    """
+    if CanaryCheck.objects.filter(canary_change_id=route.pin_change_id).exists():
+        return False
+    stats = canary_stats(agent_id=route.agent_id, pin_revision=route.pin_revision)
+    return _over(stats, _canary_limits(route.agent_id))
 
 
 @dataclass(frozen=True)
@@ -121,6 +163,16 @@ def shadow_disagreements(*, version_id: int) -> Any:
     )
 
 
+def routing_policy_for(*, agent: Agent) -> RoutingPolicy:
+    """The agent's routing policy, or an unsaved one with the defaults."""
+    return RoutingPolicy.objects.filter(agent=agent).first() or RoutingPolicy(agent=agent)
+
+
+def shadow_evidence(*, version: AgentVersion) -> dict[str, Any]:
+    """A candidate's shadow numbers as a snapshot, for promotion evidence and the admin."""
+    return shadow_summary(version_id=version.pk).as_dict()
+
+
 def triage_job_get(*, api_key_id: int, job_id: str | uuid.UUID) -> TriageJob:
     """The job with that id if the caller's key created it; other keys' jobs do not exist for them."""
     try:
@@ -140,6 +192,14 @@ def triage_job_get(*, api_key_id: int, job_id: str | uuid.UUID) -> TriageJob:
             "a job is visible only to the key that created it."
         )
     return job
+
+
+def api_key_get(*, name: str) -> ApiKey:
+    key = ApiKey.objects.filter(name=name).first()
+    if key is None:
+        raise DomainError(f"There is no API key named {name!r}: `promptctl apikey list` shows them.")
+    return key
+
 
 
 def api_key_list() -> Any:

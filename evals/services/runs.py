@@ -1,10 +1,5 @@
-"""Writes of the evals domain: test sets, runs, results, comparisons.
+"""Eval runs: starting one, running and recording its units, finishing, cancelling, resuming, tidying its sessions.
 
-Rules every service keeps, and why:
-
-- A test set file is stored whole or not at all (``TestSetFileRefused`` names
-  every bad line), and contents are identified by their hash, so a run can
-  always say exactly which tickets it used.
 - A run's state moves only here, inside ``transaction.atomic()`` with the run
   row locked by ``select_for_update()`` and its starting state checked.
 - Recording a result locks the run row first, then inserts (once per unit:
@@ -21,178 +16,25 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from evals import selectors
-from managed_agents import ratelimit
-from evals.importing import FORMATS, ImportReport, format_from_filename, label_warnings, ticket_file_parse
-from evals.models import Comparison, EvalResult, EvalRun, TestCase, TestSet, TestSetVersion
-from evals.scoring import runs_compare
-from promptctl.errors import DomainError
-from promptctl.records import saved_by
-from promptctl.models import Agent, AgentVersion
-from managed_agents import gateway, verdicts
+from evals.importing import label_warnings
+from evals.models import EvalResult, EvalRun, TestCase, TestSetVersion
+from evals.services.common import UnitRetryLater
+from managed_agents import gateway, ratelimit, verdicts
 from managed_agents.tickets import RUN_INVALID, RUN_OK, ticket_run
+from promptctl.errors import DomainError
+from promptctl.models import AgentVersion
+from promptctl.records import saved_by
 
 logger = logging.getLogger(__name__)
-
-MAX_ERRORS_IN_MESSAGE = 50
-
-
-class TestSetFileRefused(DomainError):
-    """A test set file with bad lines; ``report`` holds every one of them."""
-
-    __test__ = False
-
-    def __init__(self, message: str, *, report: ImportReport) -> None:
-        super().__init__(message)
-        self.report = report
-
-
-class UnitRetryLater(Exception):
-    """A transient failure the task should retry after ``countdown`` seconds (not a refusal)."""
-
-    def __init__(self, message: str, *, countdown: float) -> None:
-        super().__init__(message)
-        self.countdown = countdown
-
-
-# --- test sets ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TestSetImport:
-    """What an import did: the set, its (new or existing) version, and the parse report."""
-
-    __test__ = False
-
-    testset: TestSet
-    version: TestSetVersion
-    created: bool
-    report: ImportReport
-
-
-def _allowed_for_agent(agent: Agent | None) -> dict[str, tuple[str, ...]]:
-    if agent is None:
-        return {}
-    latest = agent.versions.order_by("-number").first()
-    return verdicts.allowed_labels(latest.system_prompt) if latest else {}
-
-
-def testset_import(
-    *,
-    name: str,
-    data: bytes | str,
-    filename: str = "",
-    file_format: str | None = None,
-    agent: Agent | None = None,
-    gating: bool = False,
-    actor: Any = None,
-) -> TestSetImport:
-    """Store a file as the newest version of test set ``name`` (created on first import).
-
-    Refused whole when any line is bad. The same contents imported again are the
-    same version (nothing new is stored). Labels the agent's latest prompt cannot
-    produce are kept, and recorded on the version as warnings.
-    """
-    name = (name or "").strip()
-    if not name:
-        raise DomainError("Give the test set a name (--name), e.g. support-tickets.")
-    file_format = file_format or format_from_filename(filename)
-    if file_format not in FORMATS:
-        raise DomainError(
-            f"Cannot tell the format of {filename or 'the file'!r}: name it .jsonl or .csv, or pass the format explicitly."
-        )
-    report = ticket_file_parse(data=data, file_format=file_format)
-    if not report.ok:
-        shown = report.error_lines()[:MAX_ERRORS_IN_MESSAGE]
-        more = len(report.errors) - len(shown)
-        raise TestSetFileRefused(
-            f"Refused {filename or 'the file'}: {len(report.errors)} bad line(s), so nothing was imported. "
-            "Fix these lines and import again:\n  "
-            + "\n  ".join(shown)
-            + (f"\n  ... and {more} more" if more > 0 else ""),
-            report=report,
-        )
-    with transaction.atomic():
-        testset = TestSet.objects.select_for_update().filter(name=name).first()
-        if testset is None:
-            try:
-                with transaction.atomic():
-                    testset = saved_by(TestSet(name=name, agent=agent, created_by=actor), actor)
-            except IntegrityError:
-                pass
-            testset = TestSet.objects.select_for_update().get(name=name)
-        if agent is not None and testset.agent_id not in (None, agent.pk):
-            raise DomainError(
-                f"Test set {name!r} belongs to agent {testset.agent.name}, not {agent.name}: "
-                "import under another name, or leave out --agent."
-            )
-        if agent is not None and testset.agent_id is None:
-            testset.agent = agent
-            saved_by(testset, actor)
-        existing = testset.versions.filter(content_hash=report.content_hash).first()
-        if existing is not None:
-            version, created = existing, False
-        else:
-            allowed = _allowed_for_agent(testset.agent)
-            cases = [case.canonical() for case in report.cases]
-            number = (testset.versions.aggregate(top=Max("number"))["top"] or 0) + 1
-            version = TestSetVersion.objects.create(
-                testset=testset,
-                number=number,
-                content_hash=report.content_hash,
-                case_count=len(report.cases),
-                source_name=(filename or "")[:300],
-                source_format=file_format,
-                allowed_labels={key: list(value) for key, value in allowed.items()},
-                label_warnings=label_warnings(cases=cases, allowed=allowed),
-                created_by=actor if getattr(actor, "pk", None) else None,
-            )
-            TestCase.objects.bulk_create(
-                TestCase(
-                    version=version,
-                    position=position,
-                    external_id=case.id,
-                    subject=case.subject,
-                    body=case.body,
-                    team=case.team,
-                    priority=case.priority,
-                    tags=list(case.tags),
-                )
-                for position, case in enumerate(report.cases, start=1)
-            )
-            created = True
-        if gating:
-            testset = testset_gating_set(testset=testset, actor=actor)
-        version.testset = testset
-    return TestSetImport(testset=testset, version=version, created=created, report=report)
-
-
-def testset_gating_set(*, testset: TestSet, actor: Any = None) -> TestSet:
-    """Make ``testset`` its agent's gating set (the one production promotions are judged on)."""
-    with transaction.atomic():
-        testset = TestSet.objects.select_for_update().get(pk=testset.pk)
-        if testset.agent_id is None:
-            raise DomainError(
-                f"Test set {testset.name!r} belongs to no agent, so it cannot gate promotions: "
-                "import it with --agent NAME first."
-            )
-        if testset.gating:
-            return testset
-        for other in TestSet.objects.select_for_update().filter(agent_id=testset.agent_id, gating=True):
-            other.gating = False
-            saved_by(other, actor)
-        testset.gating = True
-        saved_by(testset, actor)
-    return testset
 
 
 # --- runs -----------------------------------------------------------------------
@@ -247,7 +89,7 @@ def _missing_units(run: EvalRun) -> list[tuple[int, int]]:
 
 def eval_units_dispatch(*, run_id: int) -> int:
     """Send one task per unit that has no result yet; returns how many were sent."""
-    from evals.tasks import run_unit
+    from evals.tasks import run_unit  # lazy: evals.tasks imports evals.services at module level
 
     run = EvalRun.objects.select_related("testset_version").get(pk=run_id)
     if not run.is_active:
@@ -404,7 +246,7 @@ def _run_finish(run: EvalRun) -> None:
 
 
 def _sessions_tidy_after_commit(run: EvalRun) -> None:
-    from evals import tasks
+    from evals import tasks  # lazy: evals.tasks imports evals.services at module level
 
     run_id = run.pk
     transaction.on_commit(lambda: tasks.tidy_run_sessions.delay(run_id))
@@ -493,101 +335,3 @@ def eval_runs_sweep(*, stall_seconds: float | None = None) -> dict[int, int]:
             resumed[run.pk] = count
     return resumed
 
-
-# --- comparisons ------------------------------------------------------------------
-
-
-def _merged_warnings(*runs: EvalRun) -> list[dict]:
-    seen: set[tuple] = set()
-    merged = []
-    for run in runs:
-        for warning in run.label_warnings or []:
-            key = (warning.get("ticket"), warning.get("field"), warning.get("label"))
-            if key not in seen:
-                seen.add(key)
-                merged.append(warning)
-    return merged
-
-
-def _run_name(run: EvalRun) -> str:
-    version = run.testset_version
-    return (
-        f"run #{run.pk} (v{run.agent_version.number} on {version.testset.name} v{version.number}, "
-        f"contents {version.content_hash[:12]})"
-    )
-
-
-def comparison_create(*, baseline_run: EvalRun, candidate_run: EvalRun, actor: Any = None) -> Comparison:
-    """Freeze a comparison of two finished runs of one agent on the same test set contents.
-
-    Refused for different contents (tickets or labels differ, so counts would
-    not mean the same thing). An identical comparison made earlier (same runs,
-    same tolerance) is returned instead of a copy.
-    """
-    if baseline_run.pk == candidate_run.pk:
-        raise DomainError(f"Baseline and candidate are the same run #{baseline_run.pk}: compare two different runs.")
-    for role, run in (("baseline", baseline_run), ("candidate", candidate_run)):
-        if run.status != EvalRun.Status.FINISHED:
-            raise DomainError(
-                f"The {role} {_run_name(run)} is {run.status}, not finished: only finished runs can be compared. "
-                f"Follow it with `promptctl eval show {run.pk}`."
-            )
-    agent = baseline_run.agent_version.agent
-    if candidate_run.agent_version.agent_id != agent.pk:
-        raise DomainError(
-            f"The runs belong to different agents ({agent.name} and {candidate_run.agent_version.agent.name}): "
-            "compare versions of one agent."
-        )
-    baseline_hash = baseline_run.testset_version.content_hash
-    candidate_hash = candidate_run.testset_version.content_hash
-    if baseline_hash != candidate_hash:
-        raise DomainError(
-            f"Refused: the runs used different test set contents, so their counts are not comparable. "
-            f"Baseline {_run_name(baseline_run)}; candidate {_run_name(candidate_run)}. "
-            f"Run both versions on the same test set version, e.g. `promptctl eval run --agent {agent.name} "
-            f"--version {baseline_run.agent_version.number} --testset {candidate_run.testset_version.testset.name}`."
-        )
-    tolerance = agent.regression_tolerance
-    existing = Comparison.objects.filter(
-        baseline_run=baseline_run, candidate_run=candidate_run, tolerance=tolerance
-    ).first()
-    if existing is not None:
-        return existing
-    result = runs_compare(baseline=baseline_run.scores, candidate=candidate_run.scores, tolerance=tolerance)
-    return Comparison.objects.create(
-        agent=agent,
-        baseline_run=baseline_run,
-        candidate_run=candidate_run,
-        content_hash=baseline_hash,
-        tolerance=tolerance,
-        regressed=result["regressed"],
-        mcnemar_p=result["mcnemar_p"],
-        result=result,
-        label_warnings=_merged_warnings(baseline_run, candidate_run),
-        created_by=actor if getattr(actor, "pk", None) else None,
-    )
-
-
-def comparison_for_versions(
-    *, agent: Agent, baseline_number: int, candidate_number: int, testset: TestSet | None = None, actor: Any = None
-) -> Comparison:
-    """Compare the latest finished run of each version on ``testset`` (the agent's gating set by default)."""
-    testset = testset or selectors.testset_gating_for(agent=agent)
-    if testset is None:
-        raise DomainError(
-            f"Agent {agent.name} has no gating test set: pass --testset NAME, or import one with "
-            f"`promptctl testset import FILE --name NAME --agent {agent.name} --gating`."
-        )
-    runs = {}
-    for role, number in (("baseline", baseline_number), ("candidate", candidate_number)):
-        version = agent.versions.filter(number=number).first()
-        if version is None:
-            raise DomainError(f"{agent.name} has no version {number}: `promptctl version list --agent {agent.name}` lists them.")
-        run = selectors.eval_run_latest_finished(agent_version=version, testset=testset)
-        if run is None:
-            raise DomainError(
-                f"Version {number} of {agent.name} has no finished run on test set {testset.name!r} ({role}). "
-                f"Start one: `promptctl eval run --agent {agent.name} --version {number} --testset {testset.name} --wait`."
-            )
-        runs[role] = run
-    return comparison_create(baseline_run=runs["baseline"], candidate_run=runs["candidate"], actor=actor)
