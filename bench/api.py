@@ -29,7 +29,6 @@ from config.processes import BASE_DIR
 from config.stack import free_port
 from managed_agents.tickets import ticket_text
 
-
 # =============================================================================
 # --- The benchmark: ``python -m bench.api`` (``make bench``) -------------
 # =============================================================================
@@ -93,29 +92,43 @@ async def _drive(name: str, call, *, requests: int, concurrency: int) -> LoadRes
 
     started = time.monotonic()
     await asyncio.gather(*(one(index) for index in range(requests)))
-    return LoadResult(name=name, requests=requests, seconds=time.monotonic() - started, latencies=latencies, failures=failures)
+    return LoadResult(
+        name=name, requests=requests, seconds=time.monotonic() - started, latencies=latencies, failures=failures
+    )
 
 
 def _machine() -> dict:
     """What the numbers were measured on: CPU count and model, and one core's speed at plain Python."""
     model = ""
     try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     except OSError:
         pass
     started = time.process_time()
     total = 0
     for number in range(5_000_000):
         total += number
-    return {"cpus": os.cpu_count(), "cpu_model": model, "python_loop_5m_seconds": round(time.process_time() - started, 3)}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python_loop_5m_seconds": round(time.process_time() - started, 3),
+    }
 
 
 def _emulator_process(*, latency: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(BASE_DIR / "manage.py"), "emulator", "--port", str(port), "--latency", str(latency)],
-        cwd=BASE_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=BASE_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -131,7 +144,10 @@ def _emulator_process(*, latency: float) -> tuple[subprocess.Popen, str]:
 
 def _emulator_configure(url: str, **knobs) -> None:
     request = urllib.request.Request(
-        url + "/_emulator/config", data=json.dumps(knobs).encode(), headers={"content-type": "application/json"}, method="POST"
+        url + "/_emulator/config",
+        data=json.dumps(knobs).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
     )
     urllib.request.urlopen(request, timeout=10).read()
 
@@ -146,7 +162,11 @@ def _bench_setup():
     from triage.models import RoutingPolicy
 
     call_command("migrate", verbosity=0)
-    tickets = [json.loads(line) for line in (BASE_DIR / "evals" / "data" / "support_tickets.jsonl").read_text().splitlines() if line.strip()]
+    tickets = [
+        json.loads(line)
+        for line in (BASE_DIR / "evals" / "data" / "support_tickets.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     prompt = (
         "You are a support-ticket triage agent for a usage-billed API product.\n"
         "Read the ticket and respond with ONLY a single line of raw JSON (no code fences, no prose):\n"
@@ -156,10 +176,16 @@ def _bench_setup():
     requester = change_services.user_create(username="bench-requester", role="requester")
     reviewer = change_services.user_create(username="bench-reviewer", role="reviewer")
     admin = change_services.user_create(username="bench-admin", role="admin")
-    agent = change_services.agent_create(name="ticket-triage", model="claude-sonnet-4-6", system_prompt=prompt, actor=requester)
+    agent = change_services.agent_create(
+        name="ticket-triage", model="claude-sonnet-4-6", system_prompt=prompt, actor=requester
+    )
     imported = eval_services.testset_import(
-        name="bench-gate", data="\n".join(json.dumps(t) for t in tickets[:4]), filename="gate.jsonl", agent=agent,
-        gating=True, actor=requester,
+        name="bench-gate",
+        data="\n".join(json.dumps(t) for t in tickets[:4]),
+        filename="gate.jsonl",
+        agent=agent,
+        gating=True,
+        actor=requester,
     )
 
     def run_now(version):
@@ -177,14 +203,25 @@ def _bench_setup():
 
     v1 = agent.versions.get()
     move(v1.number, "promote", f"run:{run_now(v1).pk}")
-    v3 = change_services.version_create(agent=agent, system_prompt=prompt + "\nAnswer with the JSON line only.", actor=requester)
+    v3 = change_services.version_create(
+        agent=agent, system_prompt=prompt + "\nAnswer with the JSON line only.", actor=requester
+    )
     run_now(v3)
-    comparison = eval_services.comparison_for_versions(agent=agent, baseline_number=v1.number, candidate_number=v3.number)
+    comparison = eval_services.comparison_for_versions(
+        agent=agent, baseline_number=v1.number, candidate_number=v3.number
+    )
     move(v3.number, "promote", f"comparison:{comparison.pk}")
     triage_services.routing_policy_save(policy=RoutingPolicy(agent=agent, is_default=True), actor=admin)
     secret = triage_services.api_key_create(name="bench", actor=admin, all_agents=True).secret
-    return {"agent": agent, "v1": v1.number, "v3": v3.number, "requester": requester, "reviewer": reviewer,
-            "secret": secret, "tickets": tickets}
+    return {
+        "agent": agent,
+        "v1": v1.number,
+        "v3": v3.number,
+        "requester": requester,
+        "reviewer": reviewer,
+        "secret": secret,
+        "tickets": tickets,
+    }
 
 
 def _bench_run(options: argparse.Namespace) -> dict:
@@ -192,8 +229,9 @@ def _bench_run(options: argparse.Namespace) -> dict:
     from django.conf import settings
     from django.db import connection
 
-    from promptctl import services as change_services
     from managed_agents import gateway
+    from promptctl import services as change_services
+
     emulator, emulator_url = _emulator_process(latency=0.0)
     settings.ANTHROPIC_BASE_URL = emulator_url
     settings.ANTHROPIC_API_KEY = "emulator-accepts-any-key"
@@ -209,9 +247,12 @@ def _bench_run(options: argparse.Namespace) -> dict:
         async def direct(concurrency: int, requests: int, name: str) -> LoadResult:
             async def call(index: int) -> None:
                 await gateway.session_run_async(
-                    agent_id=agent.remote_id, version=world["v3"], environment_id=agent.environment_id,
+                    agent_id=agent.remote_id,
+                    version=world["v3"],
+                    environment_id=agent.environment_id,
                     text=texts[index % len(texts)],
                 )
+
             return await _drive(name, call, requests=requests, concurrency=concurrency)
 
         env = child_env(settings_dict=connection.settings_dict, emulator_url=emulator_url)
@@ -221,13 +262,17 @@ def _bench_run(options: argparse.Namespace) -> dict:
 
             async def through_api(concurrency: int, requests: int, name: str, seen: list | None = None) -> LoadResult:
                 limits = httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-                async with httpx2.AsyncClient(base_url=server.base_url, headers=headers, limits=limits, timeout=120) as client:
+                async with httpx2.AsyncClient(
+                    base_url=server.base_url, headers=headers, limits=limits, timeout=120
+                ) as client:
+
                     async def call(index: int) -> None:
                         started = time.monotonic()
                         response = await client.post("/api/v1/triage", json=payloads[index % len(payloads)])
                         response.raise_for_status()
                         if seen is not None:
                             seen.append((started, time.monotonic(), response.json()["version"]))
+
                     return await _drive(name, call, requests=requests, concurrency=concurrency)
 
             async def all_runs() -> None:
@@ -235,12 +280,18 @@ def _bench_run(options: argparse.Namespace) -> dict:
                 await direct(8, 16, "warm-up")
                 await through_api(8, 16, "warm-up")
                 for concurrency, requests in ((1, options.serial_requests), (options.concurrency, options.requests)):
-                    results["runs"].append((await direct(concurrency, requests, f"SDK direct, {concurrency} concurrent")).as_dict())
-                    results["runs"].append((await through_api(concurrency, requests, f"API, {concurrency} concurrent")).as_dict())
+                    results["runs"].append(
+                        (await direct(concurrency, requests, f"SDK direct, {concurrency} concurrent")).as_dict()
+                    )
+                    results["runs"].append(
+                        (await through_api(concurrency, requests, f"API, {concurrency} concurrent")).as_dict()
+                    )
 
                 # Rollback under load: v3 is pinned; apply a rollback to v1 while the API is busy.
                 seen: list = []
-                load = asyncio.ensure_future(through_api(options.concurrency, options.requests, "API during a rollback", seen))
+                load = asyncio.ensure_future(
+                    through_api(options.concurrency, options.requests, "API during a rollback", seen)
+                )
                 while len(seen) < options.requests // 3:
                     await asyncio.sleep(0.01)
                 commit = await asyncio.to_thread(_apply_rollback, change_services, world)
@@ -257,16 +308,23 @@ def _bench_run(options: argparse.Namespace) -> dict:
                     "requests_started_after_commit": len(started_after),
                     "of_which_served_by_old_version": sum(1 for s in started_after if s[2] != world["v1"]),
                     "first_response_with_new_version_after_commit_ms": round(
-                        (min((s[1] for s in seen if s[2] == world["v1"]), default=float("nan")) - commit["monotonic"]) * 1000, 1
+                        (min((s[1] for s in seen if s[2] == world["v1"]), default=float("nan")) - commit["monotonic"])
+                        * 1000,
+                        1,
                     ),
                 }
 
             asyncio.run(all_runs())
         by_name = {run["name"]: run for run in results["runs"]}
-        api_load, direct_load = by_name[f"API, {options.concurrency} concurrent"], by_name[f"SDK direct, {options.concurrency} concurrent"]
+        api_load, direct_load = (
+            by_name[f"API, {options.concurrency} concurrent"],
+            by_name[f"SDK direct, {options.concurrency} concurrent"],
+        )
         api_one, direct_one = by_name["API, 1 concurrent"], by_name["SDK direct, 1 concurrent"]
         results["summary"] = {
-            "throughput_ratio_api_to_direct": round(api_load["throughput_per_second"] / direct_load["throughput_per_second"], 3),
+            "throughput_ratio_api_to_direct": round(
+                api_load["throughput_per_second"] / direct_load["throughput_per_second"], 3
+            ),
             "added_latency_p50_ms_at_concurrency": round(api_load["p50_ms"] - direct_load["p50_ms"], 1),
             "added_latency_p99_ms_at_concurrency": round(api_load["p99_ms"] - direct_load["p99_ms"], 1),
             "added_latency_p50_ms_serial": round(api_one["p50_ms"] - direct_one["p50_ms"], 1),
@@ -301,7 +359,11 @@ def _apply_rollback(change_services, world) -> dict:
 
     close_old_connections()
     change = change_services.change_request_create(
-        agent=world["agent"], kind="rollback", target_number=world["v1"], reason="bench rollback", actor=world["requester"]
+        agent=world["agent"],
+        kind="rollback",
+        target_number=world["v1"],
+        reason="bench rollback",
+        actor=world["requester"],
     )
     change_services.change_request_approve(change=change, reviewer=world["reviewer"])
     started = time.monotonic()
@@ -330,7 +392,9 @@ def _markdown(results: dict) -> str:
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.api", description="Benchmark the triage API against the SDK called directly.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.api", description="Benchmark the triage API against the SDK called directly."
+    )
     parser.add_argument("--latency", type=float, default=0.5, help="emulated session latency in seconds (0.5)")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent clients (64)")
     parser.add_argument("--requests", type=int, default=1280, help="requests per loaded run (1280)")
@@ -346,11 +410,18 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get(BENCH_CHILD) != "1":
         # Re-run in a clean environment: a temporary var dir and database, never the installation's own.
         with tempfile.TemporaryDirectory(prefix="promptctl-bench-") as scratch:
-            env = {**os.environ, BENCH_CHILD: "1", "PROMPTCTL_VAR_DIR": scratch, "PROMPTCTL_RATE_LIMITER": "off",
-                   "CELERY_BROKER_URL": "filesystem://localhost//",
-                   # The API is measured as deployed: production settings (DEBUG off), plain HTTP on loopback.
-                   "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-                   "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost", "DJANGO_SECURE_SSL_REDIRECT": "false"}
+            env = {
+                **os.environ,
+                BENCH_CHILD: "1",
+                "PROMPTCTL_VAR_DIR": scratch,
+                "PROMPTCTL_RATE_LIMITER": "off",
+                "CELERY_BROKER_URL": "filesystem://localhost//",
+                # The API is measured as deployed: production settings (DEBUG off), plain HTTP on loopback.
+                "DJANGO_DEBUG": "false",
+                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "DJANGO_SECURE_SSL_REDIRECT": "false",
+            }
             env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
             env.pop("DATABASE_URL", None)
             if options.database_url:

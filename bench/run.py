@@ -45,7 +45,9 @@ def _prepare_environment() -> dict[str, str]:
 
 def _emulator_configure(base_url: str, **knobs) -> None:
     request = urllib.request.Request(
-        f"{base_url}/_emulator/config", data=json.dumps(knobs).encode(), method="POST",
+        f"{base_url}/_emulator/config",
+        data=json.dumps(knobs).encode(),
+        method="POST",
         headers={"content-type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=5):
@@ -53,8 +55,9 @@ def _emulator_configure(base_url: str, **knobs) -> None:
 
 
 def _emulator_reset(base_url: str) -> None:
-    request = urllib.request.Request(f"{base_url}/_emulator/reset", data=b"{}", method="POST",
-                                     headers={"content-type": "application/json"})
+    request = urllib.request.Request(
+        f"{base_url}/_emulator/reset", data=b"{}", method="POST", headers={"content-type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=5):
         pass
 
@@ -133,10 +136,10 @@ def _print_table(results: list[dict]) -> None:
     rows = [[str(row.get(h, "")) if h != "value" else _format(row["value"]) for h in headers] for row in results]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     print()
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
 
 
 def _format(value) -> str:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from bench.tutorial_loop import tutorial_serial_loop
-from promptctl.tutorial import TICKETS_FILE, tickets_load
 from managed_agents.tickets import ticket_text
+from promptctl.tutorial import TICKETS_FILE, tickets_load
 
 _names = itertools.count(1)
 
@@ -51,8 +52,12 @@ def _setup_agent(label: str, *, copies: int = 1):
     from promptctl import services
     from promptctl.tutorial import V1_PROMPT
 
-    user = get_user_model().objects.filter(username="bench").first() or services.user_create(username="bench", role="admin")
-    agent = services.agent_create(name=f"bench-{label}-{next(_names)}", model="claude-sonnet-4-6", system_prompt=V1_PROMPT, actor=user)
+    user = get_user_model().objects.filter(username="bench").first() or services.user_create(
+        username="bench", role="admin"
+    )
+    agent = services.agent_create(
+        name=f"bench-{label}-{next(_names)}", model="claude-sonnet-4-6", system_prompt=V1_PROMPT, actor=user
+    )
     data = TICKETS_FILE.read_bytes() if copies == 1 else _tickets_file_times(copies)
     imported = eval_services.testset_import(
         name=f"{agent.name}-tickets", data=data, filename=TICKETS_FILE.name, agent=agent, actor=user
@@ -60,13 +65,17 @@ def _setup_agent(label: str, *, copies: int = 1):
     return user, agent, agent.versions.get(), imported.version
 
 
-def _run_to_end(*, agent_version, testset_version, user, repeats: int = 1, timeout: float = 900.0, progress_every: float = 0.0):
+def _run_to_end(
+    *, agent_version, testset_version, user, repeats: int = 1, timeout: float = 900.0, progress_every: float = 0.0
+):
     """Start an eval run on the worker; return it with the wall time seen from here (request to finish)."""
     from evals import services as eval_services
     from evals.models import EvalRun
 
     started = time.monotonic()
-    run = eval_services.eval_run_start(agent_version=agent_version, testset_version=testset_version, repeats=repeats, actor=user)
+    run = eval_services.eval_run_start(
+        agent_version=agent_version, testset_version=testset_version, repeats=repeats, actor=user
+    )
     next_report = started + progress_every if progress_every else None
     while True:
         run.refresh_from_db()
@@ -91,8 +100,11 @@ def tutorial_vs_run(context: Context) -> list[dict]:
     user, agent, version, testset_version = _setup_agent("tutorial")
     texts = [ticket_text(subject=t["subject"], body=t["body"]) for t in tickets_load()]
     serial_wall, replies = tutorial_serial_loop(
-        base_url=context.emulator_url, agent_id=agent.remote_id, version=version.number,
-        environment_id=agent.environment_id, texts=texts,
+        base_url=context.emulator_url,
+        agent_id=agent.remote_id,
+        version=version.number,
+        environment_id=agent.environment_id,
+        texts=texts,
     )
     run, run_wall = _run_to_end(agent_version=version, testset_version=testset_version, user=user)
     results = run.results.count()
@@ -118,10 +130,22 @@ def create_limit_600(context: Context) -> list[dict]:
     results = run.results.count()
     floor = 120.0
     return [
-        _row("600 sessions under 300/min create limit (request to finished)", wall, "s", "<= 132 (floor 120 + 10%)", wall <= floor * 1.10),
+        _row(
+            "600 sessions under 300/min create limit (request to finished)",
+            wall,
+            "s",
+            "<= 132 (floor 120 + 10%)",
+            wall <= floor * 1.10,
+        ),
         _row("429 answers from the emulator", too_many, "responses", "== 0", too_many == 0),
         _row("results recorded", results, "results", "== 600", results == 600),
-        _row("unarchived sessions", stats["sessions"]["unarchived"], "sessions", "== 0", stats["sessions"]["unarchived"] == 0),
+        _row(
+            "unarchived sessions",
+            stats["sessions"]["unarchived"],
+            "sessions",
+            "== 0",
+            stats["sessions"]["unarchived"] == 0,
+        ),
     ]
 
 

@@ -13,7 +13,9 @@ import time
 import anthropic
 
 
-def tutorial_serial_loop(*, base_url: str, agent_id: str, version: int, environment_id: str, texts: list[str]) -> tuple[float, list[str]]:
+def tutorial_serial_loop(
+    *, base_url: str, agent_id: str, version: int, environment_id: str, texts: list[str]
+) -> tuple[float, list[str]]:
     client = anthropic.Anthropic(base_url=base_url, api_key="bench")
     replies: list[str] = []
     started = time.monotonic()

@@ -99,7 +99,9 @@ class ApiServer(_ChildProcess):
 
 
 @contextmanager
-def api_server(*, settings_dict: dict, emulator_url: str, workers: int = 1, extra_env: dict[str, str] | None = None) -> Iterator[ApiServer]:
+def api_server(
+    *, settings_dict: dict, emulator_url: str, workers: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[ApiServer]:
     """An API server on the database ``settings_dict`` names, talking to the emulator at ``emulator_url``."""
     env = {**child_env(settings_dict=settings_dict, emulator_url=emulator_url), **(extra_env or {})}
     with ApiServer(env=env, workers=workers) as server:
@@ -116,8 +118,15 @@ class WorkerProcess(_ChildProcess):
         self.concurrency = concurrency
 
     def start(self) -> None:
-        argv = process_argv("worker") + ["--pool", "threads", "--concurrency", str(self.concurrency),
-                                         "--without-heartbeat", "--without-gossip", "--without-mingle"]
+        argv = process_argv("worker") + [
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(self.concurrency),
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ]
         self._spawn(argv, log_name=f"worker-{os.getpid()}-{time.monotonic_ns()}.log")
 
 

@@ -43,18 +43,57 @@ def process_argv(name: str, *, host: str | None = None, port: int | None = None)
     if name == "web":
         # uvicorn supervises its worker processes (restarting dead ones) when --workers > 1.
         workers = os.environ.get("WEB_CONCURRENCY", "1")
-        return [python, "-m", "uvicorn", "config.asgi:application", "--host", _bind_host(host),
-                "--port", str(_web_port(port)), "--workers", workers, "--no-access-log",
-                "--http", "config.serving:NoDelayHttpToolsProtocol"]
+        return [
+            python,
+            "-m",
+            "uvicorn",
+            "config.asgi:application",
+            "--host",
+            _bind_host(host),
+            "--port",
+            str(_web_port(port)),
+            "--workers",
+            workers,
+            "--no-access-log",
+            "--http",
+            "config.serving:NoDelayHttpToolsProtocol",
+        ]
     if name == "worker":
-        return [python, "-m", "celery", "-A", "config", "worker", "--loglevel", os.environ.get("CELERY_LOG_LEVEL", "WARNING")]
+        return [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            os.environ.get("CELERY_LOG_LEVEL", "WARNING"),
+        ]
     if name == "beat":
         # The schedule file lives where settings keep all local state (writable by the image's user).
         var_dir = os.environ.get("PROMPTCTL_VAR_DIR") or str(BASE_DIR / "var")
-        return [python, "-m", "celery", "-A", "config", "beat", "--loglevel", os.environ.get("CELERY_LOG_LEVEL", "WARNING"),
-                "--schedule", os.path.join(var_dir, "celerybeat-schedule")]
+        return [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "beat",
+            "--loglevel",
+            os.environ.get("CELERY_LOG_LEVEL", "WARNING"),
+            "--schedule",
+            os.path.join(var_dir, "celerybeat-schedule"),
+        ]
     if name == "emulator":
-        return [python, str(BASE_DIR / "manage.py"), "emulator", "--host", _bind_host(host), "--port", str(_emulator_port(port))]
+        return [
+            python,
+            str(BASE_DIR / "manage.py"),
+            "emulator",
+            "--host",
+            _bind_host(host),
+            "--port",
+            str(_emulator_port(port)),
+        ]
     raise _unknown(name)
 
 
@@ -117,13 +156,23 @@ def process_check(name: str, *, host: str | None = None, port: int | None = None
     emulator: ``GET /_emulator/stats``. beat has no way to be asked.
     """
     if name == "web":
-        return _http_problem(address=_probe_address(host), port=_web_port(port), path="/healthz",
-                             host_header=_probe_host_header(), timeout=timeout)
+        return _http_problem(
+            address=_probe_address(host),
+            port=_web_port(port),
+            path="/healthz",
+            host_header=_probe_host_header(),
+            timeout=timeout,
+        )
     if name == "worker":
         return _worker_problem(timeout=timeout)
     if name == "emulator":
-        return _http_problem(address=_probe_address(host), port=_emulator_port(port), path="/_emulator/stats",
-                             host_header="localhost", timeout=timeout)
+        return _http_problem(
+            address=_probe_address(host),
+            port=_emulator_port(port),
+            path="/_emulator/stats",
+            host_header="localhost",
+            timeout=timeout,
+        )
     if name in PROCESS_NAMES:
         raise SystemExit(f"{name} has no health check: choose {', '.join(CHECKED_PROCESS_NAMES)}")
     raise _unknown(name)

@@ -43,7 +43,11 @@ class ApiHandler(ASGIHandler):
         handler = convert_exception_to_response(self._get_response_async)
         for path in reversed(settings.PROMPTCTL_API_MIDDLEWARE):
             factory = import_string(path)
-            hooks = [hook for hook in ("process_view", "process_template_response", "process_exception") if hasattr(factory, hook)]
+            hooks = [
+                hook
+                for hook in ("process_view", "process_template_response", "process_exception")
+                if hasattr(factory, hook)
+            ]
             if not getattr(factory, "async_capable", False) or hooks:
                 raise ImproperlyConfigured(
                     f"{path} cannot be in PROMPTCTL_API_MIDDLEWARE: the API's chain takes async-capable middleware "

@@ -195,7 +195,10 @@ CELERY_TASK_ALWAYS_EAGER = False
 # `celery -A config worker` sufficient. Stalled runs are resumed by `evals.sweep_runs`,
 # scheduled here for `celery beat` and also run by every worker on a timer (see docs/EVALS.md).
 CELERY_BEAT_SCHEDULE = {
-    "evals-sweep-runs": {"task": "evals.sweep_runs", "schedule": env.float("PROMPTCTL_EVAL_SWEEP_SECONDS", default=30.0)},
+    "evals-sweep-runs": {
+        "task": "evals.sweep_runs",
+        "schedule": env.float("PROMPTCTL_EVAL_SWEEP_SECONDS", default=30.0),
+    },
 }
 # Shared session-creation budget (managed_agents/ratelimit.py): at most BUDGET creates in any WINDOW seconds,
 # BURST of them at once. Redis when the broker is Redis, else a flock'ed file under PROMPTCTL_VAR_DIR.
@@ -204,7 +207,9 @@ PROMPTCTL_RATE_LIMIT_REDIS_URL = env.str("PROMPTCTL_RATE_LIMIT_REDIS_URL", defau
 PROMPTCTL_SESSION_CREATE_BUDGET = env.int("PROMPTCTL_SESSION_CREATE_BUDGET", default=300)
 PROMPTCTL_SESSION_CREATE_WINDOW = env.float("PROMPTCTL_SESSION_CREATE_WINDOW", default=60.0)
 PROMPTCTL_SESSION_CREATE_BURST = env.int("PROMPTCTL_SESSION_CREATE_BURST", default=20)
-PROMPTCTL_SESSION_CREATE_MARGIN = env.float("PROMPTCTL_SESSION_CREATE_MARGIN", default=1.0)  # seconds of delay tolerated
+PROMPTCTL_SESSION_CREATE_MARGIN = env.float(
+    "PROMPTCTL_SESSION_CREATE_MARGIN", default=1.0
+)  # seconds of delay tolerated
 # A running run with no new result for this long is resumed by the sweep (must exceed one unit's longest time).
 PROMPTCTL_EVAL_STALL_SECONDS = env.float("PROMPTCTL_EVAL_STALL_SECONDS", default=300.0)
 PROMPTCTL_EVAL_SWEEP_SECONDS = env.float("PROMPTCTL_EVAL_SWEEP_SECONDS", default=30.0)

@@ -59,8 +59,13 @@ class Stack:
     def start(self, name: str, argv: list[str]) -> subprocess.Popen:
         with open(self.log_dir / f"{name}.log", "ab") as log:
             process = subprocess.Popen(
-                argv, cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                argv,
+                cwd=BASE_DIR,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.processes[name] = process
         return process
@@ -71,7 +76,9 @@ class Stack:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"the {name} exited early (code {process.returncode}); see {self.log_dir / (name + '.log')}")
+                raise RuntimeError(
+                    f"the {name} exited early (code {process.returncode}); see {self.log_dir / (name + '.log')}"
+                )
             try:
                 with urllib.request.urlopen(url, timeout=1):
                     return

@@ -25,7 +25,9 @@ DEMO_VAR_DIR = BASE_DIR / "var" / "demo"
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo")
-    parser.add_argument("--serve", default="1", choices=("0", "1"), help="keep serving the admin after the story (default 1)")
+    parser.add_argument(
+        "--serve", default="1", choices=("0", "1"), help="keep serving the admin after the story (default 1)"
+    )
     options = parser.parse_args(argv)
 
     env = dict(os.environ)
@@ -63,7 +65,11 @@ def main(argv: list[str]) -> int:
         else:
             emulator_port = free_port(8765)
             env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{emulator_port}"
-            stack.start("emulator", process_argv("emulator", port=emulator_port) + ["--latency", env.get("PROMPTCTL_DEMO_LATENCY", "0.2-0.6")])
+            stack.start(
+                "emulator",
+                process_argv("emulator", port=emulator_port)
+                + ["--latency", env.get("PROMPTCTL_DEMO_LATENCY", "0.2-0.6")],
+            )
             stack.wait_http("emulator", f"{env['ANTHROPIC_BASE_URL']}/_emulator/stats", seconds=30)
             print(f"demo: Managed Agents emulator at {env['ANTHROPIC_BASE_URL']}")
         stack.start("worker", process_argv("worker"))

@@ -13,7 +13,9 @@ import sys
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo.play")
-    parser.add_argument("--web-url", default="http://127.0.0.1:8000", help="where the admin is served, for the final links")
+    parser.add_argument(
+        "--web-url", default="http://127.0.0.1:8000", help="where the admin is served, for the final links"
+    )
     options = parser.parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django

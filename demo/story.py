@@ -8,9 +8,9 @@ stops the story with its message.
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from evals import selectors as eval_selectors
 from evals import services as eval_services
@@ -63,19 +63,30 @@ class Story:
         self.say(f"agent {agent.name} = remote {agent.remote_id}, environment {agent.environment_id}")
         self.say(f"version {v1.number} recorded (config sha256 {v1.config_sha256[:12]}…)")
         imported = eval_services.testset_import(
-            name=TESTSET_NAME, data=TICKETS_FILE.read_bytes(), filename=TICKETS_FILE.name, agent=agent, gating=True, actor=alice
+            name=TESTSET_NAME,
+            data=TICKETS_FILE.read_bytes(),
+            filename=TICKETS_FILE.name,
+            agent=agent,
+            gating=True,
+            actor=alice,
         )
         testset_version = imported.version
-        self.say(f"test set {TESTSET_NAME} v{testset_version.number}: {testset_version.case_count} tickets, "
-                 f"content {testset_version.content_hash[:12]}…")
+        self.say(
+            f"test set {TESTSET_NAME} v{testset_version.number}: {testset_version.case_count} tickets, "
+            f"content {testset_version.content_hash[:12]}…"
+        )
         for warning in testset_version.label_warnings:
             self.say(f"warning: {warning.get('message', warning)}")
 
         self.step(2, "score v1; alice requests promotion of v1 to production, bob approves, alice applies")
         run_v1 = self.run_and_wait(agent_version=v1, testset_version=testset_version, actor=alice)
         change = services.change_request_create(
-            agent=agent, kind="promote", target_number=v1.number, reason="First production version (tutorial v1).",
-            actor=alice, evidence_ref=f"run:{run_v1.pk}",
+            agent=agent,
+            kind="promote",
+            target_number=v1.number,
+            reason="First production version (tutorial v1).",
+            actor=alice,
+            evidence_ref=f"run:{run_v1.pk}",
         )
         self.say(f"change request #{change.pk}: promote v{v1.number} with evidence run:{run_v1.pk}")
         services.change_request_approve(change=change, reviewer=bob, comment="v1 scores well on every team.")
@@ -92,8 +103,12 @@ class Story:
 
         self.step(4, "alice requests promotion of v2: the regression gate refuses; she re-files accepting it")
         blocked = services.change_request_create(
-            agent=agent, kind="promote", target_number=v2.number, reason="Route usage questions to api-platform.",
-            actor=alice, evidence_ref=f"comparison:{comparison.pk}",
+            agent=agent,
+            kind="promote",
+            target_number=v2.number,
+            reason="Route usage questions to api-platform.",
+            actor=alice,
+            evidence_ref=f"comparison:{comparison.pk}",
         )
         services.change_request_approve(change=blocked, reviewer=bob, comment="Looks fine to me.")
         self.say(f"change request #{blocked.pk} approved by bob; alice applies it…")
@@ -105,21 +120,31 @@ class Story:
             raise DomainError("The regression gate let a regressed promotion through; the demo stops here.")
         services.change_request_withdraw(change=blocked, actor=alice)
         accepted = services.change_request_create(
-            agent=agent, kind="promote", target_number=v2.number, reason="Route usage questions to api-platform.",
-            actor=alice, evidence_ref=f"comparison:{comparison.pk}",
+            agent=agent,
+            kind="promote",
+            target_number=v2.number,
+            reason="Route usage questions to api-platform.",
+            actor=alice,
+            evidence_ref=f"comparison:{comparison.pk}",
             accept_regression_reason="Billing will re-route misrouted tickets by hand this week.",
         )
         accepted.refresh_from_db()
         self.say(f"change request #{accepted.pk} accepts the regression: needs {accepted.approvals_required} approvals")
         services.change_request_approve(change=accepted, reviewer=bob, comment="Accepting, with the manual re-route.")
-        services.change_request_approve(change=accepted, reviewer=carol, comment="Agreed; roll back if billing complains.")
+        services.change_request_approve(
+            change=accepted, reviewer=carol, comment="Agreed; roll back if billing complains."
+        )
         self.say("bob and carol approved")
         services.change_request_apply(change=accepted, actor=alice)
         self.say(f"applied: production is v{self.production_number(agent)}")
 
         self.step(5, "billing complains: alice requests a rollback to v1, bob approves, alice applies")
         rollback = services.change_request_create(
-            agent=agent, kind="rollback", target_number=v1.number, reason="Billing tickets misrouted under v2.", actor=alice,
+            agent=agent,
+            kind="rollback",
+            target_number=v1.number,
+            reason="Billing tickets misrouted under v2.",
+            actor=alice,
         )
         services.change_request_approve(change=rollback, reviewer=bob, comment="Roll back.")
         services.change_request_apply(change=rollback, actor=alice)
@@ -156,7 +181,9 @@ class Story:
             if run.status not in (EvalRun.Status.QUEUED, EvalRun.Status.RUNNING):
                 break
             if time.monotonic() > deadline:
-                raise DomainError(f"Eval run #{run.pk} did not finish within {self.run_timeout:.0f}s; is the worker running?")
+                raise DomainError(
+                    f"Eval run #{run.pk} did not finish within {self.run_timeout:.0f}s; is the worker running?"
+                )
             time.sleep(0.25)
         if run.status != EvalRun.Status.FINISHED:
             raise DomainError(f"Eval run #{run.pk} ended {run.status}: {run.status_reason}")
@@ -173,24 +200,39 @@ class Story:
             self.say(f"{team:13} {score['correct']}/{score['total']}")
 
     def show_comparison(self, summary: dict) -> None:
-        self.say(f"comparison #{summary['id']}: v{summary['baseline']['version']} (production) → "
-                 f"v{summary['candidate']['version']} on {summary['testset']} v{summary['testset_version']}")
+        self.say(
+            f"comparison #{summary['id']}: v{summary['baseline']['version']} (production) → "
+            f"v{summary['candidate']['version']} on {summary['testset']} v{summary['testset_version']}"
+        )
         self.say(f"{'team':13} {'baseline':>9} {'candidate':>9} {'delta':>6}  verdict")
         for team, row in sorted(summary["teams"].items()):
             base, cand = row["baseline"], row["candidate"]
             verdict = "REGRESSED" if row["regressed"] else "ok"
-            self.say(f"{team:13} {base['correct']:>4}/{base['total']:<4} {cand['correct']:>4}/{cand['total']:<4} "
-                     f"{cand['correct'] - base['correct']:>+6}  {verdict}")
+            self.say(
+                f"{team:13} {base['correct']:>4}/{base['total']:<4} {cand['correct']:>4}/{cand['total']:<4} "
+                f"{cand['correct'] - base['correct']:>+6}  {verdict}"
+            )
         for flip in summary["flips"]:
-            self.say(f"flip {flip['ticket']} ({flip['team']}): {flip['direction'].replace('_', ' ')}, "
-                     f"v{summary['baseline']['version']} said {flip['baseline_answer']}, "
-                     f"v{summary['candidate']['version']} says {flip['candidate_answer']}")
-        self.say(f"exact McNemar p = {summary['mcnemar_p']:.3g}; regressed: {', '.join(summary['regressed_teams']) or 'none'}")
+            self.say(
+                f"flip {flip['ticket']} ({flip['team']}): {flip['direction'].replace('_', ' ')}, "
+                f"v{summary['baseline']['version']} said {flip['baseline_answer']}, "
+                f"v{summary['candidate']['version']} says {flip['candidate_answer']}"
+            )
+        self.say(
+            f"exact McNemar p = {summary['mcnemar_p']:.3g}; regressed: {', '.join(summary['regressed_teams']) or 'none'}"
+        )
 
     def show_status(self, agent: Agent) -> None:
         status = selectors.agent_status(agent=agent)
         for channel, pin in status["pins"].items():
-            self.say(f"pin {channel}: v{pin['version']}" + (f" (canary v{pin['canary_version']} at {pin['canary_percent']}%)" if pin.get("canary_version") else ""))
+            self.say(
+                f"pin {channel}: v{pin['version']}"
+                + (
+                    f" (canary v{pin['canary_version']} at {pin['canary_percent']}%)"
+                    if pin.get("canary_version")
+                    else ""
+                )
+            )
         for version in status["versions"]:
             self.say(f"version {version['version']}: origin {version['origin']}, by {version['created_by']}")
         for run in self.runs:

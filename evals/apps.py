@@ -10,7 +10,13 @@ EVALS_READ = (
     "evals.view_comparison",
 )
 ROLE_PERMISSIONS = {
-    "requesters": (*EVALS_READ, "evals.add_testset", "evals.add_evalrun", "evals.change_evalrun", "evals.add_comparison"),
+    "requesters": (
+        *EVALS_READ,
+        "evals.add_testset",
+        "evals.add_evalrun",
+        "evals.change_evalrun",
+        "evals.add_comparison",
+    ),
     "reviewers": EVALS_READ,
 }
 

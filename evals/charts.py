@@ -31,7 +31,11 @@ def _bar(y: float, side: dict, colour: str, label: str) -> str:
     parts = [
         format_html(
             '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>',
-            LABEL_WIDTH, y, _f(PLOT_WIDTH * accuracy), BAR_HEIGHT, colour,
+            LABEL_WIDTH,
+            y,
+            _f(PLOT_WIDTH * accuracy),
+            BAR_HEIGHT,
+            colour,
             f"{label}: {side['correct']}/{side['total']}",
         )
     ]
@@ -41,20 +45,29 @@ def _bar(y: float, side: dict, colour: str, label: str) -> str:
         parts.append(
             format_html(
                 '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#222" stroke-width="1.5" class="interval"/>',
-                _f(_x(low)), _f(_x(high)), middle, middle,
+                _f(_x(low)),
+                _f(_x(high)),
+                middle,
+                middle,
             )
         )
         for edge in (low, high):
             parts.append(
                 format_html(
                     '<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="#222" stroke-width="1.5"/>',
-                    _f(_x(edge)), _f(_x(edge)), y + 3, y + BAR_HEIGHT - 3,
+                    _f(_x(edge)),
+                    _f(_x(edge)),
+                    y + 3,
+                    y + BAR_HEIGHT - 3,
                 )
             )
     parts.append(
         format_html(
             '<text x="{}" y="{}" font-size="11" fill="#222">{}/{}</text>',
-            _f(_x(1.0) + 6), y + BAR_HEIGHT - 3, side["correct"], side["total"],
+            _f(_x(1.0) + 6),
+            y + BAR_HEIGHT - 3,
+            side["correct"],
+            side["total"],
         )
     )
     return "".join(parts)
@@ -70,7 +83,11 @@ def comparison_chart(result: dict) -> SafeString:
         format_html(
             '<svg class="evals-chart" role="img" aria-label="{}" width="{}" height="{}" viewBox="0 0 {} {}" '
             'xmlns="http://www.w3.org/2000/svg">',
-            "accuracy per team, baseline and candidate, with 95% intervals", width, height, width, height,
+            "accuracy per team, baseline and candidate, with 95% intervals",
+            width,
+            height,
+            width,
+            height,
         )
     ]
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
@@ -78,7 +95,11 @@ def comparison_chart(result: dict) -> SafeString:
             format_html(
                 '<line x1="{}" x2="{}" y1="14" y2="{}" stroke="#ddd"/><text x="{}" y="10" font-size="10" '
                 'text-anchor="middle" fill="#666">{}%</text>',
-                _f(_x(tick)), _f(_x(tick)), height, _f(_x(tick)), int(tick * 100),
+                _f(_x(tick)),
+                _f(_x(tick)),
+                height,
+                _f(_x(tick)),
+                int(tick * 100),
             )
         )
     y = 20
@@ -88,7 +109,10 @@ def comparison_chart(result: dict) -> SafeString:
             format_html(
                 '<g class="team" data-team="{}"><text x="0" y="{}" font-size="12" font-weight="bold" fill="#222">{}</text>'
                 '<text x="0" y="{}" font-size="10" fill="{}">{}</text>',
-                team, y + BAR_HEIGHT, team, y + 2 * BAR_HEIGHT + 2,
+                team,
+                y + BAR_HEIGHT,
+                team,
+                y + 2 * BAR_HEIGHT + 2,
                 COLOURS["regressed"] if row["regressed"] else "#666",
                 f"{row['delta']:+d}{' regressed' if row['regressed'] else ''}",
             )
@@ -101,7 +125,9 @@ def comparison_chart(result: dict) -> SafeString:
     legend = format_html(
         '<p class="evals-legend"><span style="color:{}">■</span> baseline &nbsp; <span style="color:{}">■</span> candidate '
         '&nbsp; <span style="color:{}">■</span> candidate, regressed &nbsp; ├─┤ Wilson 95% interval</p>',
-        COLOURS["baseline"], COLOURS["candidate"], COLOURS["regressed"],
+        COLOURS["baseline"],
+        COLOURS["candidate"],
+        COLOURS["regressed"],
     )
     return mark_safe("".join(str(part) for part in parts) + str(legend))
 
@@ -111,7 +137,11 @@ def progress_bar(*, done: int, total: int) -> SafeString:
     return format_html(
         '<div class="evals-progress" title="{}/{}"><div class="evals-progress-fill" style="width:{}%"></div></div>'
         '<span class="evals-progress-text">{}/{}</span>',
-        done, total, _f(percent), done, total,
+        done,
+        total,
+        _f(percent),
+        done,
+        total,
     )
 
 

@@ -22,7 +22,9 @@ BAR_WIDTH = 30
 
 def _json_flag(parser) -> None:
     # Also accepted after the action; SUPPRESS keeps `promptctl --json eval ...` working.
-    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON only")
+    parser.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print machine-readable JSON only"
+    )
 
 
 def _optional_actor(parser) -> None:
@@ -143,7 +145,18 @@ def testset_import(options, out):
 def testset_list(options, out):
     rows = selectors.testset_list_summary()
     out.table(
-        [[r["name"], r["agent"] or "-", "yes" if r["gating"] else "", r["version"], r["cases"], (r["content_hash"] or "")[:12], r["warnings"]] for r in rows],
+        [
+            [
+                r["name"],
+                r["agent"] or "-",
+                "yes" if r["gating"] else "",
+                r["version"],
+                r["cases"],
+                (r["content_hash"] or "")[:12],
+                r["warnings"],
+            ]
+            for r in rows
+        ],
         ["test set", "agent", "gating", "version", "tickets", "contents", "label warnings"],
     )
     return rows
@@ -287,7 +300,9 @@ def eval_compare(options, out):
     actor = _actor(options)
     if options.baseline_run or options.candidate_run:
         if not (options.baseline_run and options.candidate_run):
-            raise DomainError("Give both --baseline-run and --candidate-run, or compare versions with --baseline/--candidate.")
+            raise DomainError(
+                "Give both --baseline-run and --candidate-run, or compare versions with --baseline/--candidate."
+            )
         comparison = services.comparison_create(
             baseline_run=selectors.eval_run_get(run_id=options.baseline_run),
             candidate_run=selectors.eval_run_get(run_id=options.candidate_run),

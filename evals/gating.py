@@ -145,16 +145,25 @@ def evidence_resolve(
         if pinned is not None:
             raise DomainError(
                 f"Refused: production already runs v{pinned_number}, so a run alone is not enough evidence: "
-                "the candidate must be compared with it. " + _next_steps(agent, target_version.number, pinned_number, testset)
+                "the candidate must be compared with it. "
+                + _next_steps(agent, target_version.number, pinned_number, testset)
             )
-        run = EvalRun.objects.select_related("agent_version__agent", "testset_version__testset").filter(pk=evidence_id).first()
+        run = (
+            EvalRun.objects.select_related("agent_version__agent", "testset_version__testset")
+            .filter(pk=evidence_id)
+            .first()
+        )
         _check_run(run, evidence_id, agent, target_version, gating_version)
         if accept_regression_reason:
             raise DomainError(
                 "Refused: --accept-regression only applies to a comparison that flags a regression; a first "
                 "promotion's run evidence has nothing to accept. Leave it out."
             )
-        return {"evidence_type": "run", "evidence_id": run.pk, "evidence": _with_shadow(run_snapshot(run), target_version)}
+        return {
+            "evidence_type": "run",
+            "evidence_id": run.pk,
+            "evidence": _with_shadow(run_snapshot(run), target_version),
+        }
     comparison = Comparison.objects.filter(pk=evidence_id).first()
     _check_comparison(comparison, evidence_id, agent, target_version, pinned, gating_version)
     snapshot = comparison_snapshot(comparison)
@@ -166,7 +175,11 @@ def evidence_resolve(
             f"Refused: comparison #{comparison.pk} flags no regression, so there is nothing to accept. "
             "Leave out --accept-regression (it would only demand an extra approval)."
         )
-    return {"evidence_type": "comparison", "evidence_id": comparison.pk, "evidence": _with_shadow(snapshot, target_version)}
+    return {
+        "evidence_type": "comparison",
+        "evidence_id": comparison.pk,
+        "evidence": _with_shadow(snapshot, target_version),
+    }
 
 
 def _with_shadow(snapshot: dict[str, Any], target_version) -> dict[str, Any]:
@@ -193,7 +206,11 @@ def _ungated(reference: str) -> dict[str, Any]:
             comparison = Comparison.objects.filter(pk=evidence_id).first()
             if comparison is None:
                 raise DomainError(f"There is no comparison #{evidence_id}: `promptctl eval compare ...` makes one.")
-            return {"evidence_type": "comparison", "evidence_id": evidence_id, "evidence": comparison_snapshot(comparison)}
+            return {
+                "evidence_type": "comparison",
+                "evidence_id": evidence_id,
+                "evidence": comparison_snapshot(comparison),
+            }
         run = EvalRun.objects.filter(pk=evidence_id).first()
         if run is None:
             raise DomainError(f"There is no eval run #{evidence_id}: `promptctl eval run ...` starts one.")
@@ -229,7 +246,9 @@ def _check_comparison(comparison, evidence_id, agent, target_version, pinned, ga
     if comparison is None:
         raise DomainError(f"Refused: there is no comparison #{evidence_id}: `promptctl eval compare ...` makes one.")
     if comparison.agent_id != agent.pk:
-        raise DomainError(f"Refused: comparison #{comparison.pk} is about agent {comparison.agent.name}, not {agent.name}.")
+        raise DomainError(
+            f"Refused: comparison #{comparison.pk} is about agent {comparison.agent.name}, not {agent.name}."
+        )
     candidate = comparison.candidate_run.agent_version
     baseline = comparison.baseline_run.agent_version
     if candidate.pk != target_version.pk:
@@ -272,9 +291,11 @@ def apply_gate(*, change) -> None:
     pinned = pin.version if pin else None
     try:
         if change.evidence_type == "run":
-            run = EvalRun.objects.select_related("agent_version__agent", "testset_version__testset").filter(
-                pk=change.evidence_id
-            ).first()
+            run = (
+                EvalRun.objects.select_related("agent_version__agent", "testset_version__testset")
+                .filter(pk=change.evidence_id)
+                .first()
+            )
             if pinned is not None:
                 raise DomainError(
                     f"production now runs v{pinned.number}, so a run alone is not enough: compare against it"

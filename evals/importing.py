@@ -115,7 +115,9 @@ def ticket_file_parse(*, data: bytes | str, file_format: str) -> ImportReport:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as error:
             line = data[: error.start].count(b"\n") + 1
-            report.errors.append(LineError(line, f"not UTF-8 text (byte {error.start} cannot be decoded); save the file as UTF-8"))
+            report.errors.append(
+                LineError(line, f"not UTF-8 text (byte {error.start} cannot be decoded); save the file as UTF-8")
+            )
             return report
     else:
         text = data.removeprefix("\ufeff")
@@ -164,7 +166,7 @@ def _parse_csv(text: str, report: ImportReport) -> None:
             if len(row) != len(header):
                 report.errors.append(LineError(start, f"has {len(row)} columns, the header has {len(header)}"))
                 continue
-            record: dict = dict(zip(header, row))
+            record: dict = dict(zip(header, row, strict=True))
             if "tags" in record:
                 record["tags"] = [tag.strip() for tag in record["tags"].replace(",", ";").split(";") if tag.strip()]
             _record_to_case(start, record, report)
@@ -226,7 +228,9 @@ def _check_duplicates(report: ImportReport) -> None:
     unique: list[ParsedCase] = []
     for case in report.cases:
         if case.id in first_line:
-            report.errors.append(LineError(case.line, f"duplicate id {case.id!r} (first on line {first_line[case.id]})"))
+            report.errors.append(
+                LineError(case.line, f"duplicate id {case.id!r} (first on line {first_line[case.id]})")
+            )
             continue
         first_line[case.id] = case.line
         unique.append(case)

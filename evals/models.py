@@ -26,8 +26,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from promptctl.records import ImmutableRecord
 from managed_agents.tickets import ticket_text as compose_ticket_text
+from promptctl.records import ImmutableRecord
 
 
 class TestSet(models.Model):
@@ -35,7 +35,11 @@ class TestSet(models.Model):
 
     name = models.SlugField(max_length=100, unique=True)
     agent = models.ForeignKey(
-        "promptctl.Agent", null=True, blank=True, on_delete=models.PROTECT, related_name="testsets",
+        "promptctl.Agent",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="testsets",
         help_text="the agent whose prompt the labels are checked against",
     )
     gating = models.BooleanField(

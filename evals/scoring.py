@@ -181,8 +181,7 @@ def run_score(
             "answer": modal_answer,
             "agreement": agreement,
             "attempts": [
-                {"attempt": o.attempt, "kind": o.kind, "team": o.team, "priority": o.priority}
-                for o in attempts
+                {"attempt": o.attempt, "kind": o.kind, "team": o.team, "priority": o.priority} for o in attempts
             ],
         }
 
@@ -190,9 +189,7 @@ def run_score(
     extra_columns = sorted(predicted_columns - set(expected_teams) - {INVALID_COLUMN, ERROR_COLUMN})
     columns = expected_teams + extra_columns + [c for c in (INVALID_COLUMN, ERROR_COLUMN) if c in predicted_columns]
     agreements = [t["agreement"] for t in tickets.values() if t["agreement"] is not None]
-    flaky = sorted(
-        ticket_id for ticket_id, t in tickets.items() if t["agreement"] is not None and t["agreement"] < 1
-    )
+    flaky = sorted(ticket_id for ticket_id, t in tickets.items() if t["agreement"] is not None and t["agreement"] < 1)
     return {
         "overall": overall.as_dict(),
         "teams": {team: teams[team].as_dict() for team in expected_teams},
@@ -208,7 +205,12 @@ def run_score(
 
 
 def _side(correct: int, total: int) -> dict:
-    return {"correct": correct, "total": total, "accuracy": _rate(correct, total), "interval": _interval(correct, total)}
+    return {
+        "correct": correct,
+        "total": total,
+        "accuracy": _rate(correct, total),
+        "interval": _interval(correct, total),
+    }
 
 
 def runs_compare(*, baseline: dict, candidate: dict, tolerance: int) -> dict:

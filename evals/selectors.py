@@ -133,7 +133,7 @@ def eval_run_summary(*, run: EvalRun, with_scores: bool = True) -> dict[str, Any
         "repeats": run.repeats,
         "status": run.status,
         "status_reason": run.status_reason,
-        "started_by": run.started_by.username if run.started_by_id else None,
+        "started_by": run.started_by.username if run.started_by else None,
         "created_at": run.created_at.isoformat(),
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
@@ -187,7 +187,7 @@ def testset_list_summary() -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": testset.name,
-                "agent": testset.agent.name if testset.agent_id else None,
+                "agent": testset.agent.name if testset.agent else None,
                 "gating": testset.gating,
                 "version": latest.number if latest else None,
                 "cases": latest.case_count if latest else 0,

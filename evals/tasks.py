@@ -38,11 +38,15 @@ def run_unit(self, run_id: int, case_id: int, attempt: int) -> None:
             run_id=run_id, case_id=case_id, attempt=attempt, task_try=task_try, last_try=task_try >= UNIT_TRIES
         )
     except services.UnitRetryLater as error:
-        logger.info("unit (run %s, case %s, attempt %s) retried in %.1fs: %s", run_id, case_id, attempt, error.countdown, error)
+        logger.info(
+            "unit (run %s, case %s, attempt %s) retried in %.1fs: %s", run_id, case_id, attempt, error.countdown, error
+        )
         raise self.retry(countdown=error.countdown)
 
 
-@shared_task(name="evals.tidy_run_sessions", ignore_result=True, autoretry_for=(Exception,), retry_backoff=5, max_retries=3)
+@shared_task(
+    name="evals.tidy_run_sessions", ignore_result=True, autoretry_for=(Exception,), retry_backoff=5, max_retries=3
+)
 def tidy_run_sessions(run_id: int) -> None:
     services.eval_run_sessions_tidy(run_id=run_id)
 

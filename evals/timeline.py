@@ -22,8 +22,11 @@ def eval_timeline(agent) -> Iterable[TimelineEntry]:
         url = reverse("admin:evals_evalrun_change", args=[run.pk])
         where = f"{run.testset_version.testset.name} v{run.testset_version.number}"
         yield TimelineEntry(
-            run.created_at, "eval run", _who(run.started_by),
-            f"started eval run #{run.pk}: version {run.agent_version.number} on {where}", url,
+            run.created_at,
+            "eval run",
+            _who(run.started_by),
+            f"started eval run #{run.pk}: version {run.agent_version.number} on {where}",
+            url,
         )
         if run.finished_at:
             if run.status == EvalRun.Status.FINISHED and run.scores:
@@ -40,7 +43,9 @@ def eval_timeline(agent) -> Iterable[TimelineEntry]:
             f"regressed: {', '.join(comparison.result['regressed_teams'])}" if comparison.regressed else "no regression"
         )
         yield TimelineEntry(
-            comparison.created_at, "comparison", _who(comparison.created_by),
+            comparison.created_at,
+            "comparison",
+            _who(comparison.created_by),
             f"compared version {comparison.baseline_run.agent_version.number} → "
             f"{comparison.candidate_run.agent_version.number} (comparison #{comparison.pk}): {verdict}, "
             f"{len(comparison.result['flips'])} flipped ticket(s)",

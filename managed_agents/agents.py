@@ -112,7 +112,8 @@ def agent_create(*, name: str, model: str, system: str) -> RemoteAgentVersion:
 def agent_retrieve(*, agent_id: str, version: int | None = None) -> RemoteAgentVersion:
     try:
         agent = with_retries(
-            lambda: client().beta.agents.retrieve(agent_id, version=anthropic.omit if version is None else version), what=f"retrieve agent {agent_id}"
+            lambda: client().beta.agents.retrieve(agent_id, version=anthropic.omit if version is None else version),
+            what=f"retrieve agent {agent_id}",
         )
     except anthropic.NotFoundError as error:
         suffix = f" version {version}" if version is not None else ""
@@ -163,7 +164,11 @@ def agent_update(
         agent = client().beta.agents.update(agent_id, version=expected_version, **changes)
     except anthropic.ConflictError as error:
         server_version = _conflict_server_version(error)
-        now = f"the server now has version {server_version}" if server_version is not None else "the server has a newer version"
+        now = (
+            f"the server now has version {server_version}"
+            if server_version is not None
+            else "the server has a newer version"
+        )
         raise VersionConflict(
             f"Another change landed first: agent {agent_id} is no longer at version {expected_version}; {now}. "
             "Sync the agent, review what changed, and make your edit on top of the latest version.",

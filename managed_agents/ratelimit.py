@@ -172,7 +172,9 @@ def limiter_for(*, key: str = SESSION_CREATE_KEY):
         if limiter is None:
             if choice == "redis":
                 if not redis_url:
-                    raise ValueError("PROMPTCTL_RATE_LIMITER=redis needs a redis:// CELERY_BROKER_URL or PROMPTCTL_RATE_LIMIT_REDIS_URL")
+                    raise ValueError(
+                        "PROMPTCTL_RATE_LIMITER=redis needs a redis:// CELERY_BROKER_URL or PROMPTCTL_RATE_LIMIT_REDIS_URL"
+                    )
                 limiter = RedisLimiter(url=redis_url, key=key, budget=budget)
             elif choice == "file":
                 limiter = FileLimiter(directory=Path(settings.VAR_DIR) / "ratelimit", key=key, budget=budget)

@@ -73,9 +73,18 @@ def _failed(error: GatewayError, *, started: float) -> TicketRun:
     else:
         outcome = RUN_REFUSED
     return TicketRun(
-        outcome=outcome, team="", priority="", problem=str(error), format_warning="", reply="", session_id="",
-        latency_seconds=time.monotonic() - started, http_attempts=0, usage=None,
-        retry_after=getattr(error, "retry_after", None) if outcome == RUN_UNAVAILABLE else None, failure=error,
+        outcome=outcome,
+        team="",
+        priority="",
+        problem=str(error),
+        format_warning="",
+        reply="",
+        session_id="",
+        latency_seconds=time.monotonic() - started,
+        http_attempts=0,
+        usage=None,
+        retry_after=getattr(error, "retry_after", None) if outcome == RUN_UNAVAILABLE else None,
+        failure=error,
     )
 
 
@@ -99,14 +108,21 @@ async def ticket_run_async(
     started = time.monotonic()
     try:
         transcript = await session_run_async(
-            agent_id=agent_id, version=version, environment_id=environment_id, text=text,
-            timeout=timeout, metadata=metadata, before_create=before_create,
+            agent_id=agent_id,
+            version=version,
+            environment_id=environment_id,
+            text=text,
+            timeout=timeout,
+            metadata=metadata,
+            before_create=before_create,
         )
     except GatewayError as error:
         return _failed(error, started=started)
     fields: dict[str, Any] = {
-        "reply": transcript.reply_text, "session_id": transcript.session_id,
-        "latency_seconds": transcript.latency_seconds, "http_attempts": transcript.attempts,
+        "reply": transcript.reply_text,
+        "session_id": transcript.session_id,
+        "latency_seconds": transcript.latency_seconds,
+        "http_attempts": transcript.attempts,
         "usage": transcript.usage,
     }
     if not transcript.reply_text.strip() and transcript.errors:

@@ -41,7 +41,7 @@ def _canonical(value: Any) -> str:
 
 
 def _timestamp(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 def _event_payload(event: AuditEvent) -> dict[str, Any]:

@@ -28,8 +28,9 @@ import contextvars
 import functools
 import queue
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 from asgiref.sync import AsyncToSync, sync_to_async
 from django.conf import settings
@@ -182,4 +183,4 @@ class CompiledRead:
         with connections[using].cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
-        return None if row is None else dict(zip(self._fields, row))
+        return None if row is None else dict(zip(self._fields, row, strict=True))

@@ -101,9 +101,7 @@ class AgentVersion(models.Model):
             # Lets pins, change requests and (on PostgreSQL) composite foreign keys
             # insist that a version belongs to the agent it is used for.
             models.UniqueConstraint(fields=["id", "agent"], name="agentversion_unique_id_agent"),
-            models.CheckConstraint(
-                condition=Q(origin__in=["promptctl", "outside"]), name="agentversion_origin_valid"
-            ),
+            models.CheckConstraint(condition=Q(origin__in=["promptctl", "outside"]), name="agentversion_origin_valid"),
             models.CheckConstraint(
                 condition=Q(origin="outside") | Q(created_by__isnull=False),
                 name="agentversion_promptctl_origin_has_creator",
@@ -112,10 +110,6 @@ class AgentVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent.name} v{self.number}"
-
-    @property
-    def is_outside(self) -> bool:
-        return self.origin == self.Origin.OUTSIDE
 
     def save(self, *args, **kwargs) -> None:
         if not self._state.adding:
@@ -127,6 +121,10 @@ class AgentVersion(models.Model):
 
     def delete(self, *args, **kwargs):
         raise DomainError(f"Version {self.number} of {self.agent.name} is part of the record and cannot be deleted.")
+
+    @property
+    def is_outside(self) -> bool:
+        return self.origin == self.Origin.OUTSIDE
 
 
 class ChangeRequest(models.Model):
@@ -152,7 +150,12 @@ class ChangeRequest(models.Model):
     channel = models.SlugField(max_length=50, default=PRODUCTION, editable=False)
     kind = models.CharField(max_length=16, choices=Kind.choices, editable=False)
     base_version = models.ForeignKey(
-        AgentVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False,
+        AgentVersion,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
         help_text="the version pinned on the channel when the request was filed (empty: no pin yet)",
     )
     base_pin_revision = models.PositiveBigIntegerField(
@@ -247,7 +250,10 @@ class Approval(models.Model):
     change = models.ForeignKey(ChangeRequest, on_delete=models.PROTECT, related_name="approvals", editable=False)
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False)
     requester = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
         help_text="copied from the change request so the database can refuse self-approval",
     )
     decision = models.CharField(max_length=16, choices=Decision.choices, editable=False)
@@ -289,7 +295,10 @@ class Pin(models.Model):
     canary_percent = models.PositiveSmallIntegerField(default=0, editable=False)
     revision = models.PositiveBigIntegerField(default=1, editable=False, help_text="counts the pin's moves")
     change = models.ForeignKey(
-        ChangeRequest, on_delete=models.PROTECT, related_name="+", editable=False,
+        ChangeRequest,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
         help_text="the applied change request that set this state",
     )
     updated_at = models.DateTimeField(default=timezone.now, editable=False)

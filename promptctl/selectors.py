@@ -9,16 +9,16 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
 from promptctl.audit import AuditVerification, audit_verify
 from promptctl.errors import DomainError
-from promptctl.registry import registry
 from promptctl.models import Agent, AgentVersion, Approval, ChangeRequest, Pin
-
+from promptctl.registry import registry
 
 # --- lookups ------------------------------------------------------------------
 
@@ -32,11 +32,13 @@ def agent_get(*, name: str) -> Agent:
 
 
 def agent_list() -> QuerySet[Agent]:
-    return Agent.objects.order_by("name").prefetch_related(
-        "pins__version", "pins__canary_version"
-    ).annotate(
-        version_count=Count("versions", distinct=True),
-        outside_count=Count("versions", filter=Q(versions__origin=AgentVersion.Origin.OUTSIDE), distinct=True),
+    return (
+        Agent.objects.order_by("name")
+        .prefetch_related("pins__version", "pins__canary_version")
+        .annotate(
+            version_count=Count("versions", distinct=True),
+            outside_count=Count("versions", filter=Q(versions__origin=AgentVersion.Origin.OUTSIDE), distinct=True),
+        )
     )
 
 
@@ -254,10 +256,14 @@ def version_diff(*, agent: Agent, left_number: int, right_number: int) -> Versio
         left=left,
         right=right,
         system_unified=list(
-            difflib.unified_diff(left_system, right_system, f"v{left.number}/system", f"v{right.number}/system", lineterm="")
+            difflib.unified_diff(
+                left_system, right_system, f"v{left.number}/system", f"v{right.number}/system", lineterm=""
+            )
         ),
         config_unified=list(
-            difflib.unified_diff(left_config, right_config, f"v{left.number}/config", f"v{right.number}/config", lineterm="")
+            difflib.unified_diff(
+                left_config, right_config, f"v{left.number}/config", f"v{right.number}/config", lineterm=""
+            )
         ),
         system_rows=_side_by_side(left_system, right_system),
         config_rows=_side_by_side(left_config, right_config),
@@ -286,7 +292,9 @@ def timeline_versions(agent: Agent) -> Iterable[TimelineEntry]:
     for version in agent.versions.select_related("created_by").order_by("created_at"):
         if version.origin == AgentVersion.Origin.OUTSIDE:
             yield TimelineEntry(
-                version.created_at, "version", "(outside promptctl)",
+                version.created_at,
+                "version",
+                "(outside promptctl)",
                 f"version {version.number} found on the server: changed outside promptctl",
             )
         else:
@@ -301,23 +309,41 @@ def timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
     )
     for change in changes:
         extra = f" at {change.canary_percent}%" if change.kind == ChangeRequest.Kind.CANARY else ""
-        evidence = f"; evidence {change.evidence_type}:{change.evidence_id or change.evidence.get('reference', '')}" if change.evidence_type else ""
+        evidence = (
+            f"; evidence {change.evidence_type}:{change.evidence_id or change.evidence.get('reference', '')}"
+            if change.evidence_type
+            else ""
+        )
         yield TimelineEntry(
-            change.requested_at, "change request", change.requested_by.username,
+            change.requested_at,
+            "change request",
+            change.requested_by.username,
             f"requested #{change.pk}: {change.kind} {change.channel} to version {change.target_version.number}{extra}"
             f" — {change.reason}{evidence}",
         )
         if change.approved_at:
-            yield TimelineEntry(change.approved_at, "change request", "", f"#{change.pk} reached its {change.approvals_required} approval(s)")
+            yield TimelineEntry(
+                change.approved_at,
+                "change request",
+                "",
+                f"#{change.pk} reached its {change.approvals_required} approval(s)",
+            )
         if change.closed_at:
             if change.status == ChangeRequest.Status.APPLIED:
                 yield TimelineEntry(
-                    change.closed_at, "pin move", _who(change.closed_by),
+                    change.closed_at,
+                    "pin move",
+                    _who(change.closed_by),
                     f"applied #{change.pk}: {change.channel} pin moved "
                     f"{'to canary of' if change.kind == ChangeRequest.Kind.CANARY else 'to'} version {change.target_version.number}{extra}",
                 )
             elif change.status != ChangeRequest.Status.REJECTED:
-                yield TimelineEntry(change.closed_at, "change request", _who(change.closed_by), f"#{change.pk} {change.status}: {change.status_reason}")
+                yield TimelineEntry(
+                    change.closed_at,
+                    "change request",
+                    _who(change.closed_by),
+                    f"#{change.pk} {change.status}: {change.status_reason}",
+                )
 
 
 def timeline_approvals(agent: Agent) -> Iterable[TimelineEntry]:
@@ -325,7 +351,9 @@ def timeline_approvals(agent: Agent) -> Iterable[TimelineEntry]:
     for approval in approvals:
         verb = "approved" if approval.decision == Approval.Decision.APPROVE else "rejected"
         comment = f": {approval.comment}" if approval.comment else ""
-        yield TimelineEntry(approval.created_at, "approval", approval.reviewer.username, f"{verb} #{approval.change_id}{comment}")
+        yield TimelineEntry(
+            approval.created_at, "approval", approval.reviewer.username, f"{verb} #{approval.change_id}{comment}"
+        )
 
 
 def agent_timeline(*, agent: Agent) -> list[TimelineEntry]:
@@ -333,7 +361,7 @@ def agent_timeline(*, agent: Agent) -> list[TimelineEntry]:
     entries: list[TimelineEntry] = []
     for provider in list(registry.timeline_providers):
         entries.extend(provider(agent))
-    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
     return sorted(entries, key=lambda entry: entry.at or epoch)
 
 
@@ -342,4 +370,3 @@ def agent_timeline(*, agent: Agent) -> list[TimelineEntry]:
 
 def audit_chain_verify() -> AuditVerification:
     return audit_verify()
-

@@ -91,7 +91,9 @@ class TriageNinjaAPI(NinjaAPI):
         for context in error_contexts:
             model = context.model
             for item in context.pydantic_validation_error.errors(include_url=False, include_context=True):
-                item["loc"] = (model.__ninja_param_source__,) + model.__ninja_flatten_map_reverse__.get(item["loc"], item["loc"])
+                item["loc"] = (model.__ninja_param_source__,) + model.__ninja_flatten_map_reverse__.get(
+                    item["loc"], item["loc"]
+                )
                 submitted = item.pop("input", None)
                 item["input_type"] = _json_type(submitted)
                 item["input_length"] = len(submitted) if isinstance(submitted, str) else None
@@ -116,8 +118,16 @@ api = TriageNinjaAPI(
 )
 
 ERRORS = {
-    400: ErrorOut, 401: ErrorOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut,
-    502: ErrorOut, 503: ErrorOut, 504: ErrorOut,
+    400: ErrorOut,
+    401: ErrorOut,
+    403: ErrorOut,
+    404: ErrorOut,
+    409: ErrorOut,
+    413: ErrorOut,
+    422: ErrorOut,
+    502: ErrorOut,
+    503: ErrorOut,
+    504: ErrorOut,
 }
 JOB_READ_ERRORS = {code: ErrorOut for code in (400, 401, 404, 422)}
 
@@ -125,8 +135,13 @@ JOB_READ_ERRORS = {code: ErrorOut for code in (400, 401, 404, 422)}
 # --- error mapping --------------------------------------------------------------------
 
 
-def _error(request: HttpRequest, status: int, detail: str, errors: list[dict] | None = None,
-           headers: dict[str, str] | None = None) -> HttpResponse:
+def _error(
+    request: HttpRequest,
+    status: int,
+    detail: str,
+    errors: list[dict] | None = None,
+    headers: dict[str, str] | None = None,
+) -> HttpResponse:
     response = api.create_response(request, {"detail": detail, "errors": errors or []}, status=status)
     for name, value in (headers or {}).items():
         response[name] = value
@@ -195,12 +210,15 @@ def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
     cause = exc.__cause__
     if isinstance(exc, AuthenticationError):
         return _error(
-            request, 401,
+            request,
+            401,
             "No API key: send `Authorization: Bearer KEY` with a key from `promptctl apikey create` or the admin.",
             headers={"WWW-Authenticate": 'Bearer realm="promptctl"'},
         )
     if isinstance(cause, BodyUnreadable):
-        return _error(request, 400, f"The request body could not be read: {cause}.", [{"field": "json", "message": str(cause)}])
+        return _error(
+            request, 400, f"The request body could not be read: {cause}.", [{"field": "json", "message": str(cause)}]
+        )
     if isinstance(cause, RequestDataTooBig):
         return _on_too_big(request, cause)
     return _error(request, exc.status_code, str(exc))
@@ -209,7 +227,8 @@ def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 @api.exception_handler(RequestDataTooBig)
 def _on_too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
     return _error(
-        request, 413,
+        request,
+        413,
         f"The request body is larger than the server accepts. A ticket's body may be at most {BODY_MAX} characters.",
         [{"field": "json", "message": "the request body is too large"}],
     )
@@ -217,7 +236,9 @@ def _on_too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 @api.exception_handler(services.ApiKeyRefused)
 def _on_key_refused(request: HttpRequest, exc: services.ApiKeyRefused) -> HttpResponse:
-    return _error(request, 401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="promptctl", error="invalid_token"'})
+    return _error(
+        request, 401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="promptctl", error="invalid_token"'}
+    )
 
 
 @api.exception_handler(services.AgentOutOfScope)
@@ -275,18 +296,29 @@ def _triage_out(served: services.Served) -> dict[str, Any]:
 
 
 AgentName = Path(
-    ..., min_length=1, max_length=100, pattern=AGENT_NAME_PATTERN, description="promptctl's agent name",
+    ...,
+    min_length=1,
+    max_length=100,
+    pattern=AGENT_NAME_PATTERN,
+    description="promptctl's agent name",
     example="ticket-triage",
 )
 
 
-@api.post("/triage", response={200: TriageOut, **ERRORS}, summary="Route a ticket with the default agent", tags=["triage"])
+@api.post(
+    "/triage", response={200: TriageOut, **ERRORS}, summary="Route a ticket with the default agent", tags=["triage"]
+)
 async def triage_default(request: HttpRequest, ticket: TicketIn):
     served = await services.triage_serve(token=request.auth, agent_name=None, ticket=_ticket(ticket))
     return _triage_out(served)
 
 
-@api.post("/agents/{name}/triage", response={200: TriageOut, **ERRORS}, summary="Route a ticket with a named agent", tags=["triage"])
+@api.post(
+    "/agents/{name}/triage",
+    response={200: TriageOut, **ERRORS},
+    summary="Route a ticket with a named agent",
+    tags=["triage"],
+)
 async def triage_agent(request: HttpRequest, ticket: TicketIn, name: str = AgentName):
     served = await services.triage_serve(token=request.auth, agent_name=name, ticket=_ticket(ticket))
     return _triage_out(served)
@@ -301,7 +333,9 @@ async def _job_accept(request: HttpRequest, agent_name: str | None, ticket: Tick
 
 
 @api.post(
-    "/triage/jobs", response={202: JobAccepted, **ERRORS}, tags=["jobs"],
+    "/triage/jobs",
+    response={202: JobAccepted, **ERRORS},
+    tags=["jobs"],
     summary="Queue a ticket for the default agent (answers 202 at once; read the result by job id)",
 )
 async def triage_job_create_default(request: HttpRequest, ticket: TicketIn):
@@ -309,7 +343,9 @@ async def triage_job_create_default(request: HttpRequest, ticket: TicketIn):
 
 
 @api.post(
-    "/agents/{name}/triage/jobs", response={202: JobAccepted, **ERRORS}, tags=["jobs"],
+    "/agents/{name}/triage/jobs",
+    response={202: JobAccepted, **ERRORS},
+    tags=["jobs"],
     summary="Queue a ticket for a named agent",
 )
 async def triage_job_create_agent(request: HttpRequest, ticket: TicketIn, name: str = AgentName):
@@ -348,8 +384,13 @@ def _job_out(job: TriageJob) -> dict[str, Any]:
     }
 
 
-@api.get("/triage/jobs/{job_id}", response={200: JobOut, **JOB_READ_ERRORS}, url_name="triage_job_get",
-         summary="Read a queued ticket's status and result", tags=["jobs"])
+@api.get(
+    "/triage/jobs/{job_id}",
+    response={200: JobOut, **JOB_READ_ERRORS},
+    url_name="triage_job_get",
+    summary="Read a queued ticket's status and result",
+    tags=["jobs"],
+)
 async def triage_job_get(request: HttpRequest, job_id: str = Path(..., min_length=1, max_length=100)):
     job = await db_step(services.triage_job_read, token=request.auth, job_id=job_id)
     return _job_out(job)

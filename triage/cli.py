@@ -17,7 +17,10 @@ def register(groups) -> None:
     create = actions.add_parser("create", help="issue a key (its secret is printed once)")
     create.add_argument("--name", required=True, help="who or what uses the key, e.g. helpdesk-prod")
     create.add_argument(
-        "--agent", action="append", default=[], metavar="NAME",
+        "--agent",
+        action="append",
+        default=[],
+        metavar="NAME",
         help="an agent the key may call (repeatable); without --agent the key may call every agent",
     )
     add_actor_argument(create)
@@ -41,7 +44,12 @@ def apikey_create(options, out):
     out.human(f"Created API key {issued.key.name} for {scope}. Its secret (shown once, not stored):")
     out.human(issued.secret)
     out.human("Callers send it as `Authorization: Bearer <secret>`.")
-    return {"name": issued.key.name, "prefix": issued.key.prefix, "agents": sorted(options.agent) or "all", "secret": issued.secret}
+    return {
+        "name": issued.key.name,
+        "prefix": issued.key.prefix,
+        "agents": sorted(options.agent) or "all",
+        "secret": issued.secret,
+    }
 
 
 def apikey_revoke(options, out):
@@ -55,17 +63,27 @@ def apikey_list(options, out):
     rows = []
     for key in selectors.api_key_list():
         usage = getattr(key, "usage", None)
-        rows.append({
-            "name": key.name,
-            "prefix": key.prefix,
-            "agents": "all" if key.all_agents else sorted(agent.name for agent in key.agents.all()),
-            "created_by": key.created_by.username,
-            "revoked_at": key.revoked_at,
-            "last_used_at": usage.last_used_at if usage else None,
-        })
+        rows.append(
+            {
+                "name": key.name,
+                "prefix": key.prefix,
+                "agents": "all" if key.all_agents else sorted(agent.name for agent in key.agents.all()),
+                "created_by": key.created_by.username,
+                "revoked_at": key.revoked_at,
+                "last_used_at": usage.last_used_at if usage else None,
+            }
+        )
     out.table(
-        [[r["name"], r["prefix"] + "…", r["agents"] if r["agents"] == "all" else ",".join(r["agents"]),
-          r["revoked_at"] or "", r["last_used_at"] or "never"] for r in rows],
+        [
+            [
+                r["name"],
+                r["prefix"] + "…",
+                r["agents"] if r["agents"] == "all" else ",".join(r["agents"]),
+                r["revoked_at"] or "",
+                r["last_used_at"] or "never",
+            ]
+            for r in rows
+        ],
         ["name", "prefix", "agents", "revoked", "last used"],
     )
     return rows

@@ -27,9 +27,9 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-from promptctl.records import ImmutableRecord
 from managed_agents.tickets import ticket_text as compose_ticket_text
 from promptctl.models import AgentVersion
+from promptctl.records import ImmutableRecord
 
 
 class Outcome(models.TextChoices):
@@ -59,9 +59,7 @@ class ApiKey(models.Model):
         default=False, editable=False, help_text="the key may call every agent (else only the agents listed)"
     )
     agents = models.ManyToManyField("promptctl.Agent", blank=True, related_name="api_keys")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_by = models.ForeignKey(
@@ -119,7 +117,11 @@ class RoutingPolicy(models.Model):
         default=20, help_text="judge a canary only after this many canary requests"
     )
     shadow_version = models.ForeignKey(
-        "promptctl.AgentVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        "promptctl.AgentVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="a candidate version run in the background on sampled live tickets (never answers callers)",
     )
     shadow_percent = models.PositiveSmallIntegerField(
@@ -132,7 +134,9 @@ class RoutingPolicy(models.Model):
         verbose_name = "routing policy"
         verbose_name_plural = "routing policies"
         constraints = [
-            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True), name="routingpolicy_one_default"),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="routingpolicy_one_default"
+            ),
             models.CheckConstraint(
                 condition=Q(canary_max_invalid_rate__gte=0, canary_max_invalid_rate__lte=1)
                 & Q(canary_max_error_rate__gte=0, canary_max_error_rate__lte=1),
@@ -169,7 +173,12 @@ class TriageRequest(ImmutableRecord):
     pin_revision = models.PositiveBigIntegerField(editable=False, help_text="the pin's revision that routed the call")
     canary = models.BooleanField(editable=False)
     shadow_version = models.ForeignKey(
-        "promptctl.AgentVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False,
+        "promptctl.AgentVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
         help_text="the candidate this ticket was also sent to in the background",
     )
     api_key = models.ForeignKey(
@@ -222,7 +231,9 @@ class TriageCorrection(models.Model):
     team = models.CharField(max_length=100)
     priority = models.CharField(max_length=50)
     note = models.TextField(blank=True)
-    corrected_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False)
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
     corrected_at = models.DateTimeField(default=timezone.now, editable=False)
     history = HistoricalRecords()
 
@@ -305,7 +316,9 @@ class ShadowResult(ImmutableRecord):
     session_id = models.CharField(max_length=200, blank=True, editable=False)
     latency_ms = models.PositiveIntegerField(editable=False)
     agrees = models.BooleanField(
-        null=True, blank=True, editable=False,
+        null=True,
+        blank=True,
+        editable=False,
         help_text="team and priority match production's; empty when either side has no valid verdict",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -332,11 +345,16 @@ class CanaryCheck(ImmutableRecord):
     agent = models.ForeignKey("promptctl.Agent", on_delete=models.PROTECT, related_name="+", editable=False)
     channel = models.SlugField(max_length=50, editable=False)
     canary_change = models.OneToOneField(
-        "promptctl.ChangeRequest", on_delete=models.PROTECT, related_name="+", editable=False,
+        "promptctl.ChangeRequest",
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
         help_text="the applied change request that started the canary (one check ends one canary)",
     )
     pin_revision = models.PositiveBigIntegerField(editable=False)
-    canary_version = models.ForeignKey("promptctl.AgentVersion", on_delete=models.PROTECT, related_name="+", editable=False)
+    canary_version = models.ForeignKey(
+        "promptctl.AgentVersion", on_delete=models.PROTECT, related_name="+", editable=False
+    )
     canary_percent = models.PositiveSmallIntegerField(editable=False)
     requests = models.PositiveIntegerField(editable=False)
     invalid = models.PositiveIntegerField(editable=False)
@@ -344,7 +362,10 @@ class CanaryCheck(ImmutableRecord):
     max_invalid_rate = models.FloatField(editable=False)
     max_error_rate = models.FloatField(editable=False)
     end_change = models.OneToOneField(
-        "promptctl.ChangeRequest", on_delete=models.PROTECT, related_name="+", editable=False,
+        "promptctl.ChangeRequest",
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
         help_text="the change request promptctl filed to end the canary",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -353,7 +374,9 @@ class CanaryCheck(ImmutableRecord):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(requests__gte=1) & Q(invalid__lte=models.F("requests")) & Q(errors__lte=models.F("requests")),
+                condition=Q(requests__gte=1)
+                & Q(invalid__lte=models.F("requests"))
+                & Q(errors__lte=models.F("requests")),
                 name="canarycheck_counts_consistent",
             ),
         ]
@@ -375,7 +398,6 @@ class CanaryCheck(ImmutableRecord):
             f"{self.invalid} invalid ({self.invalid_rate:.1%}, limit {self.max_invalid_rate:.1%}), "
             f"{self.errors} failed ({self.error_rate:.1%}, limit {self.max_error_rate:.1%})"
         )
-
 
 
 class ShadowCandidate(AgentVersion):

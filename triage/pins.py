@@ -21,10 +21,10 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from managed_agents.verdicts import allowed_labels
 from promptctl.dbsteps import CompiledRead
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Agent, Pin
-from managed_agents.verdicts import allowed_labels
 
 BUCKETS = 10_000  # canary percentages are whole numbers, so 100 buckets per percent
 
@@ -72,8 +72,9 @@ def canary_bucket(*, agent_remote_id: str, canary_version_number: int, request_k
     return int.from_bytes(hashlib.sha256(material).digest()[:8], "big") % BUCKETS
 
 
-def canary_chosen(*, canary_version_number: int | None, canary_percent: int, agent_remote_id: str,
-                  request_key: str | None) -> bool:
+def canary_chosen(
+    *, canary_version_number: int | None, canary_percent: int, agent_remote_id: str, request_key: str | None
+) -> bool:
     """Whether this request goes to the pin's canary version."""
     if not canary_version_number or canary_percent <= 0:
         return False
@@ -107,11 +108,23 @@ def _refusal(agent_name: str | None, channel: str) -> RouteRefused:
 
 
 _ROUTE_FIELDS = (
-    "id", "revision", "channel", "change_id", "canary_percent",
-    "agent_id", "agent__name", "agent__remote_id", "agent__environment_id",
-    "version_id", "version__number", "version__system_prompt",
-    "canary_version_id", "canary_version__number", "canary_version__system_prompt",
-    "agent__routing_policy__shadow_version_id", "agent__routing_policy__shadow_percent",
+    "id",
+    "revision",
+    "channel",
+    "change_id",
+    "canary_percent",
+    "agent_id",
+    "agent__name",
+    "agent__remote_id",
+    "agent__environment_id",
+    "version_id",
+    "version__number",
+    "version__system_prompt",
+    "canary_version_id",
+    "canary_version__number",
+    "canary_version__system_prompt",
+    "agent__routing_policy__shadow_version_id",
+    "agent__routing_policy__shadow_percent",
 )
 # The pin by agent name, or the default agent's pin; (agent, channel) is unique, so at most one row.
 _PIN_BY_NAME = CompiledRead(
@@ -131,15 +144,21 @@ def pin_route(*, agent_name: str | None, request_key: str | None, channel: str =
     if pin is None:
         raise _refusal(agent_name, channel)
     canary = canary_chosen(
-        canary_version_number=pin["canary_version__number"], canary_percent=pin["canary_percent"],
-        agent_remote_id=pin["agent__remote_id"], request_key=request_key,
+        canary_version_number=pin["canary_version__number"],
+        canary_percent=pin["canary_percent"],
+        agent_remote_id=pin["agent__remote_id"],
+        request_key=request_key,
     )
     served = "canary_version" if canary else "version"
     version_id = pin[f"{served}_id"]
     shadow_version_id = pin["agent__routing_policy__shadow_version_id"]
     shadow_percent = pin["agent__routing_policy__shadow_percent"] or 0
-    if not (shadow_version_id and shadow_version_id != version_id and shadow_percent > 0
-            and random.randrange(100) < shadow_percent):
+    if not (
+        shadow_version_id
+        and shadow_version_id != version_id
+        and shadow_percent > 0
+        and random.randrange(100) < shadow_percent
+    ):
         shadow_version_id = None
     return Route(
         agent_id=pin["agent_id"],

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal, Optional
+from typing import Literal
 
 from ninja import Schema
 from pydantic import ConfigDict, Field, StrictStr, field_validator
@@ -30,7 +30,9 @@ def _clean(field: str, value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{field} contains an unpaired surrogate escape (such as \\ud800); send valid Unicode text") from None
+        raise ValueError(
+            f"{field} contains an unpaired surrogate escape (such as \\ud800); send valid Unicode text"
+        ) from None
     return value
 
 
@@ -42,10 +44,8 @@ class TicketIn(Schema):
     subject: StrictStr = Field(
         ..., max_length=SUBJECT_MAX, description=f"The ticket's subject line: 1-{SUBJECT_MAX} characters, not blank."
     )
-    body: StrictStr = Field(
-        ..., max_length=BODY_MAX, description=f"The ticket's text: up to {BODY_MAX} characters."
-    )
-    request_key: Optional[StrictStr] = Field(
+    body: StrictStr = Field(..., max_length=BODY_MAX, description=f"The ticket's text: up to {BODY_MAX} characters.")
+    request_key: StrictStr | None = Field(
         None,
         max_length=REQUEST_KEY_MAX,
         description=(
@@ -69,7 +69,7 @@ class TicketIn(Schema):
 
     @field_validator("request_key")
     @classmethod
-    def _request_key(cls, value: Optional[str]) -> Optional[str]:
+    def _request_key(cls, value: str | None) -> str | None:
         if value is None:
             return None
         _clean("request_key", value)
@@ -79,10 +79,10 @@ class TicketIn(Schema):
 class TriageOut(Schema):
     """The routing verdict and which version gave it."""
 
-    team: Optional[str] = Field(..., description="The team to route to; null when the reply was not a valid verdict.")
-    priority: Optional[str] = Field(..., description="P1-P3; null when the reply was not a valid verdict.")
+    team: str | None = Field(..., description="The team to route to; null when the reply was not a valid verdict.")
+    priority: str | None = Field(..., description="P1-P3; null when the reply was not a valid verdict.")
     valid: bool = Field(..., description="False when the agent's reply could not be read as a verdict (see problem).")
-    problem: Optional[str] = Field(None, description="Why the reply was not a valid verdict.")
+    problem: str | None = Field(None, description="Why the reply was not a valid verdict.")
     agent: str
     version: int = Field(..., description="The agent version that answered (a 64-bit integer).")
     channel: str
@@ -120,6 +120,6 @@ class JobOut(Schema):
     status: Literal["queued", "running", "done", "failed"]
     agent: str
     created_at: datetime
-    finished_at: Optional[datetime] = None
-    result: Optional[TriageOut] = Field(None, description="Set when the job is done.")
-    error: Optional[JobError] = Field(None, description="Set when the job failed.")
+    finished_at: datetime | None = None
+    result: TriageOut | None = Field(None, description="Set when the job is done.")
+    error: JobError | None = Field(None, description="Set when the job failed.")

@@ -62,7 +62,7 @@ def canary_stats(*, agent_id: int, pin_revision: int) -> CanaryStats:
 
 
 _POLICY_DEFAULTS = {
-    name: RoutingPolicy._meta.get_field(name).default
+    name: RoutingPolicy._meta.get_field(name).default  # type: ignore[union-attr]  # concrete fields, not relations
     for name in ("canary_max_invalid_rate", "canary_max_error_rate", "canary_min_requests")
 }
 
@@ -201,7 +201,6 @@ def api_key_get(*, name: str) -> ApiKey:
     return key
 
 
-
 def api_key_list() -> Any:
     return ApiKey.objects.select_related("usage", "created_by").prefetch_related("agents").order_by("name")
 
@@ -225,7 +224,9 @@ def promotion_evidence_with_shadow(snapshot: dict, target_version) -> dict:
 def timeline_canary_checks(agent: Agent) -> Iterable[TimelineEntry]:
     for check in CanaryCheck.objects.filter(agent=agent).select_related("canary_version"):
         yield TimelineEntry(
-            check.created_at, "canary check", "promptctl",
+            check.created_at,
+            "canary check",
+            "promptctl",
             f"{check.summary()}; filed change request #{check.end_change_id} to end the canary",
         )
 
@@ -234,5 +235,14 @@ def timeline_shadow(agent: Agent) -> Iterable[TimelineEntry]:
     versions = {v.pk: v for v in agent.versions.all()}
     summaries = shadow_summaries(version_ids=versions)
     for version_id, summary in summaries.items():
-        latest = ShadowResult.objects.filter(version_id=version_id).order_by("-created_at").values_list("created_at", flat=True).first()
-        yield TimelineEntry(latest, "shadow", "promptctl", f"version {versions[version_id].number}: {summary.sentence()}")
+        latest = (
+            ShadowResult.objects.filter(version_id=version_id)
+            .order_by("-created_at")
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if latest is None:  # the summary counted results, so there is one; a race with retention would skip it
+            continue
+        yield TimelineEntry(
+            latest, "shadow", "promptctl", f"version {versions[version_id].number}: {summary.sentence()}"
+        )

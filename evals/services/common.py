@@ -22,4 +22,3 @@ class UnitRetryLater(Exception):
     def __init__(self, message: str, *, countdown: float) -> None:
         super().__init__(message)
         self.countdown = countdown
-

@@ -69,7 +69,8 @@ def comparison_create(*, baseline_run: EvalRun, candidate_run: EvalRun, actor: A
     ).first()
     if existing is not None:
         return existing
-    result = runs_compare(baseline=baseline_run.scores, candidate=candidate_run.scores, tolerance=tolerance)
+    # Both runs are finished (checked above), and a finished run has its scores.
+    result = runs_compare(baseline=baseline_run.scores or {}, candidate=candidate_run.scores or {}, tolerance=tolerance)
     return Comparison.objects.create(
         agent=agent,
         baseline_run=baseline_run,
@@ -98,7 +99,9 @@ def comparison_for_versions(
     for role, number in (("baseline", baseline_number), ("candidate", candidate_number)):
         version = agent.versions.filter(number=number).first()
         if version is None:
-            raise DomainError(f"{agent.name} has no version {number}: `promptctl version list --agent {agent.name}` lists them.")
+            raise DomainError(
+                f"{agent.name} has no version {number}: `promptctl version list --agent {agent.name}` lists them."
+            )
         run = selectors.eval_run_latest_finished(agent_version=version, testset=testset)
         if run is None:
             raise DomainError(

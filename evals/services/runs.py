@@ -119,7 +119,9 @@ def _transient_countdown(task_try: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def eval_unit_execute(*, run_id: int, case_id: int, attempt: int, task_try: int = 1, last_try: bool = True) -> EvalResult | None:
+def eval_unit_execute(
+    *, run_id: int, case_id: int, attempt: int, task_try: int = 1, last_try: bool = True
+) -> EvalResult | None:
     """Run one (case, attempt) of a run through one pinned session and record what came back.
 
     A no-op when the run is no longer active or the unit already has a result.
@@ -129,7 +131,9 @@ def eval_unit_execute(*, run_id: int, case_id: int, attempt: int, task_try: int 
     run = EvalRun.objects.select_related("agent_version__agent").filter(pk=run_id).first()
     case = TestCase.objects.filter(pk=case_id).first()
     if run is None or case is None or case.version_id != run.testset_version_id:
-        logger.warning("unit (run %s, case %s, attempt %s) names nothing that exists; dropped", run_id, case_id, attempt)
+        logger.warning(
+            "unit (run %s, case %s, attempt %s) names nothing that exists; dropped", run_id, case_id, attempt
+        )
         return None
     if not run.is_active:
         return None
@@ -154,10 +158,16 @@ def eval_unit_execute(*, run_id: int, case_id: int, attempt: int, task_try: int 
         raise UnitRetryLater(outcome.problem, countdown=_transient_countdown(task_try)) from outcome.failure
     if outcome.failure is not None:
         return eval_result_record(
-            run=run, case=case, attempt=attempt, kind=EvalResult.Kind.ERROR, problem=outcome.problem,
+            run=run,
+            case=case,
+            attempt=attempt,
+            kind=EvalResult.Kind.ERROR,
+            problem=outcome.problem,
             task_attempts=task_try,
         )
-    kind = {RUN_OK: EvalResult.Kind.OK, RUN_INVALID: EvalResult.Kind.INVALID}.get(outcome.outcome, EvalResult.Kind.ERROR)
+    kind = {RUN_OK: EvalResult.Kind.OK, RUN_INVALID: EvalResult.Kind.INVALID}.get(
+        outcome.outcome, EvalResult.Kind.ERROR
+    )
     return eval_result_record(
         run=run,
         case=case,
@@ -235,7 +245,12 @@ def _run_finish(run: EvalRun) -> None:
     run.finished_at = timezone.now()
     run.started_at = run.started_at or run.finished_at
     if errors >= run.unit_total:
-        first = run.results.filter(kind=EvalResult.Kind.ERROR).order_by("created_at").values_list("problem", flat=True).first()
+        first = (
+            run.results.filter(kind=EvalResult.Kind.ERROR)
+            .order_by("created_at")
+            .values_list("problem", flat=True)
+            .first()
+        )
         run.status = EvalRun.Status.FAILED
         run.status_reason = f"every unit failed, so nothing was scored. First error: {first}"
     else:
@@ -265,7 +280,9 @@ def eval_run_sessions_tidy(*, run_id: int) -> list[str]:
         metadata={"promptctl_run": str(run_id)}, agent_id=run.agent_version.agent.remote_id
     )
     if archived:
-        logger.warning("run #%s: archived %d session(s) left unarchived: %s", run_id, len(archived), ", ".join(archived))
+        logger.warning(
+            "run #%s: archived %d session(s) left unarchived: %s", run_id, len(archived), ", ".join(archived)
+        )
     return archived
 
 
@@ -334,4 +351,3 @@ def eval_runs_sweep(*, stall_seconds: float | None = None) -> dict[int, int]:
         if count:
             resumed[run.pk] = count
     return resumed
-

@@ -91,8 +91,9 @@ def testset_import(
                 pass
             testset = TestSet.objects.select_for_update().get(name=name)
         if agent is not None and testset.agent_id not in (None, agent.pk):
+            owner = testset.agent
             raise DomainError(
-                f"Test set {name!r} belongs to agent {testset.agent.name}, not {agent.name}: "
+                f"Test set {name!r} belongs to agent {owner.name if owner else '?'}, not {agent.name}: "
                 "import under another name, or leave out --agent."
             )
         if agent is not None and testset.agent_id is None:
@@ -153,4 +154,3 @@ def testset_gating_set(*, testset: TestSet, actor: Any = None) -> TestSet:
         testset.gating = True
         saved_by(testset, actor)
     return testset
-

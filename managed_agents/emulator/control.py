@@ -6,7 +6,8 @@ test can always steer and inspect the emulator whatever the knobs say.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from . import errors
 from .eventlog import close_streams

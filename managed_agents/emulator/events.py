@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime
 import queue
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from . import errors
 from .eventlog import close_streams, subscribe, unsubscribe, user_message_accept
@@ -36,7 +37,9 @@ def events_send(state: EmulatorState, session_id: str, body: Mapping[str, Any]) 
     with state.lock:
         session = session_get(state, session_id)
         if session.archived_at is not None:
-            raise errors.invalid_request(f"Session {session_id} is archived and accepts no events; create a new session.")
+            raise errors.invalid_request(
+                f"Session {session_id} is archived and accepts no events; create a new session."
+            )
         recorded = []
         for kind, message in accepted:
             if kind == "user.message":

@@ -7,7 +7,8 @@ The same names work as command-line flags (``--fault-500``), as keyword argument
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 VERSION_STYLES = ("sequential", "timestamp")
 

@@ -22,8 +22,9 @@ import itertools
 import json
 import random
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 LEXICON_PATH = Path(__file__).with_name("lexicon.json")
 TEAM_KEYS = ("team", "queue", "department", "group", "route", "routing", "category")
@@ -71,7 +72,7 @@ class Cue:
     weight: float
 
     @classmethod
-    def parse(cls, phrase: str, weight: float) -> "Cue":
+    def parse(cls, phrase: str, weight: float) -> Cue:
         parts = tuple(
             part if part.endswith("*") else singular(part)
             for part in _WORD.findall(phrase.lower().replace("currency_amount", "currencyamount"))
@@ -123,8 +124,7 @@ class Text:
             return bool(starts)
         rest = parts[1:]
         return any(
-            all(self._matches_at(part, start + offset) for offset, part in enumerate(rest, start=1))
-            for start in starts
+            all(self._matches_at(part, start + offset) for offset, part in enumerate(rest, start=1)) for start in starts
         )
 
 
@@ -147,7 +147,7 @@ class Lexicon:
     priority_bands: Mapping[str, tuple[float, tuple[Cue, ...]]]
 
     @classmethod
-    def from_data(cls, data: Mapping[str, Any]) -> "Lexicon":
+    def from_data(cls, data: Mapping[str, Any]) -> Lexicon:
         priority = data["priority"]
         return cls(
             subject_weight=float(data.get("subject_weight", 1.0)),
@@ -159,7 +159,10 @@ class Lexicon:
             priority_levels={label.lower(): int(level) for label, level in priority["levels"].items()},
             default_priority_level=int(priority.get("default_level", 2)),
             priority_bands={
-                band: (float(priority[band]["threshold"]), tuple(Cue.parse(p, w) for p, w in priority[band]["cues"].items()))
+                band: (
+                    float(priority[band]["threshold"]),
+                    tuple(Cue.parse(p, w) for p, w in priority[band]["cues"].items()),
+                )
                 for band in ("critical", "urgent", "low")
             },
         )
@@ -233,7 +236,9 @@ def prompt_read(system_prompt: str, lexicon: Lexicon) -> PromptReading:
         if target is None:
             continue  # a rule naming a label the output template cannot produce is ignored
         phrases = tuple(
-            Cue.parse(phrase.strip(" \"'"), 1.0) for phrase in _PHRASE_SEPARATOR.split(match.group("phrases")) if phrase.strip()
+            Cue.parse(phrase.strip(" \"'"), 1.0)
+            for phrase in _PHRASE_SEPARATOR.split(match.group("phrases"))
+            if phrase.strip()
         )
         rules.append(RoutingRule(phrases=phrases, field=field, target=target))
     return PromptReading(tuple(fields), team_field, priority_field, tuple(rules))
@@ -245,7 +250,7 @@ def prompt_read(system_prompt: str, lexicon: Lexicon) -> PromptReading:
 def _split_subject(ticket: str) -> tuple[str, str]:
     first_line, _, rest = ticket.partition("\n")
     if first_line.lower().startswith("subject:"):
-        return first_line[len("subject:"):], rest
+        return first_line[len("subject:") :], rest
     return "", ticket
 
 
@@ -297,7 +302,9 @@ def _ranked(scores: Mapping[str, float], labels: Sequence[str]) -> list[str]:
     return sorted(labels, key=lambda label: (-scores[label], labels.index(label)))
 
 
-def triage_verdict(system_prompt: str, ticket: str, *, noise: float = 0.0, dice: random.Random | None = None) -> dict[str, str]:
+def triage_verdict(
+    system_prompt: str, ticket: str, *, noise: float = 0.0, dice: random.Random | None = None
+) -> dict[str, str]:
     """The model's answer as a dict in the template's field order."""
     lexicon = lexicon_load()
     reading = prompt_read(system_prompt or "", lexicon)

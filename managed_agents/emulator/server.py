@@ -21,7 +21,7 @@ from typing import Any
 from . import control, errors
 from .eventlog import STREAM_CLOSED
 from .events import stream_close, stream_open
-from .knobs import Knobs, KnobError, knobs_updated
+from .knobs import KnobError, Knobs, knobs_updated
 from .routes import STREAM, Request, route_match
 from .state import EmulatorState
 
@@ -140,10 +140,14 @@ class EmulatorRequestHandler(http.server.BaseHTTPRequestHandler):
 
     def _check_headers(self) -> None:
         if not (self.headers.get("x-api-key") or self.headers.get("authorization")):
-            raise errors.ApiError(401, "authentication_error", "No API key: send an x-api-key header (any value works here).")
+            raise errors.ApiError(
+                401, "authentication_error", "No API key: send an x-api-key header (any value works here)."
+            )
         betas = [value.strip() for value in (self.headers.get("anthropic-beta") or "").split(",")]
         if BETA_HEADER_VALUE not in betas:
-            raise errors.invalid_request(f"This endpoint is in beta: send the header anthropic-beta: {BETA_HEADER_VALUE}.")
+            raise errors.invalid_request(
+                f"This endpoint is in beta: send the header anthropic-beta: {BETA_HEADER_VALUE}."
+            )
 
     def _draw(self, knob: str) -> bool:
         state = self.server.state

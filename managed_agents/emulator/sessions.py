@@ -8,7 +8,8 @@ version. Later agent updates never change an existing session's behaviour.
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from . import errors
 from .eventlog import close_streams, record_event, user_message_accept
@@ -53,12 +54,16 @@ def _resolve_agent(state: EmulatorState, reference: Any) -> tuple[str, AgentVers
         version = agent.latest
     elif isinstance(reference, dict) and reference.get("type") in ("agent", "agent_with_overrides"):
         agent = agent_get(state, str(reference.get("id") or ""))
-        version = agent_version_get(agent, reference["version"]) if reference.get("version") is not None else agent.latest
+        version = (
+            agent_version_get(agent, reference["version"]) if reference.get("version") is not None else agent.latest
+        )
         if reference["type"] == "agent_with_overrides":
             overrides = {field: reference[field] for field in OVERRIDABLE_AGENT_FIELDS if field in reference}
             if "model" in overrides and isinstance(overrides["model"], str):
                 overrides["model"] = {**version.config["model"], "id": overrides["model"]}
-            version = AgentVersion(number=version.number, config={**version.config, **overrides}, created_at=version.created_at)
+            version = AgentVersion(
+                number=version.number, config={**version.config, **overrides}, created_at=version.created_at
+            )
     else:
         raise errors.invalid_request(
             "Creating a session: `agent` must be an agent id string (latest version) or "

@@ -32,7 +32,7 @@ def new_id(prefix: str) -> str:
 
 def rfc3339(timestamp: float) -> str:
     """RFC 3339 in UTC with microseconds, the format every ``*_at`` field of the API uses."""
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
@@ -143,7 +143,12 @@ class Session:
         return {
             "id": self.id,
             "type": "session",
-            "agent": {"id": self.agent_id, "type": "agent", **self.agent_version.config, "version": self.agent_version.number},
+            "agent": {
+                "id": self.agent_id,
+                "type": "agent",
+                **self.agent_version.config,
+                "version": self.agent_version.number,
+            },
             "environment_id": self.environment_id,
             "metadata": dict(self.metadata),
             "title": self.title,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from . import errors
 
@@ -21,7 +21,7 @@ def _timestamp(raw: str, name: str) -> float:
     except ValueError:
         raise errors.invalid_request(f"{name} {raw!r} is not an RFC 3339 timestamp (e.g. 2026-04-01T12:00:00Z).")
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
     return moment.timestamp()
 
 

@@ -59,7 +59,9 @@ def _start_turn(state: EmulatorState, session: Session, text: str) -> None:
     state.scheduler.call_later(latency, lambda: _finish_turn(state, session.id, turn.token))
 
 
-def user_message_received(state: EmulatorState, session: Session, content: list[dict[str, Any]], text: str) -> dict[str, Any]:
+def user_message_received(
+    state: EmulatorState, session: Session, content: list[dict[str, Any]], text: str
+) -> dict[str, Any]:
     """Caller holds the lock. Records the message; starts a turn if idle, else queues it."""
     event = record_event(session, {"type": "user.message", "content": content})
     if session.status == "running":
@@ -133,4 +135,3 @@ def _finish_turn(state: EmulatorState, session_id: str, token: int) -> None:
             _start_turn(state, session, session.pending_texts.popleft())
         else:
             _become_idle(session)
-

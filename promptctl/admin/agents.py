@@ -68,20 +68,52 @@ class PinInline(ReadOnlyAdminMixin, admin.TabularInline):
     can_delete = False
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("version__agent", "canary_version__agent", "change__agent", "change__target_version")
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("version__agent", "canary_version__agent", "change__agent", "change__target_version")
+        )
 
 
 @admin.register(Agent)
 class AgentAdmin(ReadOnlyHistoryAdmin):
     list_display = (
-        "name", "model", "production_pin", "production_canary", "other_pins", "version_count", "drift",
-        "required_approvals", "approver_group",
+        "name",
+        "model",
+        "production_pin",
+        "production_canary",
+        "other_pins",
+        "version_count",
+        "drift",
+        "required_approvals",
+        "approver_group",
     )
     search_fields = ("name", "remote_id")
     inlines = (PinInline, VersionInline)
-    readonly_fields = ("name", "remote_id", "environment_id", "model", "latest_version_number", "created_by", "created_at")
+    readonly_fields = (
+        "name",
+        "remote_id",
+        "environment_id",
+        "model",
+        "latest_version_number",
+        "created_by",
+        "created_at",
+    )
     fieldsets = (
-        (None, {"fields": ("name", "remote_id", "environment_id", "model", "latest_version_number", "created_by", "created_at")}),
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "remote_id",
+                    "environment_id",
+                    "model",
+                    "latest_version_number",
+                    "created_by",
+                    "created_at",
+                )
+            },
+        ),
         ("Approval policy", {"fields": ("required_approvals", "approver_group", "regression_tolerance")}),
     )
     change_form_template = "admin/promptctl/agent/change_form.html"
@@ -95,7 +127,9 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
             .prefetch_related(Prefetch("pins", queryset=pins))
             .annotate(
                 versions_total=Count("versions", distinct=True),
-                versions_outside=Count("versions", filter=Q(versions__origin=AgentVersion.Origin.OUTSIDE), distinct=True),
+                versions_outside=Count(
+                    "versions", filter=Q(versions__origin=AgentVersion.Origin.OUTSIDE), distinct=True
+                ),
             )
         )
 
@@ -129,12 +163,18 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
     @admin.display(description="drift")
     def drift(self, agent: Agent) -> str:
         if agent.versions_outside:
-            return format_html('<strong class="promptctl-warning">⚠ {} changed outside promptctl</strong>', agent.versions_outside)
+            return format_html(
+                '<strong class="promptctl-warning">⚠ {} changed outside promptctl</strong>', agent.versions_outside
+            )
         return "—"
 
     def get_urls(self):
         urls = [
-            path("<path:object_id>/timeline/", self.admin_site.admin_view(self.timeline_view), name="promptctl_agent_timeline"),
+            path(
+                "<path:object_id>/timeline/",
+                self.admin_site.admin_view(self.timeline_view),
+                name="promptctl_agent_timeline",
+            ),
             path("<path:object_id>/sync/", self.admin_site.admin_view(self.sync_view), name="promptctl_agent_sync"),
         ]
         return urls + super().get_urls()
@@ -189,7 +229,10 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not request.user.has_perm("promptctl.add_agentversion"):
-            messages.error(request, f"{request.user.username} may not sync agents: that needs the promptctl.add_agentversion permission.")
+            messages.error(
+                request,
+                f"{request.user.username} may not sync agents: that needs the promptctl.add_agentversion permission.",
+            )
             return HttpResponseRedirect(change_url)
         try:
             result = services.agent_sync(agent=agent, actor=request.user)
@@ -198,7 +241,10 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
             return HttpResponseRedirect(change_url)
         if result.new_versions:
             numbers = ", ".join(f"v{v.number}" for v in result.new_versions)
-            messages.warning(request, f"Found versions changed outside promptctl: {numbers}. They reach a pin only through a change request.")
+            messages.warning(
+                request,
+                f"Found versions changed outside promptctl: {numbers}. They reach a pin only through a change request.",
+            )
         else:
             messages.success(request, f"{agent.name} is in sync with the server.")
         return HttpResponseRedirect(change_url)
@@ -222,4 +268,3 @@ class PinAdmin(ReadOnlyAdminMixin, ReadOnlyHistoryAdmin):
     @admin.display(description="canary")
     def canary(self, pin: Pin) -> str:
         return _canary_text(pin)
-

@@ -14,13 +14,34 @@ from promptctl.models import AuditEvent
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("sequence", "occurred_at", "actor_username", "verb", "object_type", "object_id", "object_repr", "request_id")
+    list_display = (
+        "sequence",
+        "occurred_at",
+        "actor_username",
+        "verb",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "request_id",
+    )
     list_filter = ("verb", "object_type")
     search_fields = ("actor_username", "object_repr", "request_id", "verb")
     ordering = ("-sequence",)
     fields = (
-        "sequence", "occurred_at", "actor", "actor_username", "verb", "object_type", "object_id", "object_repr", "agent_id_ref",
-        "before", "after", "request_id", "previous_hash", "hash",
+        "sequence",
+        "occurred_at",
+        "actor",
+        "actor_username",
+        "verb",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "agent_id_ref",
+        "before",
+        "after",
+        "request_id",
+        "previous_hash",
+        "hash",
     )
     readonly_fields = fields
     list_select_related = ("actor",)

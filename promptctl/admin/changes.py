@@ -39,11 +39,17 @@ class ChangeRequestForm(forms.Form):
     kind = forms.ChoiceField(choices=ChangeRequest.Kind.choices, initial=ChangeRequest.Kind.PROMOTE)
     channel = forms.SlugField(initial=PRODUCTION, max_length=50)
     target_version = forms.IntegerField(label="Target version number")
-    canary_percent = forms.IntegerField(required=False, min_value=1, max_value=99, label="Canary percent", help_text="canary only")
+    canary_percent = forms.IntegerField(
+        required=False, min_value=1, max_value=99, label="Canary percent", help_text="canary only"
+    )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
-    evidence = forms.CharField(required=False, max_length=500, label="Evidence", help_text="e.g. comparison:12 or run:7")
+    evidence = forms.CharField(
+        required=False, max_length=500, label="Evidence", help_text="e.g. comparison:12 or run:7"
+    )
     accept_regression_reason = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Accept a flagged regression because",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Accept a flagged regression because",
         help_text="needs one more approval than the agent's policy",
     )
 
@@ -63,7 +69,16 @@ ACTIONS: dict[str, dict[str, Any]] = {
 @admin.register(ChangeRequest)
 class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
     list_display = (
-        "id", "agent", "channel", "kind", "from_version", "to_version", "approvals_text", "status", "requested_by", "requested_at",
+        "id",
+        "agent",
+        "channel",
+        "kind",
+        "from_version",
+        "to_version",
+        "approvals_text",
+        "status",
+        "requested_by",
+        "requested_at",
     )
     list_display_links = ("id",)
     list_filter = ("status", "agent", "kind", "channel")
@@ -71,9 +86,28 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
     search_fields = ("reason", "agent__name")
     inlines = (ApprovalInline,)
     fields = (
-        "agent", "channel", "kind", "base_version", "base_pin_revision", "target_version", "target_origin", "target_config_sha256",
-        "canary_percent", "evidence_type", "evidence_id", "evidence_summary", "accept_regression_reason", "approvals_required",
-        "reason", "requested_by", "requested_at", "status", "status_reason", "approved_at", "closed_at", "closed_by",
+        "agent",
+        "channel",
+        "kind",
+        "base_version",
+        "base_pin_revision",
+        "target_version",
+        "target_origin",
+        "target_config_sha256",
+        "canary_percent",
+        "evidence_type",
+        "evidence_id",
+        "evidence_summary",
+        "accept_regression_reason",
+        "approvals_required",
+        "reason",
+        "requested_by",
+        "requested_at",
+        "status",
+        "status_reason",
+        "approved_at",
+        "closed_at",
+        "closed_by",
     )
     readonly_fields = fields
     change_form_template = "admin/promptctl/changerequest/change_form.html"
@@ -138,7 +172,11 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
         elif change.status == ChangeRequest.Status.APPROVED:
             names = ["apply", "reject", "withdraw"]
         return [
-            {"name": name, "label": ACTIONS[name]["label"], "url": reverse("admin:promptctl_changerequest_action", args=[change.pk, name])}
+            {
+                "name": name,
+                "label": ACTIONS[name]["label"],
+                "url": reverse("admin:promptctl_changerequest_action", args=[change.pk, name]),
+            }
             for name in names
         ]
 
@@ -147,17 +185,24 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
         context = dict(extra_context or {})
         if change is not None:
             context["change_actions"] = self._actions_for(change)
-            context["pin"] = Pin.objects.select_related("version", "canary_version").filter(agent=change.agent, channel=change.channel).first()
+            context["pin"] = (
+                Pin.objects.select_related("version", "canary_version")
+                .filter(agent=change.agent, channel=change.channel)
+                .first()
+            )
             if change.base_version_id:
                 context["diff_url"] = (
-                    reverse("admin:promptctl_agentversion_diff", args=[change.target_version_id]) + f"?against={change.base_version.number}"
+                    reverse("admin:promptctl_agentversion_diff", args=[change.target_version_id])
+                    + f"?against={change.base_version.number}"
                 )
         return super().change_view(request, object_id, form_url, context)
 
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = ChangeRequestForm(request.POST if request.method == "POST" else None, initial={"agent": request.GET.get("agent")})
+        form = ChangeRequestForm(
+            request.POST if request.method == "POST" else None, initial={"agent": request.GET.get("agent")}
+        )
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -175,7 +220,9 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
             except DomainError as refusal:
                 form.add_error(None, str(refusal))
             else:
-                messages.success(request, f"Filed change request #{change.pk}; it needs {change.approvals_required} approval(s).")
+                messages.success(
+                    request, f"Filed change request #{change.pk}; it needs {change.approvals_required} approval(s)."
+                )
                 return HttpResponseRedirect(reverse("admin:promptctl_changerequest_change", args=[change.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -214,7 +261,9 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
             "comment_mode": ACTIONS[action]["comment"],
             "form": form,
             "title": f"{ACTIONS[action]['label']} change request #{change.pk}?",
-            "pin": Pin.objects.select_related("version", "canary_version").filter(agent=change.agent, channel=change.channel).first(),
+            "pin": Pin.objects.select_related("version", "canary_version")
+            .filter(agent=change.agent, channel=change.channel)
+            .first(),
             "change_url": change_url,
         }
         return TemplateResponse(request, "admin/promptctl/changerequest/confirm_action.html", context)
@@ -230,8 +279,11 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
             return f"Rejected change request #{change.pk}."
         if action == "apply":
             pin = services.change_request_apply(change=change, actor=user)
-            canary = f" with a canary of v{pin.canary_version.number} at {pin.canary_percent}%" if pin.canary_version_id else ""
+            canary = (
+                f" with a canary of v{pin.canary_version.number} at {pin.canary_percent}%"
+                if pin.canary_version_id
+                else ""
+            )
             return f"Applied change request #{change.pk}: the {pin.channel} pin of {pin.agent.name} is now v{pin.version.number}{canary}."
         services.change_request_withdraw(change=change, actor=user)
         return f"Withdrew change request #{change.pk}."
-

@@ -21,7 +21,18 @@ class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("origin", "agent")
     list_select_related = ("agent", "created_by")
     search_fields = ("agent__name",)
-    fields = ("agent", "number", "origin", "model", "created_by", "created_at", "server_created_at", "config_sha256", "system_prompt", "config")
+    fields = (
+        "agent",
+        "number",
+        "origin",
+        "model",
+        "created_by",
+        "created_at",
+        "server_created_at",
+        "config_sha256",
+        "system_prompt",
+        "config",
+    )
     readonly_fields = fields
     change_form_template = "admin/promptctl/agentversion/change_form.html"
 
@@ -36,7 +47,11 @@ class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return version.config_sha256[:12]
 
     def get_urls(self):
-        urls = [path("<path:object_id>/diff/", self.admin_site.admin_view(self.diff_view), name="promptctl_agentversion_diff")]
+        urls = [
+            path(
+                "<path:object_id>/diff/", self.admin_site.admin_view(self.diff_view), name="promptctl_agentversion_diff"
+            )
+        ]
         return urls + super().get_urls()
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -75,4 +90,3 @@ class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "against": against_number,
         }
         return TemplateResponse(request, "admin/promptctl/agentversion/diff.html", context)
-

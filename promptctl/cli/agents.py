@@ -17,7 +17,9 @@ def register(groups) -> None:
     create.add_argument("--name", required=True)
     create.add_argument("--model", required=True)
     create.add_argument("--system-file", required=True, help="file holding the system prompt")
-    create.add_argument("--environment", default=services.DEFAULT_ENVIRONMENT, help="environment name (reused if it exists)")
+    create.add_argument(
+        "--environment", default=services.DEFAULT_ENVIRONMENT, help="environment name (reused if it exists)"
+    )
     add_actor_argument(create)
     create.set_defaults(handler=agent_create)
 
@@ -68,18 +70,25 @@ def agent_list(options, out):
     rows, data = [], []
     for agent in selectors.agent_list():
         pins = {pin.channel: pin for pin in agent.pins.all()}
-        rows.append([
-            agent.name, agent.remote_id, _pin_text(pins.get("production")),
-            ", ".join(f"{c}={_pin_text(p)}" for c, p in sorted(pins.items()) if c != "production") or "-",
-            agent.version_count, f"{agent.outside_count} outside" if agent.outside_count else "-",
-        ])
-        data.append({
-            "name": agent.name,
-            "remote_id": agent.remote_id,
-            "pins": {channel: selectors.pin_as_dict(pin) for channel, pin in sorted(pins.items())},
-            "versions": agent.version_count,
-            "drift": agent.outside_count,
-        })
+        rows.append(
+            [
+                agent.name,
+                agent.remote_id,
+                _pin_text(pins.get("production")),
+                ", ".join(f"{c}={_pin_text(p)}" for c, p in sorted(pins.items()) if c != "production") or "-",
+                agent.version_count,
+                f"{agent.outside_count} outside" if agent.outside_count else "-",
+            ]
+        )
+        data.append(
+            {
+                "name": agent.name,
+                "remote_id": agent.remote_id,
+                "pins": {channel: selectors.pin_as_dict(pin) for channel, pin in sorted(pins.items())},
+                "versions": agent.version_count,
+                "drift": agent.outside_count,
+            }
+        )
     out.table(rows, ["agent", "remote id", "production", "other pins", "versions", "drift"])
     if not rows:
         out.human("No agents yet: `promptctl agent create --name NAME --model MODEL --system-file FILE --as USER`.")
@@ -90,7 +99,9 @@ def agent_status(options, out):
     agent = selectors.agent_get(name=options.agent)
     status = selectors.agent_status(agent=agent)
     info = status["agent"]
-    out.human(f"Agent {info['name']}  remote {info['remote_id']}  environment {info['environment_id']}  model {info['model']}")
+    out.human(
+        f"Agent {info['name']}  remote {info['remote_id']}  environment {info['environment_id']}  model {info['model']}"
+    )
     out.human(
         f"Policy: {info['required_approvals']} approval(s) from group {info['approver_group']!r}; "
         f"regression tolerance {info['regression_tolerance']} ticket(s)."
@@ -98,16 +109,23 @@ def agent_status(options, out):
     if status["pins"]:
         for channel, pin in status["pins"].items():
             canary = f", canary v{pin['canary_version']} at {pin['canary_percent']}%" if pin["canary_version"] else ""
-            out.human(f"Pin {channel}: v{pin['version']}{canary} (revision {pin['revision']}, change #{pin['change_request']})")
+            out.human(
+                f"Pin {channel}: v{pin['version']}{canary} (revision {pin['revision']}, change #{pin['change_request']})"
+            )
     else:
         out.human("Pins: none yet.")
     out.human()
     out.table(
-        [[v["version"], v["origin"], v["created_by"] or "-", v["created_at"][:19], v["config_sha256"][:12]] for v in status["versions"]],
+        [
+            [v["version"], v["origin"], v["created_by"] or "-", v["created_at"][:19], v["config_sha256"][:12]]
+            for v in status["versions"]
+        ],
         ["version", "origin", "created by", "recorded", "config sha256"],
     )
     for drift in status["drift"]:
-        out.human(f"WARNING: {drift['warning']} (found {drift['recorded_at'][:19]}); it reaches a pin only through a change request.")
+        out.human(
+            f"WARNING: {drift['warning']} (found {drift['recorded_at'][:19]}); it reaches a pin only through a change request."
+        )
     if status["open_change_requests"]:
         out.human()
         out.human("Open change requests:")

@@ -19,7 +19,12 @@ def register(groups) -> None:
     request.add_argument("--percent", type=int, help="canary share of traffic, 1-99 (canary only)")
     request.add_argument("--reason", required=True)
     request.add_argument("--evidence", metavar="REF", help="eval evidence, e.g. comparison:12 or run:7")
-    request.add_argument("--accept-regression", metavar="REASON", default="", help="accept a flagged regression (needs one more approval)")
+    request.add_argument(
+        "--accept-regression",
+        metavar="REASON",
+        default="",
+        help="accept a flagged regression (needs one more approval)",
+    )
     add_actor_argument(request)
     request.set_defaults(handler=change_request)
 
@@ -86,7 +91,9 @@ def change_approve(options, out):
     change = selectors.change_request_get(change_id=options.id)
     services.change_request_approve(change=change, reviewer=actor, comment=options.comment)
     data = _fresh(change.pk)
-    out.human(f"Approved change request #{change.pk} ({data['approvals']}/{data['approvals_required']}); status {data['status']}.")
+    out.human(
+        f"Approved change request #{change.pk} ({data['approvals']}/{data['approvals_required']}); status {data['status']}."
+    )
     return data
 
 
@@ -103,7 +110,9 @@ def change_apply(options, out):
     change = selectors.change_request_get(change_id=options.id)
     pin = services.change_request_apply(change=change, actor=actor)
     canary = f", canary v{pin.canary_version.number} at {pin.canary_percent}%" if pin.canary_version_id else ""
-    out.human(f"Applied change request #{change.pk}: {pin.agent.name}/{pin.channel} pin is now v{pin.version.number}{canary}.")
+    out.human(
+        f"Applied change request #{change.pk}: {pin.agent.name}/{pin.channel} pin is now v{pin.version.number}{canary}."
+    )
     return {"change_request": _fresh(change.pk), "pin": {"channel": pin.channel, **selectors.pin_as_dict(pin)}}
 
 
@@ -117,11 +126,23 @@ def change_withdraw(options, out):
 
 def change_list(options, out):
     agent = selectors.agent_get(name=options.agent) if options.agent else None
-    changes = [selectors.change_request_as_dict(c) for c in selectors.change_request_list(agent=agent, status=options.status)]
+    changes = [
+        selectors.change_request_as_dict(c) for c in selectors.change_request_list(agent=agent, status=options.status)
+    ]
     out.table(
         [
-            [c["id"], c["agent"], c["channel"], c["kind"], c["base_version"] or "-", c["target_version"],
-             f"{c['approvals']}/{c['approvals_required']}", c["status"], c["requested_by"], c["requested_at"][:19]]
+            [
+                c["id"],
+                c["agent"],
+                c["channel"],
+                c["kind"],
+                c["base_version"] or "-",
+                c["target_version"],
+                f"{c['approvals']}/{c['approvals_required']}",
+                c["status"],
+                c["requested_by"],
+                c["requested_at"][:19],
+            ]
             for c in changes
         ],
         ["id", "agent", "channel", "kind", "from", "to", "approvals", "status", "requested by", "requested at"],
@@ -143,9 +164,13 @@ def change_show(options, out):
     )
     out.human(f"Requested by {data['requested_by']} at {data['requested_at'][:19]}: {data['reason']}")
     if data["evidence_type"]:
-        out.human(f"Evidence: {data['evidence_type']} {data['evidence_id'] or ''} {data['evidence'].get('summary', '')}".rstrip())
+        out.human(
+            f"Evidence: {data['evidence_type']} {data['evidence_id'] or ''} {data['evidence'].get('summary', '')}".rstrip()
+        )
     for decision in data["decisions"]:
-        out.human(f"  {decision['decision']} by {decision['reviewer']} at {decision['at'][:19]}{': ' + decision['comment'] if decision['comment'] else ''}")
+        out.human(
+            f"  {decision['decision']} by {decision['reviewer']} at {decision['at'][:19]}{': ' + decision['comment'] if decision['comment'] else ''}"
+        )
     if data["status_reason"]:
         out.human(f"Status: {data['status_reason']}")
     return data

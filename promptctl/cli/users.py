@@ -18,7 +18,11 @@ def register(groups) -> None:
 
 
 def user_add(options, out):
-    user = services.user_create(username=options.name, role=options.role, password=options.password, email=options.email)
+    user = services.user_create(
+        username=options.name, role=options.role, password=options.password, email=options.email
+    )
     groups = sorted(user.groups.values_list("name", flat=True))
-    out.human(f"Created {options.role} {user.username} (groups: {', '.join(groups)}{'; superuser' if user.is_superuser else ''}).")
+    out.human(
+        f"Created {options.role} {user.username} (groups: {', '.join(groups)}{'; superuser' if user.is_superuser else ''})."
+    )
     return {"username": user.username, "role": options.role, "groups": groups, "is_superuser": user.is_superuser}

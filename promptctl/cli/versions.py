@@ -33,7 +33,10 @@ def version_create(options, out):
     actor = actor_from_options(options)
     agent = selectors.agent_get(name=options.agent)
     version = services.version_create(
-        agent=agent, system_prompt=read_text_file(options.system_file, "system prompt"), actor=actor, model=options.model
+        agent=agent,
+        system_prompt=read_text_file(options.system_file, "system prompt"),
+        actor=actor,
+        model=options.model,
     )
     out.human(f"Created version {version.number} of {agent.name} (config sha256 {version.config_sha256[:12]}).")
     return selectors.version_as_dict(version)
@@ -43,7 +46,17 @@ def version_list(options, out):
     agent = selectors.agent_get(name=options.agent)
     versions = [selectors.version_as_dict(v) for v in selectors.version_list(agent=agent)]
     out.table(
-        [[v["version"], v["origin"], v["created_by"] or "-", v["created_at"][:19], v["model"], v["config_sha256"][:12]] for v in versions],
+        [
+            [
+                v["version"],
+                v["origin"],
+                v["created_by"] or "-",
+                v["created_at"][:19],
+                v["model"],
+                v["config_sha256"][:12],
+            ]
+            for v in versions
+        ],
         ["version", "origin", "created by", "recorded", "model", "config sha256"],
     )
     return versions

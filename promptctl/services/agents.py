@@ -52,7 +52,9 @@ def agent_create(
                 ),
                 actor,
             )
-            audit_record(actor=actor, verb="agent.create", target=agent, agent_id=agent.pk, after=_agent_snapshot(agent))
+            audit_record(
+                actor=actor, verb="agent.create", target=agent, agent_id=agent.pk, after=_agent_snapshot(agent)
+            )
             _version_record(agent=agent, remote=remote, origin=AgentVersion.Origin.PROMPTCTL, actor=actor)
     except IntegrityError as error:
         try:
@@ -139,6 +141,11 @@ def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
             agent.latest_version_number = newest
             saved_by(agent, actor)
             audit_record(
-                actor=actor, verb="agent.sync", target=agent, agent_id=agent.pk, before=before, after=_agent_snapshot(agent)
+                actor=actor,
+                verb="agent.sync",
+                target=agent,
+                agent_id=agent.pk,
+                before=before,
+                after=_agent_snapshot(agent),
             )
     return SyncResult(new_versions=new_versions, latest_version_number=newest, mismatched_numbers=mismatched)

@@ -72,7 +72,9 @@ def change_request_create(
                 f"{agent.name} has no {channel} pin yet, so there is nothing to {kind}: promote a version first."
             )
         if pinned is not None and target.pk == pinned.pk and not (kind != ChangeRequest.Kind.CANARY and canary_running):
-            raise DomainError(f"Version {target.number} is already the {channel} pin of {agent.name}: nothing would change.")
+            raise DomainError(
+                f"Version {target.number} is already the {channel} pin of {agent.name}: nothing would change."
+            )
         if kind == ChangeRequest.Kind.ROLLBACK:
             earlier = previously_pinned_numbers(agent=agent, channel=channel)
             if target.number not in earlier:
@@ -111,7 +113,9 @@ def change_request_create(
             ),
             actor,
         )
-        audit_record(actor=actor, verb="change.request", target=change, agent_id=agent.pk, after=_change_snapshot(change))
+        audit_record(
+            actor=actor, verb="change.request", target=change, agent_id=agent.pk, after=_change_snapshot(change)
+        )
     return change
 
 
@@ -148,7 +152,12 @@ def _close(change: ChangeRequest, *, status: str, actor: Any, reason: str) -> No
     change.closed_by = actor
     saved_by(change, actor)
     audit_record(
-        actor=actor, verb=f"change.{status}", target=change, agent_id=change.agent_id, before=before, after=_change_snapshot(change)
+        actor=actor,
+        verb=f"change.{status}",
+        target=change,
+        agent_id=change.agent_id,
+        before=before,
+        after=_change_snapshot(change),
     )
 
 
@@ -199,8 +208,12 @@ def change_request_approve(*, change: ChangeRequest, reviewer: Any, comment: str
             change.approved_at = timezone.now()
             saved_by(change, reviewer)
             audit_record(
-                actor=reviewer, verb="change.approved", target=change, agent_id=change.agent_id,
-                before=before, after=_change_snapshot(change),
+                actor=reviewer,
+                verb="change.approved",
+                target=change,
+                agent_id=change.agent_id,
+                before=before,
+                after=_change_snapshot(change),
             )
     return approval
 
@@ -215,8 +228,15 @@ def change_request_reject(*, change: ChangeRequest, reviewer: Any, comment: str)
         _require_reviewer(reviewer, change, "reject")
         if change.status not in ChangeRequest.OPEN_STATUSES:
             raise _state_refusal(change, "reject")
-        approval = _decision_record(change=change, reviewer=reviewer, decision=Approval.Decision.REJECT, comment=comment)
-        _close(change, status=ChangeRequest.Status.REJECTED, actor=reviewer, reason=f"rejected by {reviewer.username}: {comment}")
+        approval = _decision_record(
+            change=change, reviewer=reviewer, decision=Approval.Decision.REJECT, comment=comment
+        )
+        _close(
+            change,
+            status=ChangeRequest.Status.REJECTED,
+            actor=reviewer,
+            reason=f"rejected by {reviewer.username}: {comment}",
+        )
     return approval
 
 
@@ -299,7 +319,12 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                 .order_by("pk")
             )
             for other in others:
-                _close(other, status=ChangeRequest.Status.SUPERSEDED, actor=actor, reason=_moved_message(change=other, pin=pin))
+                _close(
+                    other,
+                    status=ChangeRequest.Status.SUPERSEDED,
+                    actor=actor,
+                    reason=_moved_message(change=other, pin=pin),
+                )
     if superseded_message is not None:
         raise DomainError(superseded_message)
     assert pin is not None  # the pin was just moved: no superseded message means _pin_move ran
@@ -309,7 +334,11 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
 def _moved_message(*, change: ChangeRequest, pin: Pin | None) -> str:
     then = f"version {change.base_version.number}" if change.base_version else "no pin"
     now = f"version {pin.version.number}" if pin else "no pin"
-    canary = f" with a canary of version {pin.canary_version.number} at {pin.canary_percent}%" if pin and pin.canary_version else ""
+    canary = (
+        f" with a canary of version {pin.canary_version.number} at {pin.canary_percent}%"
+        if pin and pin.canary_version
+        else ""
+    )
     return (
         f"the {change.channel} pin of {change.agent.name} moved since change request #{change.pk} was filed: "
         f"it was at {then} and is now at {now}{canary} (set by change request #{pin.change_id if pin else '-'}). "

@@ -85,7 +85,5 @@ def user_create(*, username: str, role: str, password: str | None = None, email:
             user.groups.add(groups[REVIEWERS])
         else:
             user.groups.add(groups[REQUESTERS], groups[REVIEWERS])
-        audit_record(
-            actor=None, verb="user.create", target=user, after={"username": username, "role": role}
-        )
+        audit_record(actor=None, verb="user.create", target=user, after={"username": username, "role": role})
     return user

@@ -45,7 +45,11 @@ def version_create(*, agent: Agent, system_prompt: str, actor: Any, model: str |
             agent.latest_version_number = max(agent.latest_version_number, remote.version)
             saved_by(agent, actor)
             audit_record(
-                actor=actor, verb="agent.latest_version", target=agent, agent_id=agent.pk, before=before,
+                actor=actor,
+                verb="agent.latest_version",
+                target=agent,
+                agent_id=agent.pk,
+                before=before,
                 after=_agent_snapshot(agent),
             )
             return version

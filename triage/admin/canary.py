@@ -13,8 +13,19 @@ class CanaryCheckAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "agent", "canary_version", "summary_text", "end_change")
     list_select_related = ("agent", "canary_version", "end_change", "end_change__agent", "end_change__target_version")
     fields = (
-        "agent", "channel", "canary_change", "pin_revision", "canary_version", "canary_percent", "requests", "invalid",
-        "errors", "max_invalid_rate", "max_error_rate", "end_change", "created_at",
+        "agent",
+        "channel",
+        "canary_change",
+        "pin_revision",
+        "canary_version",
+        "canary_percent",
+        "requests",
+        "invalid",
+        "errors",
+        "max_invalid_rate",
+        "max_error_rate",
+        "end_change",
+        "created_at",
     )
     readonly_fields = fields
 

@@ -14,7 +14,19 @@ class TriageJobAdmin(ReadOnlyAdminMixin, ReadOnlyHistoryAdmin):
     list_filter = ("status", "agent")
     list_select_related = ("agent", "api_key")
     fields = (
-        "id", "agent", "api_key", "status", "attempts", "request", "error_code", "error_message", "subject", "body",
-        "request_key", "created_at", "started_at", "finished_at",
+        "id",
+        "agent",
+        "api_key",
+        "status",
+        "attempts",
+        "request",
+        "error_code",
+        "error_message",
+        "subject",
+        "body",
+        "request_key",
+        "created_at",
+        "started_at",
+        "finished_at",
     )
     readonly_fields = fields

@@ -63,7 +63,9 @@ class ApiKeyAdmin(ReadOnlyHistoryAdmin):
             data = form.cleaned_data
             try:
                 issued = services.api_key_create(
-                    name=data["name"], actor=request.user, agent_names=[a.name for a in data["agents"]],
+                    name=data["name"],
+                    actor=request.user,
+                    agent_names=[a.name for a in data["agents"]],
                     all_agents=data["all_agents"],
                 )
             except DomainError as refusal:

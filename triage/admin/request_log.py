@@ -85,7 +85,17 @@ class AddToTestSetForm(forms.Form):
 
 @admin.register(TriageRequest)
 class TriageRequestAdmin(admin.ModelAdmin):
-    list_display = ("id", "received_at", "agent", "served_by", "canary", "verdict", "corrected", "latency_ms", "api_key")
+    list_display = (
+        "id",
+        "received_at",
+        "agent",
+        "served_by",
+        "canary",
+        "verdict",
+        "corrected",
+        "latency_ms",
+        "api_key",
+    )
     list_filter = (OutcomeFilter, "canary", "agent", "source")
     list_select_related = ("agent", "version", "api_key", "correction")
     search_fields = ("subject", "request_key", "session_id")
@@ -93,14 +103,35 @@ class TriageRequestAdmin(admin.ModelAdmin):
     inlines = (CorrectionInline,)
     actions = ("add_to_testset",)
     fields = (
-        "agent", "channel", "served_by", "pin_revision", "canary", "shadow_version", "api_key", "source", "request_key",
-        "subject", "body", "outcome", "team", "priority", "problem", "format_warning", "reply", "session_id",
-        "latency_ms", "received_at", "recorded_at", "shadow_answers",
+        "agent",
+        "channel",
+        "served_by",
+        "pin_revision",
+        "canary",
+        "shadow_version",
+        "api_key",
+        "source",
+        "request_key",
+        "subject",
+        "body",
+        "outcome",
+        "team",
+        "priority",
+        "problem",
+        "format_warning",
+        "reply",
+        "session_id",
+        "latency_ms",
+        "received_at",
+        "recorded_at",
+        "shadow_answers",
     )
     readonly_fields = fields
 
     def get_queryset(self, request):
-        return super().get_queryset(request).select_related("agent", "version", "api_key", "correction", "shadow_version")
+        return (
+            super().get_queryset(request).select_related("agent", "version", "api_key", "correction", "shadow_version")
+        )
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -133,9 +164,16 @@ class TriageRequestAdmin(admin.ModelAdmin):
         if not results:
             return "—"
         return format_html_join(
-            "\n", "<div>v{}: {} {}</div>",
-            ((r.version.number, f"{r.team} / {r.priority}" if r.outcome == Outcome.OK else r.get_outcome_display(),
-              "(disagrees)" if r.agrees is False else "") for r in results),
+            "\n",
+            "<div>v{}: {} {}</div>",
+            (
+                (
+                    r.version.number,
+                    f"{r.team} / {r.priority}" if r.outcome == Outcome.OK else r.get_outcome_display(),
+                    "(disagrees)" if r.agrees is False else "",
+                )
+                for r in results
+            ),
         )
 
     def save_model(self, request, obj, form, change) -> None:
@@ -150,7 +188,10 @@ class TriageRequestAdmin(admin.ModelAdmin):
             data = inline_form.cleaned_data
             try:
                 services.triage_correct(
-                    request=form.instance, team=data["team"], priority=data["priority"], note=data.get("note", ""),
+                    request=form.instance,
+                    team=data["team"],
+                    priority=data["priority"],
+                    note=data.get("note", ""),
                     actor=request.user,
                 )
             except DomainError as refusal:
@@ -164,7 +205,9 @@ class TriageRequestAdmin(admin.ModelAdmin):
         if "apply" in request.POST and form.is_valid():
             testset = form.cleaned_data["testset"]
             try:
-                imported = services.triage_requests_to_testset(requests=list(queryset), testset=testset, actor=request.user)
+                imported = services.triage_requests_to_testset(
+                    requests=list(queryset), testset=testset, actor=request.user
+                )
             except DomainError as refusal:
                 messages.error(request, f"Refused: {refusal}")
             else:

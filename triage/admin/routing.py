@@ -21,8 +21,13 @@ class RoutingPolicyForm(forms.ModelForm):
     class Meta:
         model = RoutingPolicy
         fields = (
-            "agent", "is_default", "canary_max_invalid_rate", "canary_max_error_rate", "canary_min_requests",
-            "shadow_version", "shadow_percent",
+            "agent",
+            "is_default",
+            "canary_max_invalid_rate",
+            "canary_max_error_rate",
+            "canary_min_requests",
+            "shadow_version",
+            "shadow_percent",
         )
 
     def __init__(self, *args, **kwargs) -> None:

@@ -15,6 +15,7 @@ from triage.models import ERROR_OUTCOMES, Outcome, ShadowCandidate, ShadowResult
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.1%}"
 
+
 # --- shadow candidates ---------------------------------------------------------------------------------
 
 
@@ -24,7 +25,16 @@ class ShadowCandidateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     list_display = ("__str__", "runs", "disagreement", "invalid", "errors")
     list_select_related = ("agent",)
-    fields = ("agent", "number", "runs", "disagreement", "invalid", "errors", "summary_sentence", "recent_disagreements")
+    fields = (
+        "agent",
+        "number",
+        "runs",
+        "disagreement",
+        "invalid",
+        "errors",
+        "summary_sentence",
+        "recent_disagreements",
+    )
     readonly_fields = fields
 
     def get_queryset(self, request):
@@ -68,16 +78,25 @@ class ShadowCandidateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if not rows:
             return "—"
         body = format_html_join(
-            "", '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{} / {}</td><td>{} / {}</td></tr>',
+            "",
+            '<tr><td><a href="{}">#{}</a></td><td>{}</td><td>{} / {}</td><td>{} / {}</td></tr>',
             (
-                (reverse("admin:triage_triagerequest_change", args=[r.request_id]), r.request_id, r.request.subject[:80],
-                 r.request.team, r.request.priority, r.team, r.priority)
+                (
+                    reverse("admin:triage_triagerequest_change", args=[r.request_id]),
+                    r.request_id,
+                    r.request.subject[:80],
+                    r.request.team,
+                    r.request.priority,
+                    r.team,
+                    r.priority,
+                )
                 for r in rows
             ),
         )
         return format_html(
             "<table><thead><tr><th>request</th><th>subject</th><th>production</th><th>candidate</th></tr></thead>"
-            "<tbody>{}</tbody></table>", body,
+            "<tbody>{}</tbody></table>",
+            body,
         )
 
 
@@ -86,5 +105,17 @@ class ShadowResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "request", "version", "outcome", "team", "priority", "agrees", "latency_ms", "created_at")
     list_filter = ("agrees", "outcome", "version__agent")
     list_select_related = ("request", "request__version", "version", "version__agent")
-    fields = ("request", "version", "outcome", "team", "priority", "agrees", "problem", "reply", "session_id", "latency_ms", "created_at")
+    fields = (
+        "request",
+        "version",
+        "outcome",
+        "team",
+        "priority",
+        "agrees",
+        "problem",
+        "reply",
+        "session_id",
+        "latency_ms",
+        "created_at",
+    )
     readonly_fields = fields

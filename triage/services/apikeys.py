@@ -47,9 +47,7 @@ class IssuedKey:
     secret: str
 
 
-def api_key_create(
-    *, name: str, actor: Any, agent_names: Sequence[str] = (), all_agents: bool = False
-) -> IssuedKey:
+def api_key_create(*, name: str, actor: Any, agent_names: Sequence[str] = (), all_agents: bool = False) -> IssuedKey:
     """Issue a key for the agents named (or for all agents); the secret is returned once and stored only hashed."""
     _require(actor, "add_apikey", "create API keys")
     name = (name or "").strip()
@@ -60,9 +58,13 @@ def api_key_create(
         )
     names = sorted({agent_name.strip() for agent_name in agent_names if agent_name and agent_name.strip()})
     if all_agents and names:
-        raise DomainError("A key is either for all agents or for the agents named, not both: drop --agent or --all-agents.")
+        raise DomainError(
+            "A key is either for all agents or for the agents named, not both: drop --agent or --all-agents."
+        )
     if not all_agents and not names:
-        raise DomainError("Say which agents the key may call (--agent NAME, repeatable), or that it may call all agents.")
+        raise DomainError(
+            "Say which agents the key may call (--agent NAME, repeatable), or that it may call all agents."
+        )
     agents = list(Agent.objects.filter(name__in=names))
     missing = sorted(set(names) - {agent.name for agent in agents})
     if missing:
@@ -84,7 +86,9 @@ def api_key_create(
                 key.agents.set(agents)
             ApiKeyUsage.objects.create(key=key)
     except IntegrityError as error:
-        raise DomainError(f"An API key named {name!r} already exists: pick another name or revoke that one first.") from error
+        raise DomainError(
+            f"An API key named {name!r} already exists: pick another name or revoke that one first."
+        ) from error
     return IssuedKey(key=key, secret=secret)
 
 
@@ -99,6 +103,7 @@ def api_key_revoke(*, key: ApiKey, actor: Any) -> ApiKey:
         key.revoked_by = actor
         saved_by(key, actor)
     return key
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -131,7 +136,9 @@ def api_key_authenticate(*, token: str) -> Principal:
     api_key_token_check(token)
     key_hash = _key_hash(token)
     # key_hash is unique: a slice, not first(), which would add an ORDER BY to compile on every call.
-    row = next(iter(ApiKey.objects.filter(key_hash=key_hash).values("id", "name", "all_agents", "revoked_at")[:1]), None)
+    row = next(
+        iter(ApiKey.objects.filter(key_hash=key_hash).values("id", "name", "all_agents", "revoked_at")[:1]), None
+    )
     if row is None:
         raise ApiKeyRefused(
             "This API key is not known to promptctl (it may be mistyped, or from another installation). "
@@ -144,7 +151,9 @@ def api_key_authenticate(*, token: str) -> Principal:
         )
     agent_ids: frozenset[int] = frozenset()
     if not row["all_agents"]:
-        agent_ids = frozenset(ApiKey.agents.through.objects.filter(apikey_id=row["id"]).values_list("agent_id", flat=True))
+        agent_ids = frozenset(
+            ApiKey.agents.through.objects.filter(apikey_id=row["id"]).values_list("agent_id", flat=True)
+        )
     _api_key_touch(row["id"], key_hash)
     return Principal(key_id=row["id"], name=row["name"], all_agents=row["all_agents"], agent_ids=agent_ids)
 
@@ -162,4 +171,3 @@ def _api_key_touch(key_id: int, key_hash: str) -> None:
     ApiKeyUsage.objects.filter(key_id=key_id).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - USAGE_RESOLUTION)
     ).update(last_used_at=now)
-

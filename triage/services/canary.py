@@ -92,4 +92,3 @@ def canary_end(*, agent_id: int, pin_revision: int) -> CanaryCheck | None:
     except IntegrityError:
         return CanaryCheck.objects.filter(canary_change_id=pin.change_id).first()
     return check
-

@@ -62,7 +62,9 @@ def triage_requests_to_testset(*, requests: Iterable[TriageRequest], testset: An
     corrected first. Tickets already in the set are not added twice.
     """
     chosen = list(
-        TriageRequest.objects.filter(pk__in=[r.pk for r in requests]).select_related("correction", "agent").order_by("pk")
+        TriageRequest.objects.filter(pk__in=[r.pk for r in requests])
+        .select_related("correction", "agent")
+        .order_by("pk")
     )
     if not chosen:
         raise DomainError("Select at least one logged request to add to the test set.")
@@ -85,26 +87,43 @@ def triage_requests_to_testset(*, requests: Iterable[TriageRequest], testset: An
         latest = eval_selectors.testset_version_latest(testset=testset)
         for case in latest.cases.order_by("position"):
             existing_ids.add(case.external_id)
-            lines.append({
-                "id": case.external_id, "subject": case.subject, "body": case.body,
-                "team": case.team, "priority": case.priority, "tags": list(case.tags or []),
-            })
+            lines.append(
+                {
+                    "id": case.external_id,
+                    "subject": case.subject,
+                    "body": case.body,
+                    "team": case.team,
+                    "priority": case.priority,
+                    "tags": list(case.tags or []),
+                }
+            )
     added = 0
     for request in chosen:
         case_id = f"triage-{request.pk}"
         if case_id in existing_ids:
             continue
-        team, priority = _label_of(request)
-        lines.append({
-            "id": case_id, "subject": request.subject, "body": request.body, "team": team, "priority": priority,
-            "tags": ["from-triage-log", "corrected" if hasattr(request, "correction") else "as-served"],
-        })
+        label = _label_of(request)
+        assert label is not None  # every chosen request was checked for a label above
+        team, priority = label
+        lines.append(
+            {
+                "id": case_id,
+                "subject": request.subject,
+                "body": request.body,
+                "team": team,
+                "priority": priority,
+                "tags": ["from-triage-log", "corrected" if hasattr(request, "correction") else "as-served"],
+            }
+        )
         added += 1
     if not added:
         raise DomainError(f"Every selected request is already in test set {testset.name!r}: nothing new to add.")
     data = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines) + "\n"
     return eval_services.testset_import(
-        name=testset.name, data=data, filename="triage-log.jsonl", file_format="jsonl",
-        agent=testset.agent, actor=actor,
+        name=testset.name,
+        data=data,
+        filename="triage-log.jsonl",
+        file_format="jsonl",
+        agent=testset.agent,
+        actor=actor,
     )
-

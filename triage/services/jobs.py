@@ -57,8 +57,15 @@ def triage_job_read(*, token: str, job_id: str) -> TriageJob:
     return selectors.triage_job_get(api_key_id=api_key_authenticate(token=token).key_id, job_id=job_id)
 
 
-def _job_finish(*, job_id: Any, attempt: int, status: str, request: TriageRequest | None = None,
-                error_code: str = "", error_message: str = "") -> TriageJob | None:
+def _job_finish(
+    *,
+    job_id: Any,
+    attempt: int,
+    status: str,
+    request: TriageRequest | None = None,
+    error_code: str = "",
+    error_message: str = "",
+) -> TriageJob | None:
     job = TriageJob.objects.select_for_update().get(pk=job_id)
     if job.status in TriageJob.FINAL_STATUSES or job.attempts != attempt:
         return None  # another worker's attempt owns the job now
@@ -105,8 +112,13 @@ def triage_job_run(*, job_id: Any) -> TriageJob | None:
         route = triage_route(principal=principal, agent_name=job.agent.name, request_key=ticket.request_key)
     except DomainError as refusal:
         with transaction.atomic():
-            _job_finish(job_id=job.pk, attempt=attempt, status=TriageJob.Status.FAILED,
-                        error_code=getattr(refusal, "reason", "refused"), error_message=str(refusal))
+            _job_finish(
+                job_id=job.pk,
+                attempt=attempt,
+                status=TriageJob.Status.FAILED,
+                error_code=getattr(refusal, "reason", "refused"),
+                error_message=str(refusal),
+            )
         job.refresh_from_db()
         return job
     metadata = {**_session_metadata(route=route, principal_name=key.name, source="job"), "job": str(job.pk)}
@@ -129,8 +141,11 @@ def triage_job_run(*, job_id: Any) -> TriageJob | None:
         else:
             error = _failed(run, request, route)
             finished = _job_finish(
-                job_id=job.pk, attempt=attempt, status=TriageJob.Status.FAILED, request=request,
-                error_code=error.outcome, error_message=str(error),
+                job_id=job.pk,
+                attempt=attempt,
+                status=TriageJob.Status.FAILED,
+                request=request,
+                error_code=error.outcome,
+                error_message=str(error),
             )
     return finished or TriageJob.objects.get(pk=job.pk)
-

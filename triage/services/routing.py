@@ -17,10 +17,11 @@ from triage.models import RoutingPolicy
 
 def routing_policy_save(*, policy: RoutingPolicy, actor: Any) -> RoutingPolicy:
     """Save an agent's routing policy; making it the default takes the default from any other agent."""
-    if policy.shadow_version_id and policy.shadow_version.agent_id != policy.agent_id:
+    shadow = policy.shadow_version
+    if shadow is not None and shadow.agent_id != policy.agent_id:
         raise DomainError(
-            f"The shadow version must be a version of {policy.agent.name}; v{policy.shadow_version.number} belongs "
-            f"to {policy.shadow_version.agent.name}."
+            f"The shadow version must be a version of {policy.agent.name}; v{shadow.number} belongs "
+            f"to {shadow.agent.name}."
         )
     if policy.shadow_percent and not policy.shadow_version_id:
         raise DomainError("Choose the shadow version to sample live tickets to, or set the shadow percentage to 0.")
@@ -33,4 +34,3 @@ def routing_policy_save(*, policy: RoutingPolicy, actor: Any) -> RoutingPolicy:
         policy.updated_at = timezone.now()
         saved_by(policy, actor)
     return policy
-

@@ -100,8 +100,15 @@ def _session_metadata(*, route: pins.Route, principal_name: str, source: str) ->
 def _abandoned(*, started: float) -> TicketRun:
     """The run of a call whose caller went away before its session finished (the session is still archived)."""
     return TicketRun(
-        outcome=Outcome.ABANDONED, team="", priority="", problem="the caller went away before the session finished",
-        format_warning="", reply="", session_id="", latency_seconds=time.monotonic() - started, http_attempts=0,
+        outcome=Outcome.ABANDONED,
+        team="",
+        priority="",
+        problem="the caller went away before the session finished",
+        format_warning="",
+        reply="",
+        session_id="",
+        latency_seconds=time.monotonic() - started,
+        http_attempts=0,
         usage=None,
     )
 
@@ -195,7 +202,10 @@ async def triage_serve(*, token: str, agent_name: str | None, ticket: Ticket) ->
     principal, route = await db_step(triage_admit, token=token, agent_name=agent_name, request_key=ticket.request_key)
     record = functools.partial(db_step, triage_record)
     fields = {
-        "route": route, "api_key_id": principal.key_id, "ticket": ticket, "source": TriageRequest.Source.API,
+        "route": route,
+        "api_key_id": principal.key_id,
+        "ticket": ticket,
+        "source": TriageRequest.Source.API,
         "received_at": received_at,
     }
     metadata = _session_metadata(route=route, principal_name=principal.name, source=TriageRequest.Source.API)
@@ -204,12 +214,13 @@ async def triage_serve(*, token: str, agent_name: str | None, ticket: Ticket) ->
     except asyncio.CancelledError:
         # The caller went away (Django cancels the view when the client disconnects). The call is still
         # logged, in a task of its own so this cancellation cannot stop it.
-        await asyncio.shield(asyncio.ensure_future(
-            record(**fields, latency_ms=round((time.monotonic() - started) * 1000), run=_abandoned(started=started))
-        ))
+        await asyncio.shield(
+            asyncio.ensure_future(
+                record(**fields, latency_ms=round((time.monotonic() - started) * 1000), run=_abandoned(started=started))
+            )
+        )
         raise
     request = await record(**fields, latency_ms=round((time.monotonic() - started) * 1000), run=run)
     if run.failure is not None:
         raise _failed(run, request, route)
     return _served(route, request)
-

@@ -20,12 +20,10 @@ def shadow_run(*, request_id: int) -> ShadowResult | None:
     Never affects the caller (it runs after the response, from a task). One
     result per (request, version): a redelivered task finds it and returns it.
     """
-    request = (
-        TriageRequest.objects.select_related("agent", "shadow_version", "version").filter(pk=request_id).first()
-    )
-    if request is None or request.shadow_version_id is None:
+    request = TriageRequest.objects.select_related("agent", "shadow_version", "version").filter(pk=request_id).first()
+    candidate = request.shadow_version if request is not None else None
+    if request is None or candidate is None:
         return None
-    candidate = request.shadow_version
     existing = ShadowResult.objects.filter(request=request, version=candidate).first()
     if existing is not None:
         return existing
@@ -53,4 +51,3 @@ def shadow_run(*, request_id: int) -> ShadowResult | None:
             return ShadowResult.objects.create(request=request, version=candidate, latency_ms=latency_ms, **fields)
     except IntegrityError:
         return ShadowResult.objects.get(request=request, version=candidate)
-

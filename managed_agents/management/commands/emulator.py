@@ -29,7 +29,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-        parser.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0 = any free port)")
+        parser.add_argument(
+            "--port", type=int, default=8765, help="port to listen on (default 8765; 0 = any free port)"
+        )
         parser.add_argument("--versions", choices=VERSION_STYLES, default=None, help="agent version numbering")
         for flag, kind, text in KNOB_FLAGS:
             parser.add_argument(flag, type=kind, default=None, help=text)

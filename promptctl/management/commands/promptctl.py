@@ -12,10 +12,10 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from promptctl.registry import registry
 from promptctl.cli.common import Output
 from promptctl.errors import DomainError
 from promptctl.middleware import request_id_bind
+from promptctl.registry import registry
 
 
 def _group_module(module_name: str):

@@ -1,174 +1,22 @@
-"""The evals admin: thin pages over evals services and selectors.
-
-- Test sets are added by uploading a file (the validation report lists every
-  bad line when it is refused); versions and cases are read-only.
-- Runs are started from a version and a test set; their page shows a live
-  progress bar (a small JSON endpoint polled by a few lines of JS), the
-  per-team table, the confusion matrix, wrong and flaky tickets, and buttons
-  for cancel, resume and compare, each calling one service.
-- Results and comparisons are evidence: read-only, never deleted. The
-  comparison page draws both versions side by side per team (inline SVG) with
-  deltas, intervals, flips and the verdict.
-- Pages select what they show with joins and annotations: their query count
-  does not grow with the number of rows.
-"""
+"""Eval runs (start, live progress, cancel, resume, compare), their results and comparisons."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from evals import charts, selectors, services
-from evals.models import Comparison, EvalResult, EvalRun, TestCase, TestSet, TestSetVersion
+from evals.admin.common import admin_context as _context
+from evals.models import Comparison, EvalResult, EvalRun, TestSet
 from promptctl.admin import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin
 from promptctl.errors import DomainError
-from promptctl.models import Agent, AgentVersion
-
-
-def _context(model_admin, request, **extra):
-    return {**model_admin.admin_site.each_context(request), "opts": model_admin.model._meta, **extra}
-
-
-# --- test sets ---------------------------------------------------------------------------
-
-
-class TestSetUploadForm(forms.Form):
-    __test__ = False
-
-    name = forms.SlugField(max_length=100, help_text="a new name creates the set; an existing one gets a new version")
-    file = forms.FileField(help_text="JSONL or CSV with id, subject, body, team, priority and optional tags")
-    agent = forms.ModelChoiceField(
-        queryset=Agent.objects.order_by("name"), required=False,
-        help_text="labels are checked against this agent's latest prompt; the set belongs to it",
-    )
-    gating = forms.BooleanField(required=False, help_text="production promotions of the agent are judged on this set")
-
-
-class TestSetVersionInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = TestSetVersion
-    fields = ("version_link", "content_hash", "case_count", "warning_count", "source_name", "created_by", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    ordering = ("-number",)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("created_by", "testset")
-
-    @admin.display(description="version")
-    def version_link(self, version: TestSetVersion) -> str:
-        return format_html('<a href="{}">v{}</a>', reverse("admin:evals_testsetversion_change", args=[version.pk]), version.number)
-
-    @admin.display(description="label warnings")
-    def warning_count(self, version: TestSetVersion) -> int:
-        return len(version.label_warnings)
-
-
-@admin.register(TestSet)
-class TestSetAdmin(ReadOnlyHistoryAdmin):
-    list_display = ("name", "agent", "gating", "latest_version", "cases", "label_warnings")
-    list_select_related = ("agent",)
-    search_fields = ("name",)
-    fields = ("name", "agent", "gating", "description", "created_by", "created_at")
-    readonly_fields = fields
-    inlines = (TestSetVersionInline,)
-
-    def get_queryset(self, request):
-        latest = TestSetVersion.objects.order_by("testset_id", "-number").only(
-            "id", "testset_id", "number", "case_count", "content_hash", "label_warnings"
-        )
-        return super().get_queryset(request).prefetch_related(Prefetch("versions", queryset=latest, to_attr="ordered_versions"))
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False  # contents change only by importing a new version
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    @staticmethod
-    def _latest(testset: TestSet) -> TestSetVersion | None:
-        versions = getattr(testset, "ordered_versions", None)
-        return versions[0] if versions else None
-
-    @admin.display(description="latest")
-    def latest_version(self, testset: TestSet) -> str:
-        latest = self._latest(testset)
-        return f"v{latest.number} ({latest.content_hash[:12]})" if latest else "—"
-
-    @admin.display(description="tickets")
-    def cases(self, testset: TestSet) -> int:
-        latest = self._latest(testset)
-        return latest.case_count if latest else 0
-
-    @admin.display(description="label warnings")
-    def label_warnings(self, testset: TestSet) -> int:
-        latest = self._latest(testset)
-        return len(latest.label_warnings) if latest else 0
-
-    def add_view(self, request, form_url="", extra_context=None):
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = TestSetUploadForm(request.POST or None, request.FILES or None)
-        report = None
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
-            try:
-                imported = services.testset_import(
-                    name=form.cleaned_data["name"],
-                    data=upload.read(),
-                    filename=upload.name,
-                    agent=form.cleaned_data["agent"],
-                    gating=form.cleaned_data["gating"],
-                    actor=request.user,
-                )
-            except services.TestSetFileRefused as refusal:
-                report = refusal.report
-                form.add_error(None, f"Refused {upload.name}: {len(report.errors)} bad line(s); nothing was imported.")
-            except DomainError as refusal:
-                form.add_error(None, str(refusal))
-            else:
-                version = imported.version
-                verb = "Imported" if imported.created else "These contents already were"
-                messages.success(request, f"{verb} {version.testset.name} v{version.number} ({version.case_count} tickets).")
-                for warning in version.label_warnings:
-                    messages.warning(request, warning["message"])
-                return HttpResponseRedirect(reverse("admin:evals_testsetversion_change", args=[version.pk]))
-        context = _context(self, request, title="Upload a test set", form=form, report=report)
-        return TemplateResponse(request, "admin/evals/testset_upload.html", context)
-
-
-class TestCaseInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = TestCase
-    fields = ("position", "external_id", "team", "priority", "subject", "tags")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-
-@admin.register(TestSetVersion)
-class TestSetVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("__str__", "testset", "number", "case_count", "created_at")
-    list_select_related = ("testset",)
-    fields = ("testset", "number", "content_hash", "case_count", "source_name", "source_format", "allowed_labels",
-              "warnings", "created_by", "created_at")
-    readonly_fields = fields
-    inlines = (TestCaseInline,)
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        return request.user.has_perm("evals.view_testset") or super().has_view_permission(request, obj)
-
-    @admin.display(description="label warnings")
-    def warnings(self, version: TestSetVersion) -> str:
-        if not version.label_warnings:
-            return "—"
-        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((w["message"],) for w in version.label_warnings)))
-
+from promptctl.models import AgentVersion
 
 # --- runs ----------------------------------------------------------------------------------
 
@@ -177,13 +25,28 @@ class EvalRunStartForm(forms.Form):
     agent_version = forms.ModelChoiceField(
         queryset=AgentVersion.objects.select_related("agent").order_by("agent__name", "-number"), label="Agent version"
     )
-    testset = forms.ModelChoiceField(queryset=TestSet.objects.order_by("name"), label="Test set", help_text="its latest contents are used")
-    repeats = forms.IntegerField(min_value=1, max_value=EvalRun.MAX_REPEATS, initial=1, help_text="answers per ticket; >1 measures flakiness")
+    testset = forms.ModelChoiceField(
+        queryset=TestSet.objects.order_by("name"), label="Test set", help_text="its latest contents are used"
+    )
+    repeats = forms.IntegerField(
+        min_value=1, max_value=EvalRun.MAX_REPEATS, initial=1, help_text="answers per ticket; >1 measures flakiness"
+    )
 
 
 @admin.register(EvalRun)
 class EvalRunAdmin(ReadOnlyHistoryAdmin):
-    list_display = ("run_link", "agent", "version", "testset", "repeats", "status", "progress", "accuracy", "started_by", "created_at")
+    list_display = (
+        "run_link",
+        "agent",
+        "version",
+        "testset",
+        "repeats",
+        "status",
+        "progress",
+        "accuracy",
+        "started_by",
+        "created_at",
+    )
     list_display_links = None
     list_filter = ("status", "agent_version__agent")
     list_select_related = ("agent_version__agent", "testset_version__testset", "started_by")
@@ -248,7 +111,9 @@ class EvalRunAdmin(ReadOnlyHistoryAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = EvalRunStartForm(request.POST or None, initial={"agent_version": request.GET.get("agent_version"), "repeats": 1})
+        form = EvalRunStartForm(
+            request.POST or None, initial={"agent_version": request.GET.get("agent_version"), "repeats": 1}
+        )
         if request.method == "POST" and form.is_valid():
             try:
                 testset_version = selectors.testset_version_latest(testset=form.cleaned_data["testset"])
@@ -263,7 +128,9 @@ class EvalRunAdmin(ReadOnlyHistoryAdmin):
             else:
                 messages.success(request, f"Started run #{run.pk}: {run.unit_total} unit(s) queued for the workers.")
                 return HttpResponseRedirect(reverse("admin:evals_evalrun_change", args=[run.pk]))
-        return TemplateResponse(request, "admin/evals/evalrun_start.html", _context(self, request, title="Start an eval run", form=form))
+        return TemplateResponse(
+            request, "admin/evals/evalrun_start.html", _context(self, request, title="Start an eval run", form=form)
+        )
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         try:
@@ -293,7 +160,8 @@ class EvalRunAdmin(ReadOnlyHistoryAdmin):
             .order_by("-finished_at")[:50]
         )
         context = _context(
-            self, request,
+            self,
+            request,
             title=f"Eval run #{run.pk}",
             original=run,
             run=run,
@@ -357,7 +225,16 @@ class EvalRunAdmin(ReadOnlyHistoryAdmin):
 
 @admin.register(EvalResult)
 class EvalResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("run", "case", "attempt", "kind", "predicted_team", "predicted_priority", "latency_seconds", "session_id")
+    list_display = (
+        "run",
+        "case",
+        "attempt",
+        "kind",
+        "predicted_team",
+        "predicted_priority",
+        "latency_seconds",
+        "session_id",
+    )
     list_filter = ("kind",)
     list_select_related = ("run", "case")
     search_fields = ("case__external_id", "session_id")
@@ -376,7 +253,9 @@ class ComparisonAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="comparison", ordering="id")
     def comparison_link(self, comparison: Comparison) -> str:
-        return format_html('<a href="{}">#{}</a>', reverse("admin:evals_comparison_change", args=[comparison.pk]), comparison.pk)
+        return format_html(
+            '<a href="{}">#{}</a>', reverse("admin:evals_comparison_change", args=[comparison.pk]), comparison.pk
+        )
 
     @admin.display(description="baseline → candidate")
     def versions(self, comparison: Comparison) -> str:
@@ -385,7 +264,10 @@ class ComparisonAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="verdict", ordering="regressed")
     def verdict(self, comparison: Comparison) -> str:
         if comparison.regressed:
-            return format_html('<strong class="evals-regressed">regressed: {}</strong>', ", ".join(comparison.result["regressed_teams"]))
+            return format_html(
+                '<strong class="evals-regressed">regressed: {}</strong>',
+                ", ".join(comparison.result["regressed_teams"]),
+            )
         return "no regression"
 
     @admin.display(description="McNemar p", ordering="mcnemar_p")
@@ -401,7 +283,8 @@ class ComparisonAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             raise Http404("No such comparison.") from None
         summary = selectors.comparison_summary(comparison=comparison)
         context = _context(
-            self, request,
+            self,
+            request,
             title=f"Comparison #{comparison.pk}: v{summary['baseline']['version']} → v{summary['candidate']['version']}",
             original=comparison,
             comparison=comparison,
