@@ -55,6 +55,32 @@ class TicketRun:
     retry_after: float | None = None  # the server's advice, when it was unavailable
     failure: GatewayError | None = None  # the gateway's error, when the run failed
 
+    @classmethod
+    def ended_without_reply(
+        cls,
+        *,
+        outcome: str,
+        problem: str,
+        started: float,
+        failure: GatewayError | None = None,
+        retry_after: float | None = None,
+    ) -> TicketRun:
+        """A run that produced no reply (a failure, or a caller that went away), timed from ``started``."""
+        return cls(
+            outcome=outcome,
+            team="",
+            priority="",
+            problem=problem,
+            format_warning="",
+            reply="",
+            session_id="",
+            latency_seconds=time.monotonic() - started,
+            http_attempts=0,
+            usage=None,
+            retry_after=retry_after,
+            failure=failure,
+        )
+
     @property
     def ok(self) -> bool:
         return self.outcome == RUN_OK
@@ -72,19 +98,12 @@ def _failed(error: GatewayError, *, started: float) -> TicketRun:
         outcome = RUN_UNAVAILABLE
     else:
         outcome = RUN_REFUSED
-    return TicketRun(
+    return TicketRun.ended_without_reply(
         outcome=outcome,
-        team="",
-        priority="",
         problem=str(error),
-        format_warning="",
-        reply="",
-        session_id="",
-        latency_seconds=time.monotonic() - started,
-        http_attempts=0,
-        usage=None,
-        retry_after=getattr(error, "retry_after", None) if outcome == RUN_UNAVAILABLE else None,
+        started=started,
         failure=error,
+        retry_after=getattr(error, "retry_after", None) if outcome == RUN_UNAVAILABLE else None,
     )
 
 

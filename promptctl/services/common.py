@@ -15,13 +15,23 @@ from promptctl.models import Agent, AgentVersion, ChangeRequest, Pin
 from promptctl.selectors import change_request_as_dict
 
 
-def _require(user: Any, permission: str, doing: str) -> None:
-    if user is None or not user.is_active or not user.has_perm(f"promptctl.{permission}"):
+def permission_require(*, user: Any, permission: str, doing: str, next_step: str) -> None:
+    """Refuse unless ``user`` is active and holds ``permission`` ("app_label.codename"); every app's services use it.
+
+    The refusal names who, what was refused, the permission it needs and ``next_step``.
+    """
+    if user is None or not user.is_active or not user.has_perm(permission):
         who = getattr(user, "username", None) or "An anonymous user"
-        raise DomainError(
-            f"{who} may not {doing}: that needs the promptctl.{permission} permission. "
-            "Ask an admin for the right role (`promptctl user add NAME --role ...`)."
-        )
+        raise DomainError(f"{who} may not {doing}: that needs the {permission} permission. {next_step}")
+
+
+def _require(user: Any, permission: str, doing: str) -> None:
+    permission_require(
+        user=user,
+        permission=f"promptctl.{permission}",
+        doing=doing,
+        next_step="Ask an admin for the right role (`promptctl user add NAME --role ...`).",
+    )
 
 
 def _username(user: Any) -> str | None:

@@ -6,6 +6,7 @@ from typing import Any
 
 from managed_agents.tickets import RUN_ERROR, TicketRun
 from promptctl.errors import DomainError
+from promptctl.services.common import permission_require
 from triage.models import Outcome
 
 # --- refusals ---------------------------------------------------------------------
@@ -30,12 +31,12 @@ class TriageFailed(DomainError):
 
 
 def _require(user: Any, permission: str, doing: str) -> None:
-    if user is None or not user.is_active or not user.has_perm(f"triage.{permission}"):
-        who = getattr(user, "username", None) or "An anonymous user"
-        raise DomainError(
-            f"{who} may not {doing}: that needs the triage.{permission} permission (admins have it). "
-            "Ask an admin to do it or to grant the permission."
-        )
+    permission_require(
+        user=user,
+        permission=f"triage.{permission}",
+        doing=doing,
+        next_step="Admins have it: ask an admin to do it or to grant the permission.",
+    )
 
 
 def _log_fields(run: TicketRun) -> dict[str, Any]:

@@ -99,17 +99,8 @@ def _session_metadata(*, route: pins.Route, principal_name: str, source: str) ->
 
 def _abandoned(*, started: float) -> TicketRun:
     """The run of a call whose caller went away before its session finished (the session is still archived)."""
-    return TicketRun(
-        outcome=Outcome.ABANDONED,
-        team="",
-        priority="",
-        problem="the caller went away before the session finished",
-        format_warning="",
-        reply="",
-        session_id="",
-        latency_seconds=time.monotonic() - started,
-        http_attempts=0,
-        usage=None,
+    return TicketRun.ended_without_reply(
+        outcome=Outcome.ABANDONED, problem="the caller went away before the session finished", started=started
     )
 
 
