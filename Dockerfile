@@ -24,9 +24,11 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 # The code runs from this source tree, as in CI: manage.py, templates, the emulator's
 # lexicon.json and evals/data come with it (.dockerignore keeps everything else out).
 COPY manage.py ./
+COPY config ./config
+COPY managed_agents ./managed_agents
 COPY promptctl ./promptctl
-COPY triage ./triage
 COPY evals ./evals
+COPY triage ./triage
 
 # With DEBUG off WhiteNoise serves hashed files from a manifest that only collectstatic
 # writes. Settings must load to run it; this key and host are build-time throwaways,

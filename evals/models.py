@@ -15,7 +15,7 @@ Rules the models keep (each also held by the database where it can be):
   refuses updates, ``delete`` refuses), with no update service and read-only admin.
 
 evals points at promptctl (versions, agents); promptctl never imports evals
-models, only ``promptctl.gates`` calls into evals services.
+models: the evals app registers its promotion gate in ``promptctl.registry`` (``EvalsConfig.ready()``).
 """
 
 from __future__ import annotations
