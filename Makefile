@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SERVE ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo bench emulator worker web clean
+.PHONY: venv test test-fast demo bench emulator worker web clean
 
 venv: $(STAMP)
 
@@ -19,8 +19,22 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The suite runs in parallel (pytest-xdist): it mostly waits on sessions, servers and child processes.
+# Each worker has its own test database, state directory and broker (tests/settings.py); slow tests
+# are handed out first and one at a time, so none is left to start at the end (tests/conftest.py).
+TEST_WORKERS ?= 3
+XDIST := -n $(TEST_WORKERS) --dist load --maxschedchunk 1
+# Python writes no bytecode when PYTHONDONTWRITEBYTECODE is set: then every worker and child process
+# compiles the project and pytest rewrites every test module again. The tests let it write (__pycache__/ is ignored).
+TEST_ENV := PYTHONDONTWRITEBYTECODE=
+
+# The whole suite (CI runs this, with PostgreSQL and Redis).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# The fast lane for the edit-test loop: everything except tests marked slow or browser.
+test-fast: $(STAMP)
+	$(TEST_ENV) $(BIN)/python -m pytest $(XDIST) -m "not slow and not browser" $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/python -m demo --serve=$(SERVE)

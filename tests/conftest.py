@@ -1,16 +1,24 @@
-"""Shared fixtures: the emulator over loopback HTTP, and server requirements.
+"""Shared fixtures: the emulator over loopback HTTP, the tutorial's people and agent, Chromium, server requirements.
 
 Tests that need PostgreSQL or Redis are marked ``postgres`` / ``redis``. Locally
 they skip with the reason printed when the server is not configured; in CI
 (``PROMPTCTL_REQUIRE_SERVERS=1``) a missing server is a failure, never a skip.
+
+Fixtures are shared through ``conftest.py`` files only; plain helpers live in
+``*_support.py`` modules that tests import.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+
+from tests.browser_support import CHROMIUM_ARGS, CHROMIUM_PATH, DEFAULT_TIMEOUT_MS
+from tests.change_control_support import PASSWORD, V1
 
 REQUIRE_SERVERS = os.environ.get("PROMPTCTL_REQUIRE_SERVERS") == "1"
 
@@ -38,6 +46,49 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(reason)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests first, so that under xdist (``--dist load --maxschedchunk 1``) none starts near the end.
+
+    A stable sort: otherwise pytest-django's order stands. Under xdist each
+    worker still runs its share in that order; a test that follows a
+    transactional test's flush finds the migrations' groups gone, which
+    ``roles_ensure`` recreates whenever people are made.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# --- test databases under pytest-xdist (tests.database_support) --------------------------------
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+
+    @pytest.fixture(scope="session")
+    def django_db_setup(request, django_test_environment, django_db_blocker, django_db_modify_db_settings):
+        """This worker's test database, copied from one template migrated once per run."""
+        from tests import database_support
+
+        verbosity = request.config.option.verbose
+        workerinput = request.config.workerinput
+        with django_db_blocker.unblock():
+            original_name = database_support.worker_database_create(
+                run_id=workerinput["testrunuid"], worker=workerinput["workerid"], verbosity=verbosity
+            )
+        yield
+        with django_db_blocker.unblock():
+            database_support.worker_database_destroy(original_name=original_name, verbosity=verbosity)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The xdist controller drops the run's template database once every worker has finished."""
+    if not session.config.pluginmanager.has_plugin("dsession"):
+        return
+    from pytest_django.plugin import blocking_manager_key
+
+    from tests import database_support
+
+    with session.config.stash[blocking_manager_key].unblock():
+        database_support.template_drop()
+
+
 @pytest.fixture(autouse=True)
 def _database_threads_stopped():
     """No test leaves the API's database threads (promptctl.dbsteps) running with open connections.
@@ -52,12 +103,21 @@ def _database_threads_stopped():
     dbsteps.threads_stop()
 
 
+# --- the emulator ---------------------------------------------------------------------------
+
+
+# The emulator "thinks" this long before each reply unless a test sets its own latency. Its
+# default (0.05 s) is for people watching; here a reply still comes later, from the scheduler
+# thread, as it does from the live API, and an eval run of 40 sessions waits 0.4 s instead of 2 s.
+EMULATOR_TEST_LATENCY = 0.01
+
+
 @pytest.fixture(scope="session")
 def emulator_server():
-    """One emulator per test session, on a free loopback port."""
+    """One emulator per test session (per xdist worker), on a free loopback port."""
     from managed_agents.emulator.server import EmulatorServer
 
-    server = EmulatorServer(host="127.0.0.1", port=0)
+    server = EmulatorServer(host="127.0.0.1", port=0, latency=EMULATOR_TEST_LATENCY)
     server.start()
     yield server
     server.stop()
@@ -65,12 +125,88 @@ def emulator_server():
 
 @pytest.fixture
 def emulator(emulator_server, settings):
-    """The emulator with fresh state and default knobs; promptctl's gateway points at it."""
-    from managed_agents import gateway
+    """The emulator with fresh state and default knobs; promptctl's gateway points at it.
 
+    The gateway rebuilds its SDK client whenever the endpoint settings change, and
+    keeps it while they stay the same: tests on this worker's one emulator share it
+    (a new client costs about 45 ms of TLS set-up, even for plain HTTP).
+    """
     emulator_server.reset()
     settings.ANTHROPIC_BASE_URL = emulator_server.base_url
     settings.ANTHROPIC_API_KEY = "emulator-accepts-any-key"
-    gateway.client_reset()
     yield emulator_server
-    gateway.client_reset()
+
+
+# --- the tutorial's people and agent (change control and evals) --------------------------------
+
+
+@pytest.fixture
+def requester(db):
+    from promptctl import services
+
+    return services.user_create(username="rita", role="requester", password=PASSWORD)
+
+
+@pytest.fixture
+def reviewer(db):
+    from promptctl import services
+
+    return services.user_create(username="victor", role="reviewer", password=PASSWORD)
+
+
+@pytest.fixture
+def second_reviewer(db):
+    from promptctl import services
+
+    return services.user_create(username="wendy", role="reviewer", password=PASSWORD)
+
+
+@pytest.fixture
+def agent(emulator, requester):
+    """The tutorial agent at v1, created through promptctl on the emulator."""
+    from promptctl import services
+
+    return services.agent_create(name="ticket-triage", model="claude-sonnet-4-6", system_prompt=V1, actor=requester)
+
+
+# --- Chromium (tests marked ``browser``; tests.browser_support says how) --------------------------
+
+
+@pytest.fixture
+def chromium(monkeypatch) -> Iterator[object]:
+    """A headless Chromium browser, started for one test (so no event loop outlives it)."""
+    if not Path(CHROMIUM_PATH).exists():
+        reason = f"needs Debian's chromium at {CHROMIUM_PATH} (apt-get install chromium)"
+        if REQUIRE_SERVERS:
+            pytest.fail(f"CI requires the browser but it is missing: {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+            # ORM calls made while Playwright's loop ran used a connection local to that
+            # context; close it here, or it outlives the test and blocks dropping the test database.
+            from django.db import connections
+
+            connections.close_all()
+
+
+@pytest.fixture
+def browser_page(chromium, live_server):
+    """A factory of fresh pages (one browser context each, so each person has their own cookies)."""
+    contexts = []
+
+    def new_page():
+        context = chromium.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield new_page
+    for context in contexts:
+        context.close()

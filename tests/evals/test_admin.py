@@ -9,8 +9,7 @@ from django.urls import reverse
 
 from evals import services
 from evals.models import Comparison, EvalRun, TestCase, TestSet
-
-from .conftest import TICKETS, execute_all
+from tests.evals.support import TICKETS, execute_all
 
 pytestmark = pytest.mark.usefixtures("generous_budget")
 

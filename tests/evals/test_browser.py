@@ -7,8 +7,7 @@ from evals import services
 from evals.models import EvalRun
 from promptctl import services as promptctl_services
 from tests.browser_support import admin_login
-
-from .conftest import PASSWORD
+from tests.change_control_support import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

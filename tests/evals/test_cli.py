@@ -13,8 +13,7 @@ from django.core.management import call_command
 
 from evals.models import Comparison, EvalRun
 from promptctl.models import Pin
-
-from .conftest import TICKETS, execute_all
+from tests.evals.support import TICKETS, execute_all
 
 pytestmark = pytest.mark.slow
 

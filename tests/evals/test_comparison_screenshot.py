@@ -13,15 +13,17 @@ from django.urls import reverse
 from evals import services
 from promptctl import services as promptctl_services
 from tests.browser_support import admin_login
-
-from .conftest import PASSWORD, execute_all
+from tests.change_control_support import PASSWORD
+from tests.evals.support import execute_all
 
 pytestmark = [pytest.mark.browser]
 
 
 def test_comparison_page_shows_both_versions_per_team_flips_and_the_verdict(
-    browser_page, versions, gating_set, generous_budget, emulator, tmp_path
+    request, live_server, versions, gating_set, generous_budget, emulator, tmp_path
 ):
+    # The runs execute in this thread before Chromium starts: Playwright's sync API runs an event
+    # loop here, and the session calls refuse to block a thread whose loop is running.
     v1, v2 = versions
     baseline = execute_all(services.eval_run_start(agent_version=v1, testset_version=gating_set))
     candidate = execute_all(services.eval_run_start(agent_version=v2, testset_version=gating_set))
@@ -30,7 +32,7 @@ def test_comparison_page_shows_both_versions_per_team_flips_and_the_verdict(
     assert comparison.regressed and flipped
 
     promptctl_services.user_create(username="rhea", role="admin", password=PASSWORD)
-    page = browser_page()
+    page = request.getfixturevalue("browser_page")()
     admin_login(page, username="rhea", password=PASSWORD)
     page.goto(reverse("admin:evals_comparison_change", args=[comparison.pk]))
     text = page.text_content("body")

@@ -7,8 +7,7 @@ from evals.models import EvalRun
 from promptctl import services as promptctl_services
 from promptctl.errors import DomainError
 from promptctl.models import ChangeRequest, Pin
-
-from .conftest import TICKETS, execute_all
+from tests.evals.support import TICKETS, execute_all
 
 pytestmark = pytest.mark.usefixtures("generous_budget")
 

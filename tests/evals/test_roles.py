@@ -3,8 +3,7 @@
 from django.urls import reverse
 
 from promptctl import services
-
-from .conftest import PASSWORD
+from tests.change_control_support import PASSWORD
 
 
 def test_groups_carry_evals_permissions_from_the_migration(db):

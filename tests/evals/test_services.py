@@ -11,8 +11,7 @@ from django.db import IntegrityError, transaction
 from evals import selectors, services
 from evals.models import Comparison, EvalResult, EvalRun, TestCase, TestSet
 from promptctl.errors import DomainError
-
-from .conftest import TICKETS, execute_all
+from tests.evals.support import TICKETS, execute_all
 
 pytestmark = pytest.mark.usefixtures("generous_budget")
 

@@ -3,8 +3,7 @@
 import anthropic
 
 from evals import services
-
-from .conftest import execute_all
+from tests.evals.support import execute_all
 
 
 def test_an_ended_runs_leftover_sessions_are_archived_and_an_active_runs_are_not(

@@ -13,8 +13,7 @@ from django.db.models import Count
 
 from evals import services
 from evals.models import EvalResult, EvalRun
-
-from .conftest import wait_for_run
+from tests.evals.support import wait_for_run
 
 pytestmark = pytest.mark.slow
 
@@ -105,6 +104,7 @@ def test_two_workers_share_one_session_budget_and_never_hit_429(workers, version
     }
     workers.start(**budget)
     workers.start(**budget)
+    workers.wait_ready()  # the clock times the run, not the workers' start-up
     started = time.monotonic()
     run = services.eval_run_start(agent_version=versions[0], testset_version=gating_set, repeats=3)
     wait_for_run(run, timeout=120)

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from promptctl import services
 from promptctl.models import Agent, AgentVersion, ChangeRequest, Pin
-from tests.promptctl.conftest import CHANNEL, V2, promote
+from tests.change_control_support import CHANNEL, V2, promote
 
 
 def logged_in(user) -> Client:
@@ -177,6 +177,7 @@ def _grow(count: int, requester, reviewer) -> None:
 
 
 @pytest.mark.parametrize("page", ["agent", "agentversion", "changerequest", "pin", "auditevent"])
+@pytest.mark.slow
 def test_list_pages_run_a_flat_number_of_queries(page, requester, reviewer, admin_user, django_assert_max_num_queries):
     client = logged_in(admin_user)
     url = reverse(f"admin:promptctl_{page}_changelist")

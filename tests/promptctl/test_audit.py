@@ -11,7 +11,7 @@ from django.db import DatabaseError, connection, transaction
 
 from promptctl.audit import audit_verify
 from promptctl.models import AuditChainHead, AuditEvent
-from tests.promptctl.conftest import promote
+from tests.change_control_support import promote
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from promptctl import services
 from promptctl.models import ChangeRequest, Pin
 from tests.browser_support import admin_login
-from tests.promptctl.conftest import CHANNEL, PASSWORD, V1, V2, promote
+from tests.change_control_support import CHANNEL, PASSWORD, V1, V2, promote
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SCREENSHOTS = os.environ.get("PROMPTCTL_SCREENSHOTS")  # a folder: keep screenshots to look at

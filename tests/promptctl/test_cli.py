@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.management import call_command
 
-from tests.promptctl.conftest import CHANNEL, V1, V2
+from tests.change_control_support import CHANNEL, V1, V2
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ from django.db import connection
 from promptctl import services
 from promptctl.errors import DomainError
 from promptctl.models import ChangeRequest, Pin
-from tests.promptctl.conftest import CHANNEL, V2, promote
+from tests.change_control_support import CHANNEL, V2, promote
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

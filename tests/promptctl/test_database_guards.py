@@ -7,7 +7,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 
 from promptctl import services
 from promptctl.models import AgentVersion, Approval, ChangeRequest, Pin
-from tests.promptctl.conftest import CHANNEL, promote
+from tests.change_control_support import CHANNEL, promote
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, connections
 
 from promptctl import dbsteps
-from promptctl.models import Agent, AgentVersion
 from promptctl.middleware import request_id_bind, request_id_current
+from promptctl.models import Agent, AgentVersion
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 from promptctl import selectors, services
 from promptctl.errors import DomainError
 from promptctl.models import AgentVersion, Approval, AuditEvent, ChangeRequest, Pin
-from tests.promptctl.conftest import CHANNEL, V1, V2, promote
+from tests.change_control_support import CHANNEL, V1, V2, promote
 
 
 def test_agent_create_records_version_one_and_audits(agent, requester):

@@ -6,19 +6,10 @@ import json
 
 import pytest
 
-from tests.triage.test_api_support import (  # noqa: F401 - fixtures
-    V2,
-    Api,
-    api,
-    api_key,
-    people,
-    production,
-    quiet_limits,
-    ticket,
-)
+from managed_agents.verdicts import allowed_labels
+from tests.triage.support import V2, Api, ticket
 from triage import services
 from triage.models import Outcome, TriageRequest
-from managed_agents.verdicts import allowed_labels
 
 
 def test_default_agent_answers_with_the_pinned_version_and_logs_the_call(api, production, emulator):
@@ -116,7 +107,7 @@ def test_session_timeout_is_504_and_the_session_is_archived(api, production, emu
 
 
 def test_invalid_agent_output_is_answered_as_invalid_not_an_error(api, production):
-    from tests.triage.test_routing_canary import V_RENAMED
+    from tests.triage.support import V_RENAMED
 
     renamed = production.new_version(V_RENAMED)  # answers {"queue", "urgency"}: not a verdict
     production.canary(renamed, 99)

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from evals.models import TestSetVersion
-from tests.triage.test_api_support import V2, api, api_key, people, production, quiet_limits, ticket  # noqa: F401
+from tests.triage.support import V2, ticket
 from triage import services
 from triage.models import ApiKey, ShadowResult, TriageCorrection, TriageRequest
 

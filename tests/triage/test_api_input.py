@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from tests.triage.test_api_support import api, api_key, people, production, quiet_limits  # noqa: F401 - fixtures
 from triage.models import TriageRequest
 
 OK_BODY = "My invoice is wrong."

@@ -8,9 +8,9 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
+from config.children import WorkerProcess, child_env
 from tests.triage.support import Api, People, ProductionAgent, ticket
 from triage import services
-from config.children import WorkerProcess, child_env
 from triage.models import Outcome, TriageJob, TriageRequest
 
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from tests.triage.test_api_support import People, ProductionAgent
+from tests.triage.support import People, ProductionAgent
 from triage import services
 from triage.models import TriageRequest
+
+# Every operation with 60 generated examples, against a transactional database.
+pytestmark = pytest.mark.slow
 
 
 def _application():

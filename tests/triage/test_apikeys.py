@@ -70,13 +70,14 @@ def test_revoked_key_is_refused_on_its_next_request(production, people):
     assert code == 1 and "already revoked" in err
 
 
+@pytest.mark.slow
 def test_revocation_reaches_a_running_server_process_at_once(transactional_db, emulator, settings):
     """No process caches keys: a uvicorn worker refuses a key revoked a moment ago by another process."""
+    import requests
     from django.conf import settings as live_settings
 
-    from tests.triage.support import People, ProductionAgent
     from config.children import api_server
-    import requests
+    from tests.triage.support import People, ProductionAgent
 
     settings.PROMPTCTL_RATE_LIMITER = "off"
     people = People()

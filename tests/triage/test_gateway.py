@@ -8,17 +8,9 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from promptctl.tutorial import V1_PROMPT, V2_PROMPT, tickets_load
-from managed_agents import gateway, tickets
+from managed_agents import gateway
 from managed_agents.verdicts import allowed_labels, verdict_parse
-
-TICKETS = tickets_load()
-V1 = V1_PROMPT
-V2 = V2_PROMPT
-
-
-def ticket_text(ticket: dict) -> str:
-    return tickets.ticket_text(subject=ticket["subject"], body=ticket["body"])
+from tests.triage.support import TICKETS, V1, V2, ticket_text
 
 
 def total_requests(emulator) -> int:

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from tests.triage.test_gateway import TICKETS, V1, V2, ticket_text
 from managed_agents import gateway
 from managed_agents.verdicts import allowed_labels, verdict_parse
+from tests.triage.support import TICKETS, V1, V2, ticket_text
 
 
 @pytest.fixture

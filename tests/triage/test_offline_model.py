@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from promptctl.tutorial import TEAMS, TICKETS_FILE, V1_PROMPT, V2_PROMPT
-
 from managed_agents import tickets
 from managed_agents.emulator import model
+from promptctl.tutorial import TEAMS, TICKETS_FILE, V1_PROMPT, V2_PROMPT
 
 SHARED_TICKETS = TICKETS_FILE
 REALISTIC_TICKETS = Path(__file__).resolve().parent / "data" / "realistic_tickets.jsonl"

@@ -11,14 +11,13 @@ import pytest
 import requests
 from django.db import connection
 
+from config.children import api_server
 from promptctl import services as change_services
 from promptctl.errors import DomainError
 from promptctl.models import ChangeRequest
 from tests.triage.support import V1, V2, V_RENAMED, People, ProductionAgent, ticket
 from triage import pins, services
-from config.children import api_server
 from triage.models import CanaryCheck, Outcome, TriageRequest
-
 
 
 def binomial_bounds(n: int, p: float, tail: float = 1e-6) -> tuple[int, int]:
@@ -117,6 +116,7 @@ def test_ten_percent_canary_over_2000_api_requests_within_binomial_bounds_and_st
     assert TriageRequest.objects.filter(canary=True).count() == canary_count + sum(a["canary"] for a in sticky_answers)
 
 
+@pytest.mark.slow
 def test_a_canary_over_its_invalid_output_limit_files_a_change_request_ending_it(
     api, production, people, eager_tasks, django_capture_on_commit_callbacks
 ):
@@ -161,6 +161,7 @@ def test_a_canary_over_its_invalid_output_limit_files_a_change_request_ending_it
     assert {a["version"] for a in after} == {production.v1} and not any(a["canary"] for a in after)
 
 
+@pytest.mark.slow
 def test_a_healthy_canary_is_left_alone(api, production, people, eager_tasks, django_capture_on_commit_callbacks):
     v3 = production.new_version(V1 + "\nAnswer with the JSON line only.")
     production.canary(v3, 50)

@@ -15,10 +15,10 @@ import pytest
 import requests
 from django.db import connection
 
+from config.children import api_server
 from promptctl import services as change_services
 from tests.triage.support import V3, People, ProductionAgent, ticket
 from triage import services
-from config.children import api_server
 from triage.models import TriageRequest
 
 CLIENTS = 8

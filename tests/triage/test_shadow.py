@@ -7,19 +7,7 @@ import pytest
 from evals import services as eval_services
 from promptctl import services as change_services
 from promptctl.selectors import agent_timeline
-from tests.triage.test_api_support import (  # noqa: F401 - fixtures
-    eager_tasks,
-    TICKETS,
-    V2,
-    api,
-    api_key,
-    eval_run_now,
-    people,
-    production,
-    quiet_limits,
-    ticket,
-)
-from tests.triage.test_routing_canary import V_RENAMED
+from tests.triage.support import TICKETS, V2, V_RENAMED, eval_run_now, ticket
 from triage import selectors, services
 from triage.models import Outcome, ShadowResult, TriageRequest
 
@@ -30,6 +18,7 @@ def shadow(production, people, version_number: int, percent: int = 100) -> None:
     services.routing_policy_save(policy=production.policy, actor=people.admin)
 
 
+@pytest.mark.slow
 def test_shadow_candidate_answers_every_sampled_ticket_without_touching_responses(
     api, production, people, eager_tasks, django_capture_on_commit_callbacks
 ):

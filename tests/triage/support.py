@@ -1,4 +1,4 @@
-"""Fixtures and helpers shared by the triage API tests (the test modules import them; no tests here).
+"""Helpers shared by the triage tests (no tests or fixtures here; those are in ``conftest.py``).
 
 An agent is put into production the way people do it: a gating test set, an
 eval run of the candidate (its units run through the real service, one
@@ -11,19 +11,29 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
-
 from evals import services as eval_services
 from evals.models import EvalRun
+from managed_agents import tickets
 from promptctl import services as change_services
+from promptctl.tutorial import V1_PROMPT, V2_PROMPT, tickets_load
 from tests.asgi_support import asgi_request
-from tests.triage.test_gateway import TICKETS, V1, V2
 from triage import services
 from triage.models import RoutingPolicy
 
+TICKETS = tickets_load()
+V1 = V1_PROMPT
+V2 = V2_PROMPT
 V3 = V1 + "\nAnswer with the JSON line only."
+# A canary whose prompt renames the output fields: the emulator answers {"queue", "urgency"},
+# which promptctl cannot read as a verdict, so every canary reply is invalid.
+V_RENAMED = V1.replace('{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}',
+                       '{"queue": "<billing|auth|api-platform|dashboard>", "urgency": "<P1|P2|P3>"}')
 PASSWORD = "correct-horse-battery"
 GATE_TICKET_IDS = ("TKT-1001", "TKT-1006", "TKT-1011", "TKT-1016")
+
+
+def ticket_text(ticket: dict) -> str:
+    return tickets.ticket_text(subject=ticket["subject"], body=ticket["body"])
 
 
 class People:
@@ -102,29 +112,6 @@ class ProductionAgent:
         return move_pin(self.agent, number, self.people, kind="canary", percent=percent)
 
 
-@pytest.fixture
-def quiet_limits(settings):
-    """Tests of the API are not tests of the shared session budget."""
-    settings.PROMPTCTL_RATE_LIMITER = "off"
-    settings.PROMPTCTL_BACKOFF_BASE = 0.01
-
-
-@pytest.fixture
-def people(db):
-    return People()
-
-
-@pytest.fixture
-def production(emulator, people, quiet_limits):
-    return ProductionAgent(people)
-
-
-@pytest.fixture
-def api_key(production):
-    """A key for every agent; returns the secret."""
-    return services.api_key_create(name="helpdesk", actor=production.people.admin, all_agents=True).secret
-
-
 class ApiResponse:
     """An HTTP response from the API, read like Django's test responses (``response["Retry-After"]``)."""
 
@@ -167,11 +154,6 @@ class Api:
         return self.request("GET", "/api/v1" + path, headers=self._headers(secret))
 
 
-@pytest.fixture
-def api(api_key):
-    return Api(api_key)
-
-
 def ticket(index: int = 0, **extra) -> dict:
     chosen = TICKETS[index % len(TICKETS)]
     return {"subject": chosen["subject"], "body": chosen["body"], **extra}
@@ -179,20 +161,3 @@ def ticket(index: int = 0, **extra) -> dict:
 
 def run_async(coroutine):
     return asyncio.run(coroutine)
-
-
-__all__ = [
-    "V1", "V2", "V3", "TICKETS", "People", "ProductionAgent", "Api", "ApiResponse", "ticket", "move_pin", "eval_run_now",
-    "quiet_limits", "people", "production", "api_key", "api", "run_async",
-]
-
-
-@pytest.fixture
-def eager_tasks():
-    """Celery tasks run in the calling thread (for tests of what a task does, not of workers)."""
-    from config.celery import app
-
-    previous = app.conf.task_always_eager
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = previous

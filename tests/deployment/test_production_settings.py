@@ -1,0 +1,47 @@
+"""Production settings: ``manage.py check --deploy`` is clean, and start-up refuses what production must set."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.deployment.support import manage, production_env
+
+# Each test starts manage.py in a fresh interpreter.
+pytestmark = pytest.mark.slow
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env(tmp_path))
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "WARNINGS" not in output
+    assert "System check identified no issues" in output
+
+
+@pytest.mark.parametrize(
+    ("secret_key", "says"),
+    [(None, "DJANGO_SECRET_KEY is not set"), ("", "DJANGO_SECRET_KEY is not set"), ("short-key", "DJANGO_SECRET_KEY is too weak")],
+)
+def test_production_start_up_refuses_a_missing_or_weak_secret_key(tmp_path, secret_key, says):
+    result = manage("check", env=production_env(tmp_path, DJANGO_SECRET_KEY=secret_key))
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert says in result.stderr
+    assert "secrets.token_urlsafe" in result.stderr  # says how to make one
+
+
+def test_production_start_up_refuses_missing_allowed_hosts(tmp_path):
+    result = manage("check", env=production_env(tmp_path, DJANGO_ALLOWED_HOSTS=None))
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DJANGO_ALLOWED_HOSTS is not set" in result.stderr
+
+
+def test_development_needs_no_environment_at_all(tmp_path):
+    env = production_env(tmp_path, DJANGO_DEBUG=None, DJANGO_SECRET_KEY=None, DJANGO_ALLOWED_HOSTS=None)
+
+    result = manage("check", env=env)
+
+    assert result.returncode == 0, result.stderr
