@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SERVE ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-fast demo bench emulator worker web clean
+.PHONY: venv lint test test-fast demo bench emulator worker web clean
 
 venv: $(STAMP)
 
@@ -28,8 +28,16 @@ XDIST := -n $(TEST_WORKERS) --dist load --maxschedchunk 1
 # compiles the project and pytest rewrites every test module again. The tests let it write (__pycache__/ is ignored).
 TEST_ENV := PYTHONDONTWRITEBYTECODE=
 
-# The whole suite (CI runs this, with PostgreSQL and Redis).
-test: $(STAMP)
+# Lint, format and types: ruff over the tree, mypy over the gateway and the services.
+# (The layer contract, lint-imports, runs inside the suite: tests/test_layers.py.)
+TYPED := managed_agents promptctl/services evals/services triage/services
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(TYPED)
+
+# The whole suite after the lint (CI runs this, with PostgreSQL and Redis).
+test: lint
 	$(TEST_ENV) $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # The fast lane for the edit-test loop: everything except tests marked slow or browser.

@@ -13,9 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-import anthropic
+from typing import TYPE_CHECKING, Any
 
 from managed_agents.client import (
     GatewayError,
@@ -27,6 +25,11 @@ from managed_agents.client import (
     refusal,
     with_retries,
 )
+
+if TYPE_CHECKING:
+    import anthropic
+else:
+    from managed_agents.sdk import anthropic  # the SDK is imported on first use (managed_agents.sdk)
 
 _IDENTITY_FIELDS = {"id", "version", "created_at", "updated_at", "archived_at", "type"}
 # "... is at version 7", "current version: 7", "server version 7": the number the server holds now.

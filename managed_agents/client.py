@@ -23,12 +23,16 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import anthropic
 from django.conf import settings
 
 from managed_agents.errors import DomainError
+
+if TYPE_CHECKING:
+    import anthropic
+else:
+    from managed_agents.sdk import anthropic  # the SDK is imported on first use (managed_agents.sdk)
 
 logger = logging.getLogger("managed_agents.gateway")
 

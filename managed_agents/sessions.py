@@ -24,10 +24,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
-from anthropic.types.beta.beta_managed_agents_agent_params import BetaManagedAgentsAgentParams
 from django.conf import settings
 
 from managed_agents.client import (
@@ -41,6 +39,12 @@ from managed_agents.client import (
     with_retries_async,
 )
 from managed_agents.loop import sync_entry
+
+if TYPE_CHECKING:
+    import anthropic
+    from anthropic.types.beta.beta_managed_agents_agent_params import BetaManagedAgentsAgentParams
+else:
+    from managed_agents.sdk import anthropic  # the SDK is imported on first use (managed_agents.sdk)
 
 logger = logging.getLogger("managed_agents.gateway")
 

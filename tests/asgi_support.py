@@ -9,8 +9,8 @@ from closing the test's connection, which holds the test's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import httpx2
 from asgiref.sync import async_to_sync
@@ -29,8 +29,9 @@ def _test_connection_kept() -> Iterator[None]:
         request_finished.connect(close_old_connections)
 
 
-def asgi_request(method: str, path: str, *, content: bytes | None = None,
-                 headers: dict[str, str] | None = None) -> httpx2.Response:
+def asgi_request(
+    method: str, path: str, *, content: bytes | None = None, headers: dict[str, str] | None = None
+) -> httpx2.Response:
     from config.asgi import application
 
     async def send() -> httpx2.Response:

@@ -21,8 +21,13 @@ CHANNEL = "staging"
 def promote(agent, number, requester, reviewer, *, kind="promote", channel=CHANNEL, percent=None):
     """File, approve and apply one change through the services; returns the applied request."""
     change = services.change_request_create(
-        agent=agent, kind=kind, target_number=number, reason=f"move to v{number}", actor=requester,
-        channel=channel, canary_percent=percent,
+        agent=agent,
+        kind=kind,
+        target_number=number,
+        reason=f"move to v{number}",
+        actor=requester,
+        channel=channel,
+        canary_percent=percent,
     )
     services.change_request_approve(change=change, reviewer=reviewer)
     services.change_request_apply(change=change, actor=reviewer)

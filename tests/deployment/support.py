@@ -102,7 +102,7 @@ def operations_table() -> dict[str, dict[str, str]]:
     table: dict[str, dict[str, str]] = {}
     for line in rows[2:]:
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        row = dict(zip(header, cells))
+        row = dict(zip(header, cells, strict=False))  # a short row leaves its last columns out
         for name in re.findall(r"`([A-Z][A-Z0-9_]*)`", cells[0]):
             table[name] = row
     return table

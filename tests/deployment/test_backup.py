@@ -41,16 +41,26 @@ def _postgres_backup_and_restore(tmp_path: Path) -> str:
     from django.db import connection
 
     params = connection.settings_dict
-    pg_env = {**os.environ, "PGHOST": params.get("HOST") or "127.0.0.1", "PGPORT": str(params.get("PORT") or 5432),
-              "PGUSER": params.get("USER") or "postgres"}
+    pg_env = {
+        **os.environ,
+        "PGHOST": params.get("HOST") or "127.0.0.1",
+        "PGPORT": str(params.get("PORT") or 5432),
+        "PGUSER": params.get("USER") or "postgres",
+    }
     if params.get("PASSWORD"):
         pg_env["PGPASSWORD"] = params["PASSWORD"]
     dump = tmp_path / "promptctl.dump"
     restored = f"promptctl_restore_{secrets.token_hex(4)}"
-    subprocess.run(["pg_dump", "--format=custom", "--file", str(dump), params["NAME"]], env=pg_env, check=True, timeout=120)
+    subprocess.run(
+        ["pg_dump", "--format=custom", "--file", str(dump), params["NAME"]], env=pg_env, check=True, timeout=120
+    )
     subprocess.run(["createdb", restored], env=pg_env, check=True, timeout=60)
-    subprocess.run(["pg_restore", "--no-owner", "--exit-on-error", "--dbname", restored, str(dump)],
-                   env=pg_env, check=True, timeout=120)
+    subprocess.run(
+        ["pg_restore", "--no-owner", "--exit-on-error", "--dbname", restored, str(dump)],
+        env=pg_env,
+        check=True,
+        timeout=120,
+    )
     password = f":{urllib.parse.quote(params['PASSWORD'])}" if params.get("PASSWORD") else ""
     return f"postgres://{pg_env['PGUSER']}{password}@{pg_env['PGHOST']}:{pg_env['PGPORT']}/{restored}"
 
@@ -72,7 +82,9 @@ def _sqlite_backup(tmp_path: Path) -> str:
     command = re.search(r"```\n(python -c .+?)\n```", section, re.S).group(1)
     command = command.replace("var/promptctl.sqlite3", str(connection.settings_dict["NAME"]))
     command = command.replace("promptctl-backup.sqlite3", str(copy))
-    subprocess.run(["sh", "-c", command.replace("python ", shlex.quote(sys.executable) + " ", 1)], check=True, timeout=60)
+    subprocess.run(
+        ["sh", "-c", command.replace("python ", shlex.quote(sys.executable) + " ", 1)], check=True, timeout=60
+    )
     return f"sqlite:///{copy}"
 
 
@@ -86,8 +98,12 @@ def test_backup_and_restore_keep_the_audit_chain_and_the_pins(emulator, tmp_path
     events = AuditEvent.objects.count()
     postgres = connection.vendor == "postgresql"
     restored_url = _postgres_backup_and_restore(tmp_path) if postgres else _sqlite_backup(tmp_path)
-    env = {**os.environ, "DATABASE_URL": restored_url, "ANTHROPIC_BASE_URL": emulator.base_url,
-           "PROMPTCTL_VAR_DIR": str(tmp_path / "var")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": restored_url,
+        "ANTHROPIC_BASE_URL": emulator.base_url,
+        "PROMPTCTL_VAR_DIR": str(tmp_path / "var"),
+    }
     try:
         verified = manage("promptctl", "--json", "audit", "verify", env=env)
         status = manage("promptctl", "--json", "agent", "status", "--agent", "ticket-triage", env=env)

@@ -32,7 +32,9 @@ def test_compose_file_matches_the_compose_specification_schema():
     schema = json.loads(schema_file.read_text())
     validator = jsonschema.validators.validator_for(schema)(schema)
 
-    errors = [f"{'/'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(compose())]
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message}" for error in validator.iter_errors(compose())
+    ]
 
     assert schema["title"] == "Compose Specification"
     assert errors == []
@@ -60,7 +62,7 @@ def test_servers_and_long_running_app_processes_have_health_checks():
 
     for name in ("postgres", "redis", "web", "worker", "emulator"):
         assert services[name]["healthcheck"]["test"], f"{name} has no health check"
-    for name, service in app_services().items():
+    for service in app_services().values():
         process = process_of(service)
         if process in CHECKED_PROCESS_NAMES:
             # The same check the tests below run natively against the same processes.
@@ -74,7 +76,9 @@ def test_dependencies_name_services_that_can_satisfy_them():
         for target, rule in (service.get("depends_on") or {}).items():
             assert target in services, f"{name} depends on {target}, which is not a service"
             if rule["condition"] == "service_healthy":
-                assert services[target].get("healthcheck"), f"{name} waits for {target} to be healthy, but it has no check"
+                assert services[target].get("healthcheck"), (
+                    f"{name} waits for {target} to be healthy, but it has no check"
+                )
             if rule["condition"] == "service_completed_successfully":
                 assert services[target].get("restart") == "no", f"{name} waits for {target} to finish, but it restarts"
     for name in ("web", "worker", "beat"):

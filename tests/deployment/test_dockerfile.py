@@ -30,7 +30,10 @@ def test_dockerfile_installs_exactly_the_pinned_dependencies_of_pyproject(tmp_pa
 
     result = subprocess.run(
         ["sh", "-c", requirements_step.replace("python ", shlex.quote(sys.executable) + " ", 1)],
-        cwd=tmp_path, capture_output=True, text=True, check=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
     )
 
     pinned = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]

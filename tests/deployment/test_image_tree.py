@@ -59,7 +59,9 @@ def image_tree(root: Path) -> Path:
         assignments[name] = _in_tree(root, value)
     assert tokens[:2] == ["python", "manage.py"]
     env = {**container_env(root), **assignments}
-    result = subprocess.run([sys.executable, *tokens[1:]], cwd=app, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, *tokens[1:]], cwd=app, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     return app
 
@@ -95,8 +97,15 @@ def compose_argv(argv: list[str]) -> list[str]:
 @contextmanager
 def running(argv: list[str], *, cwd: Path, env: dict[str, str], log: Path):
     with open(log, "wb") as output:
-        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     try:
         yield process
     finally:
@@ -109,8 +118,9 @@ def running(argv: list[str], *, cwd: Path, env: dict[str, str], log: Path):
                 process.wait()
 
 
-def wait_healthy(check: list[str], *, cwd: Path, env: dict[str, str], process: subprocess.Popen, log: Path,
-                 seconds: float = 90) -> subprocess.CompletedProcess:
+def wait_healthy(
+    check: list[str], *, cwd: Path, env: dict[str, str], process: subprocess.Popen, log: Path, seconds: float = 90
+) -> subprocess.CompletedProcess:
     deadline = time.monotonic() + seconds
     while True:
         assert process.poll() is None, f"the process exited ({process.returncode}): {log.read_text()[-2000:]}"
@@ -147,8 +157,9 @@ def test_web_from_the_image_tree_serves_production_settings_and_passes_its_healt
     check = compose_argv(services["web"]["healthcheck"]["test"])
     host = env["DJANGO_ALLOWED_HOSTS"].split(",")[0]
 
-    migrated = subprocess.run(compose_argv(services["migrate"]["command"]), cwd=app, env=env,
-                              capture_output=True, text=True, timeout=300)
+    migrated = subprocess.run(
+        compose_argv(services["migrate"]["command"]), cwd=app, env=env, capture_output=True, text=True, timeout=300
+    )
     assert migrated.returncode == 0, migrated.stderr
     before = subprocess.run(check, cwd=app, env=env, capture_output=True, text=True, timeout=60)
     assert before.returncode == 1
@@ -186,17 +197,24 @@ def test_worker_beat_and_emulator_from_the_image_tree_pass_their_health_checks(t
     app = image_tree(tmp_path)
     emulator_port = free_port()
     # Beat's sweep every second, and the worker logging at INFO, so the scheduled task is seen arriving.
-    env = container_env(tmp_path, PROMPTCTL_EVAL_SWEEP_SECONDS="1", CELERY_LOG_LEVEL="INFO",
-                        PROMPTCTL_EMULATOR_PORT=str(emulator_port))
+    env = container_env(
+        tmp_path, PROMPTCTL_EVAL_SWEEP_SECONDS="1", CELERY_LOG_LEVEL="INFO", PROMPTCTL_EMULATOR_PORT=str(emulator_port)
+    )
     services = compose()["services"]
-    assert subprocess.run(compose_argv(services["migrate"]["command"]), cwd=app, env=env, timeout=300,
-                          capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            compose_argv(services["migrate"]["command"]), cwd=app, env=env, timeout=300, capture_output=True
+        ).returncode
+        == 0
+    )
     worker_check = compose_argv(services["worker"]["healthcheck"]["test"])
     emulator_check = compose_argv(services["emulator"]["healthcheck"]["test"])
 
     worker_log, beat_log, emulator_log = tmp_path / "worker.log", tmp_path / "beat.log", tmp_path / "emulator.log"
-    with running(compose_argv(services["worker"]["command"]), cwd=app, env=env, log=worker_log) as worker, \
-            running(compose_argv(services["emulator"]["command"]), cwd=app, env=env, log=emulator_log) as emulator:
+    with (
+        running(compose_argv(services["worker"]["command"]), cwd=app, env=env, log=worker_log) as worker,
+        running(compose_argv(services["emulator"]["command"]), cwd=app, env=env, log=emulator_log) as emulator,
+    ):
         # The worker logs "ready" at INFO; the health check (a ping through the broker) must then pass.
         wait_for_log(r"@\S+ ready\.", process=worker, log=worker_log)
         healthy = wait_healthy(worker_check, cwd=app, env=env, process=worker, log=worker_log)

@@ -22,7 +22,9 @@ def test_operations_lists_only_variables_something_reads():
     table = operations_table()
     read = set(variables_read_by_code())
     compose_variables = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
-    test_variables = set(re.findall(r"os\.environ\.get\(\s*\"([A-Z][A-Z0-9_]*)\"", (ROOT / "tests" / "conftest.py").read_text()))
+    test_variables = set(
+        re.findall(r"os\.environ\.get\(\s*\"([A-Z][A-Z0-9_]*)\"", (ROOT / "tests" / "conftest.py").read_text())
+    )
 
     unread = set(table) - read - compose_variables - test_variables - {"ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL"}
 

@@ -21,7 +21,11 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
 
 @pytest.mark.parametrize(
     ("secret_key", "says"),
-    [(None, "DJANGO_SECRET_KEY is not set"), ("", "DJANGO_SECRET_KEY is not set"), ("short-key", "DJANGO_SECRET_KEY is too weak")],
+    [
+        (None, "DJANGO_SECRET_KEY is not set"),
+        ("", "DJANGO_SECRET_KEY is not set"),
+        ("short-key", "DJANGO_SECRET_KEY is too weak"),
+    ],
 )
 def test_production_start_up_refuses_a_missing_or_weak_secret_key(tmp_path, secret_key, says):
     result = manage("check", env=production_env(tmp_path, DJANGO_SECRET_KEY=secret_key))

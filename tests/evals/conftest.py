@@ -27,7 +27,12 @@ def gating_set(agent, requester):
     from evals import services
 
     imported = services.testset_import(
-        name="support-tickets", data=TICKETS.read_bytes(), filename=TICKETS.name, agent=agent, gating=True, actor=requester
+        name="support-tickets",
+        data=TICKETS.read_bytes(),
+        filename=TICKETS.name,
+        agent=agent,
+        gating=True,
+        actor=requester,
     )
     return imported.version
 

@@ -109,7 +109,7 @@ def wait_for_run(run: EvalRun, *, timeout: float = 60.0, until=None) -> EvalRun:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run.refresh_from_db()
-        if (until(run) if until else not run.is_active):
+        if until(run) if until else not run.is_active:
             return run
         time.sleep(0.1)
     progress = run.results.count()

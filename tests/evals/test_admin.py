@@ -30,7 +30,12 @@ def test_upload_refuses_a_malformed_file_with_every_bad_line(admin_client):
 def test_upload_imports_and_shows_label_warnings(admin_client, agent):
     response = admin_client.post(
         reverse("admin:evals_testset_add"),
-        {"name": "support-tickets", "file": SimpleUploadedFile("t.jsonl", TICKETS.read_bytes()), "agent": agent.pk, "gating": "on"},
+        {
+            "name": "support-tickets",
+            "file": SimpleUploadedFile("t.jsonl", TICKETS.read_bytes()),
+            "agent": agent.pk,
+            "gating": "on",
+        },
         follow=True,
     )
     assert response.status_code == 200
@@ -82,7 +87,9 @@ def test_run_list_query_budget(admin_client, versions, gating_set, django_assert
     assert "20/20" in page
 
 
-def test_compare_from_the_run_page_and_the_comparison_page(admin_client, versions, gating_set, django_assert_max_num_queries):
+def test_compare_from_the_run_page_and_the_comparison_page(
+    admin_client, versions, gating_set, django_assert_max_num_queries
+):
     v1, v2 = versions
     baseline = execute_all(services.eval_run_start(agent_version=v1, testset_version=gating_set))
     candidate = execute_all(services.eval_run_start(agent_version=v2, testset_version=gating_set))

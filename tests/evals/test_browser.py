@@ -31,7 +31,9 @@ def test_progress_bar_moves_while_the_run_runs_and_the_page_shows_scores_at_the_
     )
     assert page.text_content("#run-status-text") == "running"
     # At the end the page reloads itself and shows the finished run's tables.
-    page.wait_for_function("() => document.getElementById('run-status-text').textContent === 'finished'", timeout=60_000)
+    page.wait_for_function(
+        "() => document.getElementById('run-status-text').textContent === 'finished'", timeout=60_000
+    )
     page.wait_for_selector("#run-status[data-active='0']", timeout=10_000)
     assert "40/40 results" in page.text_content("#run-progress-text")
     assert "/5" in page.text_content("#per-team tr[data-team='billing']")

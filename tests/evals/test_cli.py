@@ -34,20 +34,31 @@ def promptctl(*args: str, expect_exit: int = 0) -> tuple[dict | list | None, str
 def test_tutorial_through_cli_and_workers(workers, agent, versions, requester, reviewer, second_reviewer):
     v1, v2 = versions
     workers.start()
-    imported, _ = promptctl("testset", "import", str(TICKETS), "--name", "support-tickets", "--agent", agent.name, "--gating")
+    imported, _ = promptctl(
+        "testset", "import", str(TICKETS), "--name", "support-tickets", "--agent", agent.name, "--gating"
+    )
     assert imported["cases"] == 20 and imported["gating"] is True
     assert {w["label"] for w in imported["label_warnings"]} == {"P0"}
 
     runs = {}
     for version in (v1, v2):
-        data, _ = promptctl("eval", "run", "--agent", agent.name, "--version", str(version.number), "--wait", "--as", "rita")
+        data, _ = promptctl(
+            "eval", "run", "--agent", agent.name, "--version", str(version.number), "--wait", "--as", "rita"
+        )
         assert data["status"] == "finished" and data["progress"]["done"] == 20
         assert data["started_by"] == "rita"
         assert set(data["scores"]["teams"]) == {"billing", "auth", "api-platform", "dashboard"}
         runs[version.number] = data["id"]
 
     comparison, _ = promptctl(
-        "eval", "compare", "--agent", agent.name, "--baseline", str(v1.number), "--candidate", str(v2.number),
+        "eval",
+        "compare",
+        "--agent",
+        agent.name,
+        "--baseline",
+        str(v1.number),
+        "--candidate",
+        str(v2.number),
         expect_exit=1,
     )
     assert comparison["regressed"] is True
@@ -64,24 +75,67 @@ def test_tutorial_through_cli_and_workers(workers, agent, versions, requester, r
     assert shown["scores"]["confusion"]["counts"]["billing"]["api-platform"] >= len(billing_flips)
 
     # Production gets v1 first (a finished run is the evidence for a first promotion).
-    first, _ = promptctl("change", "request", "--agent", agent.name, "--kind", "promote", "--to", str(v1.number),
-                         "--reason", "initial production version", "--evidence", f"run:{runs[v1.number]}", "--as", "rita")
+    first, _ = promptctl(
+        "change",
+        "request",
+        "--agent",
+        agent.name,
+        "--kind",
+        "promote",
+        "--to",
+        str(v1.number),
+        "--reason",
+        "initial production version",
+        "--evidence",
+        f"run:{runs[v1.number]}",
+        "--as",
+        "rita",
+    )
     promptctl("change", "approve", str(first["id"]), "--as", "victor")
     promptctl("change", "apply", str(first["id"]), "--as", "victor")
     assert Pin.objects.get(agent=agent, channel="production").version == v1
 
     evidence = f"comparison:{comparison['id']}"
-    unaccepted, _ = promptctl("change", "request", "--agent", agent.name, "--kind", "promote", "--to", str(v2.number),
-                              "--reason", "api-platform routing", "--evidence", evidence, "--as", "rita")
+    unaccepted, _ = promptctl(
+        "change",
+        "request",
+        "--agent",
+        agent.name,
+        "--kind",
+        "promote",
+        "--to",
+        str(v2.number),
+        "--reason",
+        "api-platform routing",
+        "--evidence",
+        evidence,
+        "--as",
+        "rita",
+    )
     promptctl("change", "approve", str(unaccepted["id"]), "--as", "victor")
     _, refusal = promptctl("change", "apply", str(unaccepted["id"]), "--as", "victor", expect_exit=1)
     assert "flags a regression (billing)" in refusal and billing_flips[0] in refusal
     assert Pin.objects.get(agent=agent, channel="production").version == v1
     promptctl("change", "withdraw", str(unaccepted["id"]), "--as", "rita")
 
-    change, _ = promptctl("change", "request", "--agent", agent.name, "--kind", "promote", "--to", str(v2.number),
-                          "--reason", "api-platform routing", "--evidence", evidence,
-                          "--accept-regression", "billing fix follows in v3", "--as", "rita")
+    change, _ = promptctl(
+        "change",
+        "request",
+        "--agent",
+        agent.name,
+        "--kind",
+        "promote",
+        "--to",
+        str(v2.number),
+        "--reason",
+        "api-platform routing",
+        "--evidence",
+        evidence,
+        "--accept-regression",
+        "billing fix follows in v3",
+        "--as",
+        "rita",
+    )
     assert change["approvals_required"] == agent.required_approvals + 1
     promptctl("change", "approve", str(change["id"]), "--as", "victor")
     _, refusal = promptctl("change", "apply", str(change["id"]), "--as", "victor", expect_exit=1)
@@ -92,7 +146,9 @@ def test_tutorial_through_cli_and_workers(workers, agent, versions, requester, r
     assert applied["pin"]["version"] == v2.number
 
 
-def test_compare_refuses_different_contents_and_malformed_import(agent, versions, gating_set, generous_budget, tmp_path):
+def test_compare_refuses_different_contents_and_malformed_import(
+    agent, versions, gating_set, generous_budget, tmp_path
+):
     v1, v2 = versions
     baseline = execute_all(
         EvalRun.objects.get(pk=promptctl("eval", "run", "--agent", agent.name, "--version", str(v1.number))[0]["id"])
@@ -104,11 +160,29 @@ def test_compare_refuses_different_contents_and_malformed_import(agent, versions
         EvalRun.objects.get(pk=promptctl("eval", "run", "--agent", agent.name, "--version", str(v2.number))[0]["id"])
     )
     assert baseline.testset_version_id != candidate.testset_version_id
-    _, refusal = promptctl("eval", "compare", "--agent", agent.name, "--baseline", str(v1.number),
-                           "--candidate", str(v2.number), expect_exit=1)
+    _, refusal = promptctl(
+        "eval",
+        "compare",
+        "--agent",
+        agent.name,
+        "--baseline",
+        str(v1.number),
+        "--candidate",
+        str(v2.number),
+        expect_exit=1,
+    )
     assert "different test set contents" in refusal
-    _, refusal = promptctl("eval", "compare", "--agent", agent.name, "--baseline-run", str(baseline.pk),
-                           "--candidate-run", str(candidate.pk), expect_exit=1)
+    _, refusal = promptctl(
+        "eval",
+        "compare",
+        "--agent",
+        agent.name,
+        "--baseline-run",
+        str(baseline.pk),
+        "--candidate-run",
+        str(candidate.pk),
+        expect_exit=1,
+    )
     assert "different test set contents" in refusal
     assert Comparison.objects.count() == 0
 

@@ -83,7 +83,10 @@ def test_regressing_candidate_cannot_be_applied_without_the_accept_path(
     promptctl_services.change_request_withdraw(change=unaccepted, actor=requester)
 
     change = _request(
-        agent, v2.number, requester, evidence_ref=f"comparison:{comparison.pk}",
+        agent,
+        v2.number,
+        requester,
+        evidence_ref=f"comparison:{comparison.pk}",
         accept_regression_reason="billing routing is fixed in the next version; api-platform needs this now",
     )
     assert change.approvals_required == agent.required_approvals + 1
@@ -97,7 +100,9 @@ def test_regressing_candidate_cannot_be_applied_without_the_accept_path(
     assert pin.version == v2
 
 
-def test_comparison_must_be_against_production_and_the_candidate(agent, versions, gating_set, requester, production_v1, reviewer):
+def test_comparison_must_be_against_production_and_the_candidate(
+    agent, versions, gating_set, requester, production_v1, reviewer
+):
     v1, v2 = versions
     v3 = promptctl_services.version_create(agent=agent, system_prompt=v1.system_prompt + "\nBe brief.", actor=requester)
     run2, run3 = _run(v2, gating_set), _run(v3, gating_set)
@@ -109,7 +114,13 @@ def test_comparison_must_be_against_production_and_the_candidate(agent, versions
         _request(agent, v2.number, requester, evidence_ref=f"comparison:{v1_vs_v3.pk}")
     assert not v1_vs_v3.regressed
     with pytest.raises(DomainError, match="nothing to accept"):
-        _request(agent, v3.number, requester, evidence_ref=f"comparison:{v1_vs_v3.pk}", accept_regression_reason="just in case")
+        _request(
+            agent,
+            v3.number,
+            requester,
+            evidence_ref=f"comparison:{v1_vs_v3.pk}",
+            accept_regression_reason="just in case",
+        )
     change = _request(agent, v3.number, requester, evidence_ref=f"comparison:{v1_vs_v3.pk}")
     assert change.approvals_required == agent.required_approvals
     # The gating set changes after filing: the evidence no longer describes what promotions are judged on.
@@ -123,7 +134,12 @@ def test_comparison_must_be_against_production_and_the_candidate(agent, versions
 
 def test_other_channels_and_rollbacks_are_not_gated(agent, versions, requester, reviewer):
     change = promptctl_services.change_request_create(
-        agent=agent, kind="promote", target_number=versions[1].number, reason="try it", actor=requester, channel="staging"
+        agent=agent,
+        kind="promote",
+        target_number=versions[1].number,
+        reason="try it",
+        actor=requester,
+        channel="staging",
     )
     promptctl_services.change_request_approve(change=change, reviewer=reviewer)
     pin = promptctl_services.change_request_apply(change=change, actor=reviewer)

@@ -61,7 +61,7 @@ def test_every_bad_jsonl_line_is_named_and_nothing_is_accepted():
 def test_csv_parses_tags_and_names_bad_rows_by_their_first_line():
     text = (
         "id,subject,body,team,priority,tags\n"
-        "T-1,Login,\"cannot log in\nsince Monday\",auth,P1,sso; urgent\n"
+        'T-1,Login,"cannot log in\nsince Monday",auth,P1,sso; urgent\n'
         "T-2,Invoice,wrong amount,billing,P2,\n"
         "T-3,Chart,,dashboard,P3,\n"
         "T-4,Too,many,columns,here,x,y\n"

@@ -49,13 +49,18 @@ def test_run_score_per_team_priority_invalid_confusion_latency():
 def test_errors_are_not_scored_and_repeats_use_the_majority():
     outcomes = [
         # B1: 2 of 3 right -> right, flaky
-        _ok("B1", "billing", "P1", 1), _ok("B1", "billing", "P1", 2), _ok("B1", "auth", "P1", 3),
+        _ok("B1", "billing", "P1", 1),
+        _ok("B1", "billing", "P1", 2),
+        _ok("B1", "auth", "P1", 3),
         # B3: 1 of 2 right -> not a strict majority -> wrong, flaky
-        _ok("B3", "billing", "P2", 1), _ok("B3", "auth", "P2", 2),
+        _ok("B3", "billing", "P2", 1),
+        _ok("B3", "auth", "P2", 2),
         # A1: only errors -> unscored
-        Outcome("A1", 1, "error"), Outcome("A1", 2, "error"),
+        Outcome("A1", 1, "error"),
+        Outcome("A1", 2, "error"),
         # A2: one error, one right -> right, not flaky
-        Outcome("A2", 1, "error"), _ok("A2", "auth", "P3", 2),
+        Outcome("A2", 1, "error"),
+        _ok("A2", "auth", "P3", 2),
     ]
     score = run_score(cases=CASES, outcomes=outcomes, allowed=ALLOWED)
     assert score["tickets"]["B1"]["correct"] is True
@@ -98,7 +103,9 @@ def test_compare_flags_the_team_that_lost_more_than_the_tolerance():
 
 def test_compare_skips_unscored_tickets_as_unpaired():
     baseline = _score({"B1": "billing", "B2": "billing", "B3": "billing", "A1": "auth", "A2": "auth"})
-    candidate_outcomes = [_ok(t, team, "P1") for t, team in {"B1": "billing", "B2": "billing", "A1": "auth", "A2": "auth"}.items()]
+    candidate_outcomes = [
+        _ok(t, team, "P1") for t, team in {"B1": "billing", "B2": "billing", "A1": "auth", "A2": "auth"}.items()
+    ]
     candidate_outcomes.append(Outcome("B3", 1, "error"))
     candidate = run_score(cases=CASES, outcomes=candidate_outcomes, allowed=ALLOWED)
     comparison = runs_compare(baseline=baseline, candidate=candidate, tolerance=0)
@@ -111,7 +118,10 @@ def test_compare_skips_unscored_tickets_as_unpaired():
 def test_compare_mcnemar_reflects_one_sided_flips():
     cases = [CaseLabel(f"T{i}", "billing", "P1") for i in range(8)]
     baseline = run_score(cases=cases, outcomes=[_ok(c.id, "billing", "P1") for c in cases])
-    candidate = run_score(cases=cases, outcomes=[_ok(c.id, "auth", "P1") for c in cases[:6]] + [_ok(c.id, "billing", "P1") for c in cases[6:]])
+    candidate = run_score(
+        cases=cases,
+        outcomes=[_ok(c.id, "auth", "P1") for c in cases[:6]] + [_ok(c.id, "billing", "P1") for c in cases[6:]],
+    )
     comparison = runs_compare(baseline=baseline, candidate=candidate, tolerance=0)
     assert comparison["right_to_wrong"] == 6
     assert comparison["mcnemar_p"] == pytest.approx(2 / 64)

@@ -58,7 +58,9 @@ def test_gating_is_one_set_per_agent(gating_set, agent):
     with pytest.raises(IntegrityError), transaction.atomic():
         TestSet.objects.filter(pk=gating_set.testset_id).update(gating=True)
     with pytest.raises(DomainError, match="belongs to no agent"):
-        services.testset_gating_set(testset=services.testset_import(name="loose", data=TICKETS.read_bytes(), filename="t.jsonl").testset)
+        services.testset_gating_set(
+            testset=services.testset_import(name="loose", data=TICKETS.read_bytes(), filename="t.jsonl").testset
+        )
 
 
 def test_run_scores_and_finishes_exactly_once(versions, gating_set, requester, django_capture_on_commit_callbacks):
@@ -113,7 +115,10 @@ def test_v2_regresses_billing_only_and_lists_flips(versions, gating_set, agent):
     assert {w["label"] for w in summary["label_warnings"]} == {"P0"}
     # The same comparison asked for again is the same record.
     assert services.comparison_create(baseline_run=baseline, candidate_run=candidate).pk == comparison.pk
-    assert services.comparison_for_versions(agent=agent, baseline_number=v1.number, candidate_number=v2.number).pk == comparison.pk
+    assert (
+        services.comparison_for_versions(agent=agent, baseline_number=v1.number, candidate_number=v2.number).pk
+        == comparison.pk
+    )
 
 
 def test_comparison_across_different_contents_is_refused(versions, gating_set):

@@ -23,10 +23,18 @@ def test_requester_files_reviewer_approves_and_applies(agent, requester, reviewe
     rita = logged_in(requester)
     response = rita.post(
         reverse("admin:promptctl_changerequest_add"),
-        {"agent": agent.pk, "kind": "promote", "channel": CHANNEL, "target_version": agent.latest_version_number, "reason": "baseline"},
+        {
+            "agent": agent.pk,
+            "kind": "promote",
+            "channel": CHANNEL,
+            "target_version": agent.latest_version_number,
+            "reason": "baseline",
+        },
     )
     change = ChangeRequest.objects.get()
-    assert response.status_code == 302 and response["Location"] == reverse("admin:promptctl_changerequest_change", args=[change.pk])
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "admin:promptctl_changerequest_change", args=[change.pk]
+    )
 
     approve_url = reverse("admin:promptctl_changerequest_action", args=[change.pk, "approve"])
     # The requester sees the refusal, not a silent failure.
@@ -49,7 +57,13 @@ def test_requester_files_reviewer_approves_and_applies(agent, requester, reviewe
 def test_a_refused_request_shows_the_services_message(agent, requester):
     response = logged_in(requester).post(
         reverse("admin:promptctl_changerequest_add"),
-        {"agent": agent.pk, "kind": "rollback", "channel": CHANNEL, "target_version": agent.latest_version_number, "reason": "r"},
+        {
+            "agent": agent.pk,
+            "kind": "rollback",
+            "channel": CHANNEL,
+            "target_version": agent.latest_version_number,
+            "reason": "r",
+        },
     )
     assert response.status_code == 200 and "no staging pin yet" in response.content.decode()
     assert not ChangeRequest.objects.exists()
@@ -57,7 +71,12 @@ def test_a_refused_request_shows_the_services_message(agent, requester):
 
 def test_actions_need_post_with_csrf(agent, requester, reviewer):
     change = services.change_request_create(
-        agent=agent, kind="promote", target_number=agent.latest_version_number, reason="r", actor=requester, channel=CHANNEL
+        agent=agent,
+        kind="promote",
+        target_number=agent.latest_version_number,
+        reason="r",
+        actor=requester,
+        channel=CHANNEL,
     )
     strict = Client(enforce_csrf_checks=True)
     strict.force_login(reviewer)
@@ -94,10 +113,18 @@ def test_records_are_read_only_in_the_admin(agent, requester, reviewer, admin_us
 def test_policy_edits_go_through_the_service_and_are_audited(agent, admin_user, requester):
     admin = logged_in(admin_user)
     url = reverse("admin:promptctl_agent_change", args=[agent.pk])
-    response = admin.post(url, {
-        "required_approvals": 2, "approver_group": "reviewers", "regression_tolerance": 1,
-        "pins-TOTAL_FORMS": 0, "pins-INITIAL_FORMS": 0, "versions-TOTAL_FORMS": 1, "versions-INITIAL_FORMS": 1,
-    })
+    response = admin.post(
+        url,
+        {
+            "required_approvals": 2,
+            "approver_group": "reviewers",
+            "regression_tolerance": 1,
+            "pins-TOTAL_FORMS": 0,
+            "pins-INITIAL_FORMS": 0,
+            "versions-TOTAL_FORMS": 1,
+            "versions-INITIAL_FORMS": 1,
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     agent.refresh_from_db()
     assert (agent.required_approvals, agent.regression_tolerance) == (2, 1)
@@ -108,9 +135,13 @@ def test_policy_edits_go_through_the_service_and_are_audited(agent, admin_user, 
     assert event.actor == admin_user and event.request_id
     # Refusals (the form's, from the constraint; the service's) are shown, and nothing changes.
     inlines = {"pins-TOTAL_FORMS": 0, "pins-INITIAL_FORMS": 0, "versions-TOTAL_FORMS": 1, "versions-INITIAL_FORMS": 1}
-    refused = admin.post(url, {"required_approvals": 0, "approver_group": "reviewers", "regression_tolerance": 1, **inlines})
+    refused = admin.post(
+        url, {"required_approvals": 0, "approver_group": "reviewers", "regression_tolerance": 1, **inlines}
+    )
     assert "at least 1 approval" in refused.content.decode()
-    refused = admin.post(url, {"required_approvals": 3, "approver_group": "nobody", "regression_tolerance": 1, **inlines}, follow=True)
+    refused = admin.post(
+        url, {"required_approvals": 3, "approver_group": "nobody", "regression_tolerance": 1, **inlines}, follow=True
+    )
     assert "There is no group &#x27;nobody&#x27;" in refused.content.decode()
     agent.refresh_from_db()
     assert agent.required_approvals == 2
@@ -130,7 +161,8 @@ def test_drift_is_shown_on_the_agent_and_versions_can_be_diffed(agent, requester
     assert "1 changed outside promptctl" in listing
     recorded = AgentVersion.objects.get(number=outside.version)
     diff = admin.get(
-        reverse("admin:promptctl_agentversion_diff", args=[recorded.pk]) + f"?against={agent.versions.order_by('number').first().number}"
+        reverse("admin:promptctl_agentversion_diff", args=[recorded.pk])
+        + f"?against={agent.versions.order_by('number').first().number}"
     ).content.decode()
     assert 'id="system-diff"' in diff and "ROUTING RULE" in diff and 'class="insert"' in diff
     assert "changed outside promptctl" in diff
@@ -141,7 +173,9 @@ def test_the_timeline_tells_who_did_what(agent, requester, reviewer, admin_user)
     page = logged_in(admin_user).get(reverse("admin:promptctl_agent_timeline", args=[agent.pk])).content.decode()
     for fragment in ("created version", "requested #", "approved #", "applied #", "rita", "victor"):
         assert fragment in page, fragment
-    assert page.index("created version") < page.index("requested #") < page.index("approved #") < page.index("applied #")
+    assert (
+        page.index("created version") < page.index("requested #") < page.index("approved #") < page.index("applied #")
+    )
 
 
 def test_the_audit_page_verifies_the_chain(agent, admin_user):
@@ -162,12 +196,22 @@ def _grow(count: int, requester, reviewer) -> None:
     existing = Agent.objects.count()
     for index in range(existing, count):
         agent = Agent.objects.create(
-            name=f"agent-{index:03d}", remote_id=f"agent_fake_{index:03d}", environment_id="env_fake", model="claude-sonnet-4-6",
-            latest_version_number=1_700_000_000_000 + index, created_by=requester,
+            name=f"agent-{index:03d}",
+            remote_id=f"agent_fake_{index:03d}",
+            environment_id="env_fake",
+            model="claude-sonnet-4-6",
+            latest_version_number=1_700_000_000_000 + index,
+            created_by=requester,
         )
         version = AgentVersion.objects.create(
-            agent=agent, number=1_700_000_000_000 + index, system_prompt=f"prompt {index}", model="claude-sonnet-4-6",
-            config={"system": f"prompt {index}"}, config_sha256=f"{index:064x}", origin="promptctl", created_by=requester,
+            agent=agent,
+            number=1_700_000_000_000 + index,
+            system_prompt=f"prompt {index}",
+            model="claude-sonnet-4-6",
+            config={"system": f"prompt {index}"},
+            config_sha256=f"{index:064x}",
+            origin="promptctl",
+            created_by=requester,
         )
         change = services.change_request_create(
             agent=agent, kind="promote", target_number=version.number, reason="grow", actor=requester, channel=CHANNEL
@@ -189,5 +233,9 @@ def test_list_pages_run_a_flat_number_of_queries(page, requester, reviewer, admi
     with django_assert_max_num_queries(len(small.captured_queries)):
         response = client.get(url)
     assert response.status_code == 200
-    expected_total = {"agent": "200 agents", "agentversion": "200 agent versions", "changerequest": "200 change requests"}
+    expected_total = {
+        "agent": "200 agents",
+        "agentversion": "200 agent versions",
+        "changerequest": "200 change requests",
+    }
     assert page not in expected_total or expected_total[page] in response.content.decode()

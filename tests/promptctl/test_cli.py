@@ -37,7 +37,9 @@ def prompt_files(tmp_path):
 @pytest.fixture
 def people(db):
     assert run_json("user", "add", "rita", "--role", "requester")["groups"] == ["requesters"]
-    assert run_json("user", "add", "victor", "--role", "reviewer", "--password", "pw-for-victor")["groups"] == ["reviewers"]
+    assert run_json("user", "add", "victor", "--role", "reviewer", "--password", "pw-for-victor")["groups"] == [
+        "reviewers"
+    ]
     admin = run_json("user", "add", "ada", "--role", "admin")
     assert admin["is_superuser"] is True
 
@@ -45,13 +47,23 @@ def people(db):
 def test_the_whole_flow_from_the_command_line(emulator, people, prompt_files):
     first_file, second_file = prompt_files
     code, out, err = run(
-        "agent", "create", "--name", "ticket-triage", "--model", "claude-sonnet-4-6", "--system-file", str(first_file),
-        "--as", "rita",
+        "agent",
+        "create",
+        "--name",
+        "ticket-triage",
+        "--model",
+        "claude-sonnet-4-6",
+        "--system-file",
+        str(first_file),
+        "--as",
+        "rita",
     )
     assert code == 0, err
     assert "Created agent ticket-triage" in out
 
-    created = run_json("version", "create", "--agent", "ticket-triage", "--system-file", str(second_file), "--as", "rita")
+    created = run_json(
+        "version", "create", "--agent", "ticket-triage", "--system-file", str(second_file), "--as", "rita"
+    )
     versions = run_json("version", "list", "--agent", "ticket-triage")
     assert [v["version"] for v in versions][-1] == created["version"]
     assert {v["origin"] for v in versions} == {"promptctl"} and all(v["created_by"] == "rita" for v in versions)
@@ -62,8 +74,20 @@ def test_the_whole_flow_from_the_command_line(emulator, people, prompt_files):
     assert any(line.startswith("+ROUTING RULE") for line in diff["system_prompt_diff"])
 
     request = run_json(
-        "change", "request", "--agent", "ticket-triage", "--kind", "promote", "--to", str(first),
-        "--channel", CHANNEL, "--reason", "baseline", "--as", "rita",
+        "change",
+        "request",
+        "--agent",
+        "ticket-triage",
+        "--kind",
+        "promote",
+        "--to",
+        str(first),
+        "--channel",
+        CHANNEL,
+        "--reason",
+        "baseline",
+        "--as",
+        "rita",
     )
     change_id = request["id"]
     assert request["status"] == "pending" and request["target_version"] == first
@@ -80,7 +104,12 @@ def test_the_whole_flow_from_the_command_line(emulator, people, prompt_files):
 
     status = run_json("agent", "status", "--agent", "ticket-triage")
     assert status["agent"]["name"] == "ticket-triage" and status["agent"]["remote_id"]
-    assert status["pins"][CHANNEL] == {**status["pins"][CHANNEL], "version": first, "canary_version": None, "canary_percent": 0}
+    assert status["pins"][CHANNEL] == {
+        **status["pins"][CHANNEL],
+        "version": first,
+        "canary_version": None,
+        "canary_percent": 0,
+    }
     assert status["drift"] == []
 
     listed = run_json("change", "list", "--agent", "ticket-triage", "--status", "applied")
@@ -96,10 +125,21 @@ def test_the_whole_flow_from_the_command_line(emulator, people, prompt_files):
 def test_outside_changes_show_up_after_sync(emulator, people, prompt_files, remote_client):
     first_file, _second = prompt_files
     agent = run_json(
-        "agent", "create", "--name", "ticket-triage", "--model", "claude-sonnet-4-6", "--system-file", str(first_file), "--as", "rita"
+        "agent",
+        "create",
+        "--name",
+        "ticket-triage",
+        "--model",
+        "claude-sonnet-4-6",
+        "--system-file",
+        str(first_file),
+        "--as",
+        "rita",
     )
     latest = agent["agent"]["latest_version"]
-    outside = remote_client.beta.agents.update(agent["agent"]["remote_id"], system="Everything is billing.", version=latest)
+    outside = remote_client.beta.agents.update(
+        agent["agent"]["remote_id"], system="Everything is billing.", version=latest
+    )
     synced = run_json("agent", "sync", "--agent", "ticket-triage")
     assert [v["version"] for v in synced["new_versions"]] == [outside.version]
     assert synced["new_versions"][0]["origin"] == "outside" and synced["new_versions"][0]["created_by"] is None
@@ -117,7 +157,21 @@ def test_refusals_are_one_line_with_exit_one(db, people, prompt_files):
         (("change", "approve", "999", "--as", "victor"), "No change request #999"),
         (("change", "approve", "1", "--as", "ghost"), "Unknown user 'ghost'"),
         (("user", "add", "rita", "--role", "reviewer"), "already exists"),
-        (("agent", "create", "--name", "x", "--model", "m", "--system-file", "/nonexistent/prompt.txt", "--as", "rita"), "Cannot read the system prompt"),
+        (
+            (
+                "agent",
+                "create",
+                "--name",
+                "x",
+                "--model",
+                "m",
+                "--system-file",
+                "/nonexistent/prompt.txt",
+                "--as",
+                "rita",
+            ),
+            "Cannot read the system prompt",
+        ),
     ]
     for args, expected in cases:
         code, out, err = run(*args)

@@ -13,7 +13,12 @@ from tests.change_control_support import CHANNEL, promote
 @pytest.fixture
 def pending(agent, requester):
     return services.change_request_create(
-        agent=agent, kind="promote", target_number=agent.latest_version_number, reason="r", actor=requester, channel=CHANNEL
+        agent=agent,
+        kind="promote",
+        target_number=agent.latest_version_number,
+        reason="r",
+        actor=requester,
+        channel=CHANNEL,
     )
 
 
@@ -54,9 +59,15 @@ def test_approval_and_apply_cannot_be_written_directly(pending):
         ChangeRequest.objects.filter(pk=pending.pk).update(status="approved", approved_at=pending.requested_at)
     with pytest.raises(DatabaseError), transaction.atomic():
         ChangeRequest.objects.create(
-            agent=pending.agent, kind="promote", target_version=pending.target_version,
-            target_config_sha256=pending.target_config_sha256, approvals_required=1, reason="sneaky",
-            requested_by=pending.requested_by, status="approved", approved_at=pending.requested_at,
+            agent=pending.agent,
+            kind="promote",
+            target_version=pending.target_version,
+            target_config_sha256=pending.target_config_sha256,
+            approvals_required=1,
+            reason="sneaky",
+            requested_by=pending.requested_by,
+            status="approved",
+            approved_at=pending.requested_at,
         )
     pending.refresh_from_db()
     assert pending.status == ChangeRequest.Status.PENDING

@@ -109,8 +109,14 @@ def test_a_compiled_read_runs_its_sql_with_each_calls_values(db):
 
     owner = user_create(username="owner", role="requester")
     for name in ("alpha", "beta"):
-        Agent.objects.create(name=name, remote_id=f"agent_{name}", environment_id="env_1", model="m",
-                             latest_version_number=1, created_by=owner)
+        Agent.objects.create(
+            name=name,
+            remote_id=f"agent_{name}",
+            environment_id="env_1",
+            model="m",
+            latest_version_number=1,
+            created_by=owner,
+        )
     read = dbsteps.CompiledRead(lambda name: Agent.objects.filter(name=name), fields=("name", "remote_id"))
     assert read.first(name="alpha") == {"name": "alpha", "remote_id": "agent_alpha"}
     assert read.first(name="beta") == {"name": "beta", "remote_id": "agent_beta"}

@@ -28,7 +28,10 @@ def test_version_create_is_conditional_on_the_last_known_version(agent, requeste
     agent.refresh_from_db()
     assert second.number > agent.versions.order_by("number").first().number
     assert agent.latest_version_number == second.number
-    assert second.config_sha256 != agent.versions.get(number=agent.versions.order_by("number").first().number).config_sha256
+    assert (
+        second.config_sha256
+        != agent.versions.get(number=agent.versions.order_by("number").first().number).config_sha256
+    )
     with pytest.raises(DomainError, match="already has exactly this system prompt"):
         services.version_create(agent=agent, system_prompt=V2, actor=requester)
 
@@ -50,7 +53,9 @@ def test_version_create_after_an_outside_change_syncs_and_names_the_server_versi
 
 
 def test_sync_records_outside_versions_as_drift(agent, remote_client):
-    outside = remote_client.beta.agents.update(agent.remote_id, system="Route everything to billing.", version=agent.latest_version_number)
+    outside = remote_client.beta.agents.update(
+        agent.remote_id, system="Route everything to billing.", version=agent.latest_version_number
+    )
     result = services.agent_sync(agent=agent)
     assert [v.number for v in result.new_versions] == [outside.version]
     assert [v.number for v in selectors.agent_drift(agent=agent)] == [outside.version]
@@ -61,7 +66,12 @@ def test_sync_records_outside_versions_as_drift(agent, remote_client):
 
 def test_requester_cannot_approve_own_request_even_as_superuser(agent, admin_user, reviewer):
     change = services.change_request_create(
-        agent=agent, kind="promote", target_number=agent.latest_version_number, reason="first pin", actor=admin_user, channel=CHANNEL
+        agent=agent,
+        kind="promote",
+        target_number=agent.latest_version_number,
+        reason="first pin",
+        actor=admin_user,
+        channel=CHANNEL,
     )
     with pytest.raises(DomainError, match="four-eyes"):
         services.change_request_approve(change=change, reviewer=admin_user)
@@ -87,7 +97,12 @@ def test_first_promotion_creates_the_pin_and_records_everything(agent, requester
 def test_apply_refuses_until_the_policy_is_met(agent, requester, reviewer, second_reviewer, admin_user):
     services.agent_policy_update(agent=agent, actor=admin_user, required_approvals=2)
     change = services.change_request_create(
-        agent=agent, kind="promote", target_number=agent.latest_version_number, reason="needs two", actor=requester, channel=CHANNEL
+        agent=agent,
+        kind="promote",
+        target_number=agent.latest_version_number,
+        reason="needs two",
+        actor=requester,
+        channel=CHANNEL,
     )
     with pytest.raises(DomainError, match="not approved yet \\(0 of 2 approvals\\)"):
         services.change_request_apply(change=change, actor=reviewer)
@@ -103,8 +118,13 @@ def test_apply_refuses_until_the_policy_is_met(agent, requester, reviewer, secon
 
 def test_accepting_a_regression_needs_one_more_approval(agent, requester):
     change = services.change_request_create(
-        agent=agent, kind="promote", target_number=agent.latest_version_number, reason="ship it",
-        actor=requester, channel=CHANNEL, evidence_ref="ticket:4711",
+        agent=agent,
+        kind="promote",
+        target_number=agent.latest_version_number,
+        reason="ship it",
+        actor=requester,
+        channel=CHANNEL,
+        evidence_ref="ticket:4711",
         accept_regression_reason="billing loses one ticket; fix follows",
     )
     assert change.approvals_required == 2
@@ -113,7 +133,12 @@ def test_accepting_a_regression_needs_one_more_approval(agent, requester):
 
 def test_a_rejection_blocks_the_request(agent, requester, reviewer, second_reviewer):
     change = services.change_request_create(
-        agent=agent, kind="promote", target_number=agent.latest_version_number, reason="try", actor=requester, channel=CHANNEL
+        agent=agent,
+        kind="promote",
+        target_number=agent.latest_version_number,
+        reason="try",
+        actor=requester,
+        channel=CHANNEL,
     )
     with pytest.raises(DomainError, match="needs a comment"):
         services.change_request_reject(change=change, reviewer=reviewer, comment=" ")
@@ -130,7 +155,12 @@ def test_a_rejection_blocks_the_request(agent, requester, reviewer, second_revie
 def test_reviewers_need_the_permission_and_the_agents_group(agent, requester, reviewer, second_reviewer, admin_user):
     other = services.user_create(username="otto", role="requester")
     change = services.change_request_create(
-        agent=agent, kind="promote", target_number=agent.latest_version_number, reason="r", actor=requester, channel=CHANNEL
+        agent=agent,
+        kind="promote",
+        target_number=agent.latest_version_number,
+        reason="r",
+        actor=requester,
+        channel=CHANNEL,
     )
     with pytest.raises(DomainError, match="approve_changerequest"):
         services.change_request_approve(change=change, reviewer=other)
@@ -147,7 +177,12 @@ def test_reviewers_need_the_permission_and_the_agents_group(agent, requester, re
 
 def test_withdraw_only_by_the_requester(agent, requester, reviewer):
     change = services.change_request_create(
-        agent=agent, kind="promote", target_number=agent.latest_version_number, reason="r", actor=requester, channel=CHANNEL
+        agent=agent,
+        kind="promote",
+        target_number=agent.latest_version_number,
+        reason="r",
+        actor=requester,
+        channel=CHANNEL,
     )
     with pytest.raises(DomainError, match="Only rita"):
         services.change_request_withdraw(change=change, actor=reviewer)
@@ -162,8 +197,18 @@ def test_applying_supersedes_requests_filed_against_the_old_pin(agent, requester
     first = agent.latest_version_number
     second = services.version_create(agent=agent, system_prompt=V2, actor=requester).number
     promote(agent, first, requester, reviewer)
-    a = services.change_request_create(agent=agent, kind="promote", target_number=second, reason="a", actor=requester, channel=CHANNEL)
-    b = services.change_request_create(agent=agent, kind="canary", target_number=second, reason="b", actor=requester, canary_percent=10, channel=CHANNEL)
+    a = services.change_request_create(
+        agent=agent, kind="promote", target_number=second, reason="a", actor=requester, channel=CHANNEL
+    )
+    b = services.change_request_create(
+        agent=agent,
+        kind="canary",
+        target_number=second,
+        reason="b",
+        actor=requester,
+        canary_percent=10,
+        channel=CHANNEL,
+    )
     services.change_request_approve(change=a, reviewer=reviewer)
     services.change_request_approve(change=b, reviewer=second_reviewer)
     services.change_request_apply(change=b, actor=reviewer)
@@ -181,9 +226,13 @@ def test_apply_refuses_a_pin_that_moved_and_marks_the_request_superseded(agent, 
     first = agent.latest_version_number
     second = services.version_create(agent=agent, system_prompt=V2, actor=requester).number
     promote(agent, first, requester, reviewer)
-    stale = services.change_request_create(agent=agent, kind="promote", target_number=second, reason="s", actor=requester, channel=CHANNEL)
+    stale = services.change_request_create(
+        agent=agent, kind="promote", target_number=second, reason="s", actor=requester, channel=CHANNEL
+    )
     services.change_request_approve(change=stale, reviewer=reviewer)
-    promote_back = services.change_request_create(agent=agent, kind="canary", target_number=second, reason="c", actor=requester, canary_percent=5, channel=CHANNEL)
+    promote_back = services.change_request_create(
+        agent=agent, kind="canary", target_number=second, reason="c", actor=requester, canary_percent=5, channel=CHANNEL
+    )
     # Withdraw the sweep's victim first so the stale one is still 'approved' when we apply it.
     services.change_request_approve(change=promote_back, reviewer=reviewer)
     pin = Pin.objects.get(agent=agent)
@@ -198,11 +247,15 @@ def test_rollback_targets_only_a_version_that_was_production_before(agent, reque
     second = services.version_create(agent=agent, system_prompt=V2, actor=requester).number
     third = services.version_create(agent=agent, system_prompt=V2 + "\nThird.", actor=requester).number
     with pytest.raises(DomainError, match="no staging pin yet"):
-        services.change_request_create(agent=agent, kind="rollback", target_number=first, reason="r", actor=requester, channel=CHANNEL)
+        services.change_request_create(
+            agent=agent, kind="rollback", target_number=first, reason="r", actor=requester, channel=CHANNEL
+        )
     promote(agent, first, requester, reviewer)
     promote(agent, second, requester, reviewer)
     with pytest.raises(DomainError, match=f"v{third} never was"):
-        services.change_request_create(agent=agent, kind="rollback", target_number=third, reason="r", actor=requester, channel=CHANNEL)
+        services.change_request_create(
+            agent=agent, kind="rollback", target_number=third, reason="r", actor=requester, channel=CHANNEL
+        )
     rollback = promote(agent, first, requester, reviewer, kind="rollback")
     assert rollback.status == ChangeRequest.Status.APPLIED and rollback.evidence == {}
     assert Pin.objects.get(agent=agent).version.number == first
@@ -212,10 +265,26 @@ def test_canary_then_promote_clears_the_canary(agent, requester, reviewer):
     first = agent.latest_version_number
     second = services.version_create(agent=agent, system_prompt=V2, actor=requester).number
     with pytest.raises(DomainError, match="nothing to canary"):
-        services.change_request_create(agent=agent, kind="canary", target_number=second, reason="r", actor=requester, canary_percent=5, channel=CHANNEL)
+        services.change_request_create(
+            agent=agent,
+            kind="canary",
+            target_number=second,
+            reason="r",
+            actor=requester,
+            canary_percent=5,
+            channel=CHANNEL,
+        )
     promote(agent, first, requester, reviewer)
     with pytest.raises(DomainError, match="between 1 and 99"):
-        services.change_request_create(agent=agent, kind="canary", target_number=second, reason="r", actor=requester, canary_percent=100, channel=CHANNEL)
+        services.change_request_create(
+            agent=agent,
+            kind="canary",
+            target_number=second,
+            reason="r",
+            actor=requester,
+            canary_percent=100,
+            channel=CHANNEL,
+        )
     promote(agent, second, requester, reviewer, kind="canary", percent=25)
     pin = Pin.objects.get(agent=agent)
     assert (pin.version.number, pin.canary_version.number, pin.canary_percent, pin.revision) == (first, second, 25, 2)
@@ -223,16 +292,25 @@ def test_canary_then_promote_clears_the_canary(agent, requester, reviewer):
     pin.refresh_from_db()
     assert (pin.version.number, pin.canary_version_id, pin.canary_percent, pin.revision) == (second, None, 0, 3)
     with pytest.raises(DomainError, match="already the staging pin"):
-        services.change_request_create(agent=agent, kind="promote", target_number=second, reason="r", actor=requester, channel=CHANNEL)
+        services.change_request_create(
+            agent=agent, kind="promote", target_number=second, reason="r", actor=requester, channel=CHANNEL
+        )
 
 
 def test_an_outside_version_reaches_a_pin_only_through_the_same_gate(agent, requester, reviewer, remote_client):
     outside = remote_client.beta.agents.update(agent.remote_id, system=V2, version=agent.latest_version_number)
     with pytest.raises(DomainError, match="agent sync"):
-        services.change_request_create(agent=agent, kind="promote", target_number=outside.version, reason="r", actor=requester, channel=CHANNEL)
+        services.change_request_create(
+            agent=agent, kind="promote", target_number=outside.version, reason="r", actor=requester, channel=CHANNEL
+        )
     services.agent_sync(agent=agent)
     change = services.change_request_create(
-        agent=agent, kind="promote", target_number=outside.version, reason="adopt the hotfix", actor=requester, channel=CHANNEL
+        agent=agent,
+        kind="promote",
+        target_number=outside.version,
+        reason="adopt the hotfix",
+        actor=requester,
+        channel=CHANNEL,
     )
     assert change.target_version.origin == AgentVersion.Origin.OUTSIDE
     with pytest.raises(DomainError, match="not approved yet"):
@@ -244,7 +322,9 @@ def test_an_outside_version_reaches_a_pin_only_through_the_same_gate(agent, requ
 
 def test_permissions_are_checked_for_every_write(agent, reviewer, requester):
     with pytest.raises(DomainError, match="add_changerequest"):
-        services.change_request_create(agent=agent, kind="promote", target_number=agent.latest_version_number, reason="r", actor=reviewer)
+        services.change_request_create(
+            agent=agent, kind="promote", target_number=agent.latest_version_number, reason="r", actor=reviewer
+        )
     with pytest.raises(DomainError, match="add_agentversion"):
         services.version_create(agent=agent, system_prompt=V2, actor=reviewer)
     with pytest.raises(DomainError, match="add_agent"):

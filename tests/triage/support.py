@@ -26,8 +26,10 @@ V2 = V2_PROMPT
 V3 = V1 + "\nAnswer with the JSON line only."
 # A canary whose prompt renames the output fields: the emulator answers {"queue", "urgency"},
 # which promptctl cannot read as a verdict, so every canary reply is invalid.
-V_RENAMED = V1.replace('{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}',
-                       '{"queue": "<billing|auth|api-platform|dashboard>", "urgency": "<P1|P2|P3>"}')
+V_RENAMED = V1.replace(
+    '{"team": "<billing|auth|api-platform|dashboard>", "priority": "<P1|P2|P3>"}',
+    '{"queue": "<billing|auth|api-platform|dashboard>", "urgency": "<P1|P2|P3>"}',
+)
 PASSWORD = "correct-horse-battery"
 GATE_TICKET_IDS = ("TKT-1001", "TKT-1006", "TKT-1011", "TKT-1016")
 
@@ -58,11 +60,23 @@ def eval_run_now(*, version, testset_version, actor) -> EvalRun:
     return run
 
 
-def move_pin(agent, number: int, people: People, *, kind: str = "promote", evidence_ref: str | None = None,
-             percent: int | None = None):
+def move_pin(
+    agent,
+    number: int,
+    people: People,
+    *,
+    kind: str = "promote",
+    evidence_ref: str | None = None,
+    percent: int | None = None,
+):
     change = change_services.change_request_create(
-        agent=agent, kind=kind, target_number=number, reason=f"{kind} v{number}", actor=people.requester,
-        canary_percent=percent, evidence_ref=evidence_ref,
+        agent=agent,
+        kind=kind,
+        target_number=number,
+        reason=f"{kind} v{number}",
+        actor=people.requester,
+        canary_percent=percent,
+        evidence_ref=evidence_ref,
     )
     change_services.change_request_approve(change=change, reviewer=people.reviewer)
     change_services.change_request_apply(change=change, actor=people.reviewer)
@@ -79,7 +93,11 @@ class ProductionAgent:
             name=name, model="claude-sonnet-4-6", system_prompt=V1, actor=people.requester
         )
         imported = eval_services.testset_import(
-            name=f"{name}-gate", data=gate_tickets_jsonl(), filename="gate.jsonl", agent=self.agent, gating=True,
+            name=f"{name}-gate",
+            data=gate_tickets_jsonl(),
+            filename="gate.jsonl",
+            agent=self.agent,
+            gating=True,
             actor=people.requester,
         )
         self.testset = imported.testset
@@ -94,15 +112,21 @@ class ProductionAgent:
         self.policy = policy
 
     def new_version(self, system_prompt: str) -> int:
-        version = change_services.version_create(agent=self.agent, system_prompt=system_prompt, actor=self.people.requester)
+        version = change_services.version_create(
+            agent=self.agent, system_prompt=system_prompt, actor=self.people.requester
+        )
         return version.number
 
     def promote_with_comparison(self, number: int) -> None:
         """Promote ``number`` over the current pin with an eval comparison (it must not regress)."""
         version = self.agent.versions.get(number=number)
-        self.runs[number] = eval_run_now(version=version, testset_version=self.testset_version, actor=self.people.requester)
+        self.runs[number] = eval_run_now(
+            version=version, testset_version=self.testset_version, actor=self.people.requester
+        )
         pinned = self.agent.pins.get(channel="production").version.number
-        comparison = eval_services.comparison_for_versions(agent=self.agent, baseline_number=pinned, candidate_number=number)
+        comparison = eval_services.comparison_for_versions(
+            agent=self.agent, baseline_number=pinned, candidate_number=number
+        )
         move_pin(self.agent, number, self.people, evidence_ref=f"comparison:{comparison.pk}")
 
     def rollback(self, number: int):
@@ -144,11 +168,19 @@ class Api:
     def request(self, method: str, path: str, *, content: bytes | None = None, headers: dict[str, str] | None = None):
         return ApiResponse(asgi_request(method, path, content=content, headers=headers))
 
-    def post(self, path: str, payload=None, *, raw: bytes | None = None, secret: str | None = None,
-             content_type: str = "application/json"):
+    def post(
+        self,
+        path: str,
+        payload=None,
+        *,
+        raw: bytes | None = None,
+        secret: str | None = None,
+        content_type: str = "application/json",
+    ):
         data = raw if raw is not None else json.dumps(payload).encode()
-        return self.request("POST", "/api/v1" + path, content=data,
-                            headers={"Content-Type": content_type, **self._headers(secret)})
+        return self.request(
+            "POST", "/api/v1" + path, content=data, headers={"Content-Type": content_type, **self._headers(secret)}
+        )
 
     def get(self, path: str, *, secret: str | None = None):
         return self.request("GET", "/api/v1" + path, headers=self._headers(secret))

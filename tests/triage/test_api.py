@@ -16,12 +16,18 @@ def test_default_agent_answers_with_the_pinned_version_and_logs_the_call(api, pr
     response = api.post("/triage", ticket(0, request_key="customer-17"))
     assert response.status_code == 200, response.content
     answer = response.json()
-    assert answer["agent"] == "ticket-triage" and answer["version"] == production.v1 and answer["channel"] == "production"
+    assert (
+        answer["agent"] == "ticket-triage" and answer["version"] == production.v1 and answer["channel"] == "production"
+    )
     assert answer["canary"] is False and answer["valid"] is True
     assert answer["team"] in allowed_labels(production.agent.versions.get(number=production.v1).system_prompt)["team"]
     assert answer["priority"] in ("P1", "P2", "P3") and answer["session_id"] and answer["latency_ms"] >= 0
     logged = TriageRequest.objects.get(pk=answer["request_id"])
-    assert (logged.team, logged.priority, logged.session_id) == (answer["team"], answer["priority"], answer["session_id"])
+    assert (logged.team, logged.priority, logged.session_id) == (
+        answer["team"],
+        answer["priority"],
+        answer["session_id"],
+    )
     assert logged.version.number == production.v1 and logged.canary is False and logged.outcome == Outcome.OK
     assert logged.request_key == "customer-17" and logged.subject == ticket(0)["subject"]
     assert emulator.stats()["sessions"]["unarchived"] == 0
@@ -57,8 +63,12 @@ def test_no_default_agent_is_404_naming_the_fix(api, production, people):
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer pctl_not-a-real-key", "Basic dXNlcjpwYXNz", "pctl_raw"])
 def test_requests_without_a_valid_key_are_401(production, header):
     headers = {"Authorization": header} if header else {}
-    response = Api(None).request("POST", "/api/v1/triage", content=json.dumps(ticket(0)).encode(),
-                                 headers={"Content-Type": "application/json", **headers})
+    response = Api(None).request(
+        "POST",
+        "/api/v1/triage",
+        content=json.dumps(ticket(0)).encode(),
+        headers={"Content-Type": "application/json", **headers},
+    )
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert "key" in response.json()["detail"].lower()
@@ -68,7 +78,9 @@ def test_requests_without_a_valid_key_are_401(production, header):
 def test_key_scoped_to_another_agent_is_403(production, people):
     from promptctl import services as change_services
 
-    change_services.agent_create(name="other-agent", model="claude-sonnet-4-6", system_prompt=V2, actor=people.requester)
+    change_services.agent_create(
+        name="other-agent", model="claude-sonnet-4-6", system_prompt=V2, actor=people.requester
+    )
     scoped = services.api_key_create(name="other-only", actor=people.admin, agent_names=["other-agent"])
     response = Api(scoped.secret).post("/triage", ticket(0))
     assert response.status_code == 403
@@ -126,7 +138,12 @@ def test_openapi_document_and_docs_are_served(production):
     document = client.get("/openapi.json")
     assert document.status_code == 200
     schema = document.json()
-    assert {"/api/v1/triage", "/api/v1/agents/{name}/triage", "/api/v1/triage/jobs", "/api/v1/triage/jobs/{job_id}"} <= set(schema["paths"])
+    assert {
+        "/api/v1/triage",
+        "/api/v1/agents/{name}/triage",
+        "/api/v1/triage/jobs",
+        "/api/v1/triage/jobs/{job_id}",
+    } <= set(schema["paths"])
     ticket_schema = schema["components"]["schemas"]["TicketIn"]
     assert ticket_schema["properties"]["subject"]["maxLength"] == 500
     assert schema["components"]["securitySchemes"]["ApiKeyAuth"]["scheme"] == "bearer"
@@ -154,9 +171,11 @@ def test_a_caller_that_goes_away_is_still_logged_and_its_session_archived(api_ke
     emulator.configure(fault_stuck=1.0)
 
     async def caller_hangs_up() -> bool:
-        serving = asyncio.ensure_future(services.triage_serve(
-            token=api_key, agent_name=None, ticket=services.Ticket(subject="Refund", body="charged twice")
-        ))
+        serving = asyncio.ensure_future(
+            services.triage_serve(
+                token=api_key, agent_name=None, ticket=services.Ticket(subject="Refund", body="charged twice")
+            )
+        )
         await asyncio.sleep(0.7)
         serving.cancel()
         try:

@@ -22,16 +22,16 @@ def admin_client_for(people):
 
 
 def test_key_created_in_the_admin_shows_its_secret_once(admin_client_for, production):
-    page = admin_client_for.post(
-        reverse("admin:triage_apikey_add"), {"name": "crm", "agents": [production.agent.pk]}
-    )
+    page = admin_client_for.post(reverse("admin:triage_apikey_add"), {"name": "crm", "agents": [production.agent.pk]})
     assert page.status_code == 200
     key = ApiKey.objects.get(name="crm")
     secret = page.context["secret"]
     assert secret.encode() in page.content and secret.startswith(key.prefix)
     assert list(key.agents.all()) == [production.agent]
     listing = admin_client_for.get(reverse("admin:triage_apikey_changelist"))
-    assert listing.status_code == 200 and secret.encode() not in listing.content and key.prefix.encode() in listing.content
+    assert (
+        listing.status_code == 200 and secret.encode() not in listing.content and key.prefix.encode() in listing.content
+    )
     detail = admin_client_for.get(reverse("admin:triage_apikey_change", args=[key.pk]))
     assert secret.encode() not in detail.content
     refused = admin_client_for.post(reverse("admin:triage_apikey_add"), {"name": "crm", "all_agents": "on"})
@@ -41,7 +41,9 @@ def test_key_created_in_the_admin_shows_its_secret_once(admin_client_for, produc
 def test_revoke_action(admin_client_for, production, people):
     key = services.api_key_create(name="leaked", actor=people.admin, all_agents=True).key
     response = admin_client_for.post(
-        reverse("admin:triage_apikey_changelist"), {"action": "revoke_selected", "_selected_action": [key.pk]}, follow=True
+        reverse("admin:triage_apikey_changelist"),
+        {"action": "revoke_selected", "_selected_action": [key.pk]},
+        follow=True,
     )
     assert response.status_code == 200 and b"Revoked leaked" in response.content
     key.refresh_from_db()
@@ -64,9 +66,14 @@ def test_request_log_list_has_a_fixed_query_count(admin_client_for, api, django_
 
 def _correction_post(row: TriageRequest, team: str, priority: str) -> dict:
     return {
-        "correction-TOTAL_FORMS": "1", "correction-INITIAL_FORMS": "0", "correction-MIN_NUM_FORMS": "0",
-        "correction-MAX_NUM_FORMS": "1", "correction-0-team": team, "correction-0-priority": priority,
-        "correction-0-note": "customer is asking about an invoice", "correction-0-request": str(row.pk),
+        "correction-TOTAL_FORMS": "1",
+        "correction-INITIAL_FORMS": "0",
+        "correction-MIN_NUM_FORMS": "0",
+        "correction-MAX_NUM_FORMS": "1",
+        "correction-0-team": team,
+        "correction-0-priority": priority,
+        "correction-0-note": "customer is asking about an invoice",
+        "correction-0-request": str(row.pk),
     }
 
 
@@ -96,7 +103,9 @@ def test_selected_requests_become_a_new_test_set_version(admin_client_for, api, 
     confirm = admin_client_for.post(url, {"action": "add_to_testset", "_selected_action": ids})
     assert confirm.status_code == 200 and b"Add 3 request(s) to a test set" in confirm.content
     done = admin_client_for.post(
-        url, {"action": "add_to_testset", "_selected_action": ids, "testset": production.testset.pk, "apply": "1"}, follow=True
+        url,
+        {"action": "add_to_testset", "_selected_action": ids, "testset": production.testset.pk, "apply": "1"},
+        follow=True,
     )
     assert done.status_code == 200 and f"is now at version {before + 1}".encode() in done.content
     newest = TestSetVersion.objects.filter(testset=production.testset).order_by("-number").first()
@@ -107,13 +116,17 @@ def test_selected_requests_become_a_new_test_set_version(admin_client_for, api, 
     assert (cases[f"triage-{ids[1]}"].team, cases[f"triage-{ids[1]}"].subject) == (served.team, served.subject)
     # Adding the same requests again changes nothing and says so.
     again = admin_client_for.post(
-        url, {"action": "add_to_testset", "_selected_action": ids, "testset": production.testset.pk, "apply": "1"}, follow=True
+        url,
+        {"action": "add_to_testset", "_selected_action": ids, "testset": production.testset.pk, "apply": "1"},
+        follow=True,
     )
     assert b"already in test set" in again.content
     assert production.testset.versions.count() == before + 1
 
 
-def test_shadow_candidate_page_shows_its_record(admin_client_for, api, production, people, django_capture_on_commit_callbacks):
+def test_shadow_candidate_page_shows_its_record(
+    admin_client_for, api, production, people, django_capture_on_commit_callbacks
+):
     from config.celery import app
 
     v2 = production.new_version(V2)
@@ -139,10 +152,18 @@ def test_shadow_candidate_page_shows_its_record(admin_client_for, api, productio
 
 def test_routing_policy_is_saved_through_the_service(admin_client_for, production):
     url = reverse("admin:triage_routingpolicy_change", args=[production.policy.pk])
-    response = admin_client_for.post(url, {
-        "is_default": "on", "canary_max_invalid_rate": "0.3", "canary_max_error_rate": "0.1",
-        "canary_min_requests": "50", "shadow_version": "", "shadow_percent": "0",
-    }, follow=True)
+    response = admin_client_for.post(
+        url,
+        {
+            "is_default": "on",
+            "canary_max_invalid_rate": "0.3",
+            "canary_max_error_rate": "0.1",
+            "canary_min_requests": "50",
+            "shadow_version": "",
+            "shadow_percent": "0",
+        },
+        follow=True,
+    )
     assert response.status_code == 200
     production.policy.refresh_from_db()
     assert production.policy.canary_max_invalid_rate == 0.3 and production.policy.history.count() == 2

@@ -37,18 +37,32 @@ CORPUS = [
     ("null subject", json.dumps(good(subject=None)).encode(), 422, {"subject": "must be a string, not null"}),
     ("list body", json.dumps(good(body=["a"])).encode(), 422, {"body": "must be a string, not an array"}),
     ("bool body", json.dumps(good(body=True)).encode(), 422, {"body": "must be a string, not a boolean"}),
-    ("object subject", json.dumps(good(subject={"a": 1})).encode(), 422, {"subject": "must be a string, not an object"}),
+    (
+        "object subject",
+        json.dumps(good(subject={"a": 1})).encode(),
+        422,
+        {"subject": "must be a string, not an object"},
+    ),
     ("blank subject", json.dumps(good(subject="   ")).encode(), 422, {"subject": "empty"}),
     ("empty subject", json.dumps(good(subject="")).encode(), 422, {"subject": "empty"}),
-    ("subject too long", json.dumps(good(subject="x" * 501)).encode(), 422, {"subject": "limit of 500 characters (501 given)"}),
+    (
+        "subject too long",
+        json.dumps(good(subject="x" * 501)).encode(),
+        422,
+        {"subject": "limit of 500 characters (501 given)"},
+    ),
     ("body too long", json.dumps(good(body="y" * 20_001)).encode(), 422, {"body": "limit of 20000 characters"}),
     ("NUL in subject", json.dumps(good(subject="a\x00b")).encode(), 422, {"subject": "NUL"}),
     ("NUL in body", json.dumps(good(body="a\x00b")).encode(), 422, {"body": "NUL"}),
     ("lone surrogate", b'{"subject": "bad \\ud800 text", "body": "x"}', 422, {"subject": "unpaired surrogate"}),
     ("numeric request_key", json.dumps(good(request_key=7)).encode(), 422, {"request_key": "must be a string"}),
     ("long request_key", json.dumps(good(request_key="k" * 201)).encode(), 422, {"request_key": "limit of 200"}),
-    ("several bad fields", json.dumps({"subject": 1, "body": None, "request_key": []}).encode(), 422,
-     {"subject": "string", "body": "string", "request_key": "string"}),
+    (
+        "several bad fields",
+        json.dumps({"subject": 1, "body": None, "request_key": []}).encode(),
+        422,
+        {"subject": "string", "body": "string", "request_key": "string"},
+    ),
 ]
 
 

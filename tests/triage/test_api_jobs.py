@@ -47,8 +47,9 @@ def test_running_a_finished_job_again_is_a_no_op(api, production, eager_tasks, d
     assert services.triage_job_run(job_id="00000000-0000-0000-0000-000000000000") is None
 
 
-def test_a_job_whose_session_fails_reports_the_error(api, production, emulator, settings, eager_tasks,
-                                                    django_capture_on_commit_callbacks):
+def test_a_job_whose_session_fails_reports_the_error(
+    api, production, emulator, settings, eager_tasks, django_capture_on_commit_callbacks
+):
     settings.PROMPTCTL_MAX_ATTEMPTS = 1
     emulator.configure(fault_500=1.0)
     with django_capture_on_commit_callbacks(execute=True):
@@ -59,8 +60,9 @@ def test_a_job_whose_session_fails_reports_the_error(api, production, emulator, 
     assert TriageRequest.objects.get().outcome == Outcome.UNAVAILABLE
 
 
-def test_jobs_are_visible_only_to_the_key_that_created_them(api, production, people, eager_tasks,
-                                                           django_capture_on_commit_callbacks):
+def test_jobs_are_visible_only_to_the_key_that_created_them(
+    api, production, people, eager_tasks, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         job_id = api.post("/triage/jobs", ticket(3)).json()["job_id"]
     other = Api(services.api_key_create(name="other", actor=people.admin, all_agents=True).secret)

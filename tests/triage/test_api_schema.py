@@ -56,13 +56,17 @@ def test_api_conforms_to_its_openapi_document(case, served_schema):
     # Every default check except "valid data is accepted": a valid-looking agent name or job id
     # that does not exist is rightly a 404, which that check would count as a failure.
     case.validate_response(response, excluded_checks=[positive_data_acceptance])
-    assert response.status_code < 500, f"{case.method} {case.formatted_path} answered {response.status_code}: {response.text[:500]}"
+    assert response.status_code < 500, (
+        f"{case.method} {case.formatted_path} answered {response.status_code}: {response.text[:500]}"
+    )
 
 
 def test_generated_traffic_reached_the_agent(served_schema, emulator):
     """The schema run above is not vacuous: valid generated tickets are served and logged."""
-    response = served_schema["/api/v1/triage"]["POST"].Case(
-        body={"subject": "Refund", "body": "Charged twice"}, media_type="application/json"
-    ).call(headers={"Authorization": f"Bearer {served_schema.secret}"})
+    response = (
+        served_schema["/api/v1/triage"]["POST"]
+        .Case(body={"subject": "Refund", "body": "Charged twice"}, media_type="application/json")
+        .call(headers={"Authorization": f"Bearer {served_schema.secret}"})
+    )
     assert response.status_code == 200, response.text
     assert TriageRequest.objects.filter(pk=response.json()["request_id"]).exists()

@@ -37,7 +37,9 @@ def every_stored_text() -> str:
 
 
 def test_cli_creates_a_key_printed_once_and_stored_only_as_a_hash(production, people):
-    code, out, err = run_cli("--json", "apikey", "create", "--name", "helpdesk", "--agent", "ticket-triage", "--as", "ada")
+    code, out, err = run_cli(
+        "--json", "apikey", "create", "--name", "helpdesk", "--agent", "ticket-triage", "--as", "ada"
+    )
     assert code == 0, err
     created = json.loads(out)
     secret = created["secret"]
@@ -85,7 +87,10 @@ def test_revocation_reaches_a_running_server_process_at_once(transactional_db, e
     issued = services.api_key_create(name="live", actor=people.admin, all_agents=True)
     with api_server(settings_dict=connection.settings_dict, emulator_url=live_settings.ANTHROPIC_BASE_URL) as server:
         headers = {"Authorization": f"Bearer {issued.secret}"}
-        assert requests.post(server.base_url + "/api/v1/triage", json=ticket(0), headers=headers, timeout=30).status_code == 200
+        assert (
+            requests.post(server.base_url + "/api/v1/triage", json=ticket(0), headers=headers, timeout=30).status_code
+            == 200
+        )
         services.api_key_revoke(key=issued.key, actor=people.admin)
         response = requests.post(server.base_url + "/api/v1/triage", json=ticket(0), headers=headers, timeout=30)
         assert response.status_code == 401 and "revoked" in response.json()["detail"]

@@ -60,8 +60,18 @@ def test_session_is_pinned_to_the_requested_version(agent, emulator):
     environment, created = agent
     gateway.agent_update(agent_id=created.agent_id, expected_version=created.version, system=V2)
     billing_about_usage = next(t for t in TICKETS if t["id"] == "TKT-1001")
-    old = gateway.session_run(agent_id=created.agent_id, version=created.version, environment_id=environment.id, text=ticket_text(billing_about_usage))
-    new = gateway.session_run(agent_id=created.agent_id, version=created.version + 1, environment_id=environment.id, text=ticket_text(billing_about_usage))
+    old = gateway.session_run(
+        agent_id=created.agent_id,
+        version=created.version,
+        environment_id=environment.id,
+        text=ticket_text(billing_about_usage),
+    )
+    new = gateway.session_run(
+        agent_id=created.agent_id,
+        version=created.version + 1,
+        environment_id=environment.id,
+        text=ticket_text(billing_about_usage),
+    )
     allowed = allowed_labels(V1)
     assert verdict_parse(reply=old.reply_text, allowed=allowed).team == "billing"
     assert verdict_parse(reply=new.reply_text, allowed=allowed).team == "api-platform"
@@ -72,8 +82,11 @@ def test_session_is_pinned_to_the_requested_version(agent, emulator):
 def test_transcript_reports_what_happened(agent):
     environment, created = agent
     transcript = gateway.session_run(
-        agent_id=created.agent_id, version=created.version, environment_id=environment.id,
-        text=ticket_text(TICKETS[0]), metadata={"promptctl_run": "7", "ticket": "TKT-1001", "attempt": "1"},
+        agent_id=created.agent_id,
+        version=created.version,
+        environment_id=environment.id,
+        text=ticket_text(TICKETS[0]),
+        metadata={"promptctl_run": "7", "ticket": "TKT-1001", "attempt": "1"},
     )
     assert transcript.session_id and transcript.reply_text.startswith("{")
     assert transcript.stop_reason == "end_turn"
@@ -90,8 +103,11 @@ def test_every_ticket_answered_through_injected_500s_and_429s(agent, emulator, s
 
     def run(ticket):
         return gateway.session_run(
-            agent_id=created.agent_id, version=created.version, environment_id=environment.id,
-            text=ticket_text(ticket), metadata={"ticket": ticket["id"]},
+            agent_id=created.agent_id,
+            version=created.version,
+            environment_id=environment.id,
+            text=ticket_text(ticket),
+            metadata={"ticket": ticket["id"]},
         )
 
     with ThreadPoolExecutor(max_workers=10) as pool:
@@ -109,7 +125,13 @@ def test_stuck_session_times_out_is_interrupted_and_archived(agent, emulator):
     environment, created = agent
     emulator.configure(fault_stuck=1.0)
     with pytest.raises(gateway.SessionTimeout) as timed_out:
-        gateway.session_run(agent_id=created.agent_id, version=created.version, environment_id=environment.id, text="Subject: x\n\ny", timeout=1.0)
+        gateway.session_run(
+            agent_id=created.agent_id,
+            version=created.version,
+            environment_id=environment.id,
+            text="Subject: x\n\ny",
+            timeout=1.0,
+        )
     assert "interrupted and archived" in str(timed_out.value)
     assert emulator.stats()["sessions"]["unarchived"] == 0
 
@@ -119,7 +141,12 @@ def test_malformed_reply_is_returned_not_raised(agent, emulator):
     emulator.configure(fault_malformed=1.0)
     verdicts = [
         verdict_parse(
-            reply=gateway.session_run(agent_id=created.agent_id, version=created.version, environment_id=environment.id, text=ticket_text(ticket)).reply_text,
+            reply=gateway.session_run(
+                agent_id=created.agent_id,
+                version=created.version,
+                environment_id=environment.id,
+                text=ticket_text(ticket),
+            ).reply_text,
             allowed=allowed_labels(V1),
         )
         for ticket in TICKETS[:8]
@@ -166,7 +193,8 @@ def test_only_the_gateway_imports_the_sdk():
         str(path.relative_to(root))
         for package in ("promptctl", "triage", "evals")
         for path in (root / package).rglob("*.py")
-        if path.name != "gateway.py" and "emulator" not in path.parts
+        if path.name != "gateway.py"
+        and "emulator" not in path.parts
         and ("import anthropic" in path.read_text() or "from anthropic" in path.read_text())
     ]
     assert offenders == []
@@ -192,8 +220,11 @@ def test_before_create_runs_for_every_create_attempt_retries_included(agent, emu
     calls = []
     for ticket in TICKETS[:6]:
         gateway.session_run(
-            agent_id=created.agent_id, version=created.version, environment_id=environment.id,
-            text=ticket_text(ticket), before_create=lambda: calls.append(1),
+            agent_id=created.agent_id,
+            version=created.version,
+            environment_id=environment.id,
+            text=ticket_text(ticket),
+            before_create=lambda: calls.append(1),
         )
     emulator.configure(fault_500=0.0)
     creates = emulator.stats()["requests"]["POST /v1/sessions"]
@@ -204,7 +235,12 @@ def test_tagged_sessions_left_behind_are_found_and_archived(agent, emulator):
     environment, created = agent
     client = anthropic.Anthropic(base_url=emulator.base_url, api_key="x")
     pinned = {"type": "agent", "id": created.agent_id, "version": created.version}
-    strays = [client.beta.sessions.create(agent=pinned, environment_id=environment.id, metadata={"promptctl_run": "41", "ticket": f"T{n}"}) for n in range(3)]
+    strays = [
+        client.beta.sessions.create(
+            agent=pinned, environment_id=environment.id, metadata={"promptctl_run": "41", "ticket": f"T{n}"}
+        )
+        for n in range(3)
+    ]
     other = client.beta.sessions.create(agent=pinned, environment_id=environment.id, metadata={"promptctl_run": "42"})
     archived = gateway.sessions_archive_tagged(metadata={"promptctl_run": "41"}, agent_id=created.agent_id)
     assert sorted(archived) == sorted(s.id for s in strays)

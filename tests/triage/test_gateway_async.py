@@ -30,11 +30,15 @@ def test_async_session_is_pinned_to_the_requested_version(agent, emulator):
 
     async def both():
         old = await gateway.session_run_async(
-            agent_id=created.agent_id, version=created.version, environment_id=environment.id,
+            agent_id=created.agent_id,
+            version=created.version,
+            environment_id=environment.id,
             text=ticket_text(billing_about_usage),
         )
         new = await gateway.session_run_async(
-            agent_id=created.agent_id, version=created.version + 1, environment_id=environment.id,
+            agent_id=created.agent_id,
+            version=created.version + 1,
+            environment_id=environment.id,
             text=ticket_text(billing_about_usage),
         )
         return old, new
@@ -54,13 +58,17 @@ def test_concurrent_sessions_share_one_loop_without_serialising(agent, emulator)
     emulator.configure(latency=0.5)
 
     async def many():
-        return await asyncio.gather(*[
-            gateway.session_run_async(
-                agent_id=created.agent_id, version=created.version, environment_id=environment.id,
-                text=ticket_text(TICKETS[index % len(TICKETS)]),
-            )
-            for index in range(32)
-        ])
+        return await asyncio.gather(
+            *[
+                gateway.session_run_async(
+                    agent_id=created.agent_id,
+                    version=created.version,
+                    environment_id=environment.id,
+                    text=ticket_text(TICKETS[index % len(TICKETS)]),
+                )
+                for index in range(32)
+            ]
+        )
 
     started = time.monotonic()
     transcripts = run(many())
@@ -78,13 +86,18 @@ def test_async_retries_injected_500s_and_429s(agent, emulator, settings):
     emulator.configure(fault_500=0.2, fault_429=0.1, seed=11)
 
     async def all_tickets():
-        return await asyncio.gather(*[
-            gateway.session_run_async(
-                agent_id=created.agent_id, version=created.version, environment_id=environment.id,
-                text=ticket_text(ticket), metadata={"ticket": ticket["id"]},
-            )
-            for ticket in TICKETS
-        ])
+        return await asyncio.gather(
+            *[
+                gateway.session_run_async(
+                    agent_id=created.agent_id,
+                    version=created.version,
+                    environment_id=environment.id,
+                    text=ticket_text(ticket),
+                    metadata={"ticket": ticket["id"]},
+                )
+                for ticket in TICKETS
+            ]
+        )
 
     transcripts = run(all_tickets())
     assert all(verdict_parse(reply=t.reply_text, allowed=allowed_labels(V1)).ok for t in transcripts)
@@ -99,7 +112,11 @@ def test_async_persistent_failures_end_with_upstream_unavailable(agent, emulator
     environment, created = agent
     emulator.configure(fault_500=1.0)
     with pytest.raises(gateway.UpstreamUnavailable) as failed:
-        run(gateway.session_run_async(agent_id=created.agent_id, version=created.version, environment_id=environment.id, text="x"))
+        run(
+            gateway.session_run_async(
+                agent_id=created.agent_id, version=created.version, environment_id=environment.id, text="x"
+            )
+        )
     assert "after 3 attempts" in str(failed.value)
 
 
@@ -108,10 +125,15 @@ def test_async_stuck_session_times_out_is_interrupted_and_archived(agent, emulat
     emulator.configure(fault_stuck=1.0)
     started = time.monotonic()
     with pytest.raises(gateway.SessionTimeout) as timed_out:
-        run(gateway.session_run_async(
-            agent_id=created.agent_id, version=created.version, environment_id=environment.id,
-            text="Subject: x\n\ny", timeout=1.0,
-        ))
+        run(
+            gateway.session_run_async(
+                agent_id=created.agent_id,
+                version=created.version,
+                environment_id=environment.id,
+                text="Subject: x\n\ny",
+                timeout=1.0,
+            )
+        )
     assert time.monotonic() - started < 8.0
     assert "interrupted and archived" in str(timed_out.value)
     assert emulator.stats()["sessions"]["unarchived"] == 0
@@ -123,10 +145,15 @@ def test_cancelled_caller_still_archives_the_session(agent, emulator):
     emulator.configure(fault_stuck=1.0)
 
     async def cancel_midway():
-        task = asyncio.ensure_future(gateway.session_run_async(
-            agent_id=created.agent_id, version=created.version, environment_id=environment.id,
-            text="Subject: x\n\ny", timeout=30.0,
-        ))
+        task = asyncio.ensure_future(
+            gateway.session_run_async(
+                agent_id=created.agent_id,
+                version=created.version,
+                environment_id=environment.id,
+                text="Subject: x\n\ny",
+                timeout=30.0,
+            )
+        )
         await asyncio.sleep(0.5)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -154,9 +181,14 @@ def test_async_refuses_a_bare_agent_id_before_any_request(agent, emulator):
 def test_async_malformed_reply_is_returned_not_raised(agent, emulator):
     environment, created = agent
     emulator.configure(fault_malformed=1.0)
-    transcript = run(gateway.session_run_async(
-        agent_id=created.agent_id, version=created.version, environment_id=environment.id, text=ticket_text(TICKETS[5])
-    ))
+    transcript = run(
+        gateway.session_run_async(
+            agent_id=created.agent_id,
+            version=created.version,
+            environment_id=environment.id,
+            text=ticket_text(TICKETS[5]),
+        )
+    )
     verdict = verdict_parse(reply=transcript.reply_text, allowed=allowed_labels(V1))
     assert not verdict.ok or verdict.format_warning, "a malformed reply is either invalid or recovered with a warning"
     assert transcript.archived

@@ -76,7 +76,9 @@ def test_realistic_set_is_varied_enough_to_mean_something():
 
 
 def test_billing_disputes_that_mention_rate_limits_stay_billing_under_v1():
-    tickets = [t for t in load_tickets(REALISTIC_TICKETS) if t["team"] == "billing" and V2_TRIGGER.search(ticket_text(t))]
+    tickets = [
+        t for t in load_tickets(REALISTIC_TICKETS) if t["team"] == "billing" and V2_TRIGGER.search(ticket_text(t))
+    ]
     routed = [model.triage_verdict(V1_PROMPT, ticket_text(t))["team"] for t in tickets]
     assert routed == ["billing"] * len(tickets)
     routed_v2 = [model.triage_verdict(V2_PROMPT, ticket_text(t))["team"] for t in tickets]

@@ -22,8 +22,15 @@ from triage.models import CanaryCheck, Outcome, TriageRequest
 
 def binomial_bounds(n: int, p: float, tail: float = 1e-6) -> tuple[int, int]:
     """The smallest and largest counts whose one-sided tail probability is at least ``tail``."""
+
     def log_pmf(k: int) -> float:
-        return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * math.log(p) + (n - k) * math.log1p(-p)
+        return (
+            math.lgamma(n + 1)
+            - math.lgamma(k + 1)
+            - math.lgamma(n - k + 1)
+            + k * math.log(p)
+            + (n - k) * math.log1p(-p)
+        )
 
     pmf = [math.exp(log_pmf(k)) for k in range(n + 1)]
     low, cumulative = 0, 0.0
@@ -79,11 +86,15 @@ def canary_production(transactional_db, emulator, settings):
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_ten_percent_canary_over_2000_api_requests_within_binomial_bounds_and_sticky_per_key(canary_production, emulator):
+def test_ten_percent_canary_over_2000_api_requests_within_binomial_bounds_and_sticky_per_key(
+    canary_production, emulator
+):
     production = canary_production
     from django.conf import settings
 
-    with api_server(settings_dict=connection.settings_dict, emulator_url=settings.ANTHROPIC_BASE_URL, workers=2) as server:
+    with api_server(
+        settings_dict=connection.settings_dict, emulator_url=settings.ANTHROPIC_BASE_URL, workers=2
+    ) as server:
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=32, pool_maxsize=32)
         session.mount("http://", adapter)
@@ -110,9 +121,11 @@ def test_ten_percent_canary_over_2000_api_requests_within_binomial_bounds_and_st
     low, high = binomial_bounds(2000, 0.10)
     assert low <= canary_count <= high, f"{canary_count} of 2000 on the canary, outside [{low}, {high}]"
     per_key: dict[str, set[int]] = defaultdict(set)
-    for payload, answer in zip(sticky, sticky_answers):
+    for payload, answer in zip(sticky, sticky_answers, strict=True):
         per_key[payload["request_key"]].add(answer["version"])
-    assert all(len(seen) == 1 for seen in per_key.values()), {key: seen for key, seen in per_key.items() if len(seen) > 1}
+    assert all(len(seen) == 1 for seen in per_key.values()), {
+        key: seen for key, seen in per_key.items() if len(seen) > 1
+    }
     assert TriageRequest.objects.filter(canary=True).count() == canary_count + sum(a["canary"] for a in sticky_answers)
 
 
@@ -146,8 +159,12 @@ def test_a_canary_over_its_invalid_output_limit_files_a_change_request_ending_it
     assert ending.approvals_required == 1 and ending.agent.required_approvals == 2
     with pytest.raises(DomainError, match="only rollbacks"):
         change_services.change_request_create(
-            agent=ending.agent, kind=ChangeRequest.Kind.PROMOTE, target_number=bad, reason="x",
-            actor=ending.requested_by, filed_by_promptctl=True,
+            agent=ending.agent,
+            kind=ChangeRequest.Kind.PROMOTE,
+            target_number=bad,
+            reason="x",
+            actor=ending.requested_by,
+            filed_by_promptctl=True,
         )
 
     # The same task again (a redelivery) files nothing new.

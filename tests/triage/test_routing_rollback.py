@@ -44,7 +44,9 @@ def _client_loop(base_url: str, secret: str, stop: threading.Event, results: lis
         sequence += 1
         started = time.monotonic()
         response = session.post(
-            base_url + "/api/v1/triage", json=ticket(index + sequence, request_key=f"client-{index}-{sequence}"), timeout=30
+            base_url + "/api/v1/triage",
+            json=ticket(index + sequence, request_key=f"client-{index}-{sequence}"),
+            timeout=30,
         )
         finished = time.monotonic()
         results.append((started, finished, response.status_code, response.json() if response.ok else response.text))
@@ -59,7 +61,9 @@ def test_requests_after_a_rollback_commits_are_all_served_by_the_rolled_back_ver
         results: list = []
         stop = threading.Event()
         clients = [
-            threading.Thread(target=_client_loop, args=(server.base_url, production.secret, stop, results, index), daemon=True)
+            threading.Thread(
+                target=_client_loop, args=(server.base_url, production.secret, stop, results, index), daemon=True
+            )
             for index in range(CLIENTS)
         ]
         for client in clients:
@@ -67,7 +71,11 @@ def test_requests_after_a_rollback_commits_are_all_served_by_the_rolled_back_ver
         _wait_for(lambda: sum(1 for r in results if r[2] == 200) >= 40, what="warm-up traffic on v3")
 
         change = change_services.change_request_create(
-            agent=production.agent, kind="rollback", target_number=v1, reason="v3 misroutes", actor=production.people.requester
+            agent=production.agent,
+            kind="rollback",
+            target_number=v1,
+            reason="v3 misroutes",
+            actor=production.people.requester,
         )
         change_services.change_request_approve(change=change, reviewer=production.people.reviewer)
         change_services.change_request_apply(change=change, actor=production.people.reviewer)
@@ -84,7 +92,9 @@ def test_requests_after_a_rollback_commits_are_all_served_by_the_rolled_back_ver
     after = [r for r in results if r[0] > committed_at]
     assert len(before) >= 40 and len(after) >= 80
     assert {r[3]["version"] for r in before} == {v3}, "before the rollback every request ended on v3"
-    stale = [(round(r[0] - committed_at, 4), r[3]["version"], r[3]["request_id"]) for r in after if r[3]["version"] != v1]
+    stale = [
+        (round(r[0] - committed_at, 4), r[3]["version"], r[3]["request_id"]) for r in after if r[3]["version"] != v1
+    ]
     assert not stale, f"requests started after the apply committed but were served by another version: {stale[:10]}"
 
     # The log agrees, request by request, and says which pin revision served each one.

@@ -47,18 +47,25 @@ def test_shadow_candidate_answers_every_sampled_ticket_without_touching_response
     # A later promotion request for the candidate freezes its shadow record with the eval evidence.
     candidate = production.agent.versions.get(number=v2)
     eval_run_now(version=candidate, testset_version=production.testset_version, actor=people.requester)
-    comparison = eval_services.comparison_for_versions(agent=production.agent, baseline_number=production.v1, candidate_number=v2)
+    comparison = eval_services.comparison_for_versions(
+        agent=production.agent, baseline_number=production.v1, candidate_number=v2
+    )
     change = change_services.change_request_create(
-        agent=production.agent, kind="promote", target_number=v2, reason="shadowed for a while",
-        actor=people.requester, evidence_ref=f"comparison:{comparison.pk}",
+        agent=production.agent,
+        kind="promote",
+        target_number=v2,
+        reason="shadowed for a while",
+        actor=people.requester,
+        evidence_ref=f"comparison:{comparison.pk}",
     )
     assert change.evidence["shadow"]["disagreements"] == len(disagreeing)
     assert change.evidence["shadow"]["shadow_runs"] == len(TICKETS)
     assert "Shadow:" in change.evidence["summary"]
 
 
-def test_shadow_records_the_candidates_invalid_output_rate(api, production, people, eager_tasks,
-                                                          django_capture_on_commit_callbacks):
+def test_shadow_records_the_candidates_invalid_output_rate(
+    api, production, people, eager_tasks, django_capture_on_commit_callbacks
+):
     renamed = production.new_version(V_RENAMED)
     shadow(production, people, renamed)
     with django_capture_on_commit_callbacks(execute=True):
@@ -90,7 +97,9 @@ def test_a_shadow_version_must_belong_to_the_agent(production, people):
     from promptctl import services as change_services
     from promptctl.errors import DomainError
 
-    other = change_services.agent_create(name="other-agent", model="claude-sonnet-4-6", system_prompt=V2, actor=people.requester)
+    other = change_services.agent_create(
+        name="other-agent", model="claude-sonnet-4-6", system_prompt=V2, actor=people.requester
+    )
     production.policy.shadow_version = other.versions.get()
     production.policy.shadow_percent = 10
     with pytest.raises(DomainError, match="must be a version of ticket-triage"):

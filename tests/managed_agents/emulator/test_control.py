@@ -16,9 +16,16 @@ from tests.managed_agents.emulator.support import agent_reply, ask_by_stream, ht
 
 
 def test_control_endpoints_configure_stats_and_reset(server):
-    status, knobs, _ = http_json(server, "POST", "/_emulator/config", {"latency": "0.1-0.3", "fault_429": 0.25, "versions": "timestamp"})
+    status, knobs, _ = http_json(
+        server, "POST", "/_emulator/config", {"latency": "0.1-0.3", "fault_429": 0.25, "versions": "timestamp"}
+    )
     assert status == 200
-    assert (knobs["latency_min"], knobs["latency_max"], knobs["fault_429"], knobs["versions"]) == (0.1, 0.3, 0.25, "timestamp")
+    assert (knobs["latency_min"], knobs["latency_max"], knobs["fault_429"], knobs["versions"]) == (
+        0.1,
+        0.3,
+        0.25,
+        "timestamp",
+    )
 
     status, refusal, _ = http_json(server, "POST", "/_emulator/config", {"fault_500": 3})
     assert status == 400 and "between 0 and 1" in refusal["error"]["message"]
@@ -52,7 +59,9 @@ def test_stats_count_sessions_by_status_and_requests(server, client, agent, envi
 
 
 def test_requests_need_an_api_key_and_the_beta_header(server):
-    status, body, headers = http_json(server, "GET", "/v1/agents", headers={"anthropic-beta": "managed-agents-2026-04-01"})
+    status, body, headers = http_json(
+        server, "GET", "/v1/agents", headers={"anthropic-beta": "managed-agents-2026-04-01"}
+    )
     assert status == 401 and body["error"]["type"] == "authentication_error"
     status, body, headers = http_json(server, "GET", "/v1/agents", headers={"x-api-key": "k"})
     assert status == 400 and "managed-agents-2026-04-01" in body["error"]["message"]
@@ -88,7 +97,7 @@ def test_many_concurrent_streaming_sessions(server, agent, environment):
     elapsed = time.monotonic() - started
 
     assert elapsed < 8, f"80 sessions of 0.3-0.4 s each took {elapsed:.1f} s: replies are not concurrent"
-    assert sum(team == ticket["team"] for team, ticket in zip(teams, work)) >= 72
+    assert sum(team == ticket["team"] for team, ticket in zip(teams, work, strict=True)) >= 72
     stats = server.stats()["sessions"]
     assert stats["total"] == stats["archived"] == 80
 

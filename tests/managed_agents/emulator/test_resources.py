@@ -20,7 +20,10 @@ def test_environment_create_retrieve_list_archive_delete(client):
     archived = client.beta.environments.archive(other.id)
     assert archived.archived_at is not None
     assert [environment.id for environment in client.beta.environments.list()] == [created.id]
-    assert {environment.id for environment in client.beta.environments.list(include_archived=True)} == {created.id, other.id}
+    assert {environment.id for environment in client.beta.environments.list(include_archived=True)} == {
+        created.id,
+        other.id,
+    }
 
     deleted = client.beta.environments.delete(created.id)
     assert (deleted.id, deleted.type) == (created.id, "environment_deleted")

@@ -39,7 +39,9 @@ def test_session_create_refusals(client, agent, environment):
     with pytest.raises(anthropic.NotFoundError):
         client.beta.sessions.create(agent="agent_missing", environment_id=environment.id)
     with pytest.raises(anthropic.NotFoundError, match="no version 9"):
-        client.beta.sessions.create(agent={"type": "agent", "id": agent.id, "version": 9}, environment_id=environment.id)
+        client.beta.sessions.create(
+            agent={"type": "agent", "id": agent.id, "version": 9}, environment_id=environment.id
+        )
     client.beta.environments.archive(environment.id)
     with pytest.raises(anthropic.BadRequestError, match="archived"):
         client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
@@ -61,7 +63,9 @@ def test_session_metadata_retrieve_list_filters(client, agent, environment):
 
 
 def test_tutorial_polling_loop(client, agent, environment):
-    session = client.beta.sessions.create(agent={"type": "agent", "id": agent.id, "version": 1}, environment_id=environment.id)
+    session = client.beta.sessions.create(
+        agent={"type": "agent", "id": agent.id, "version": 1}, environment_id=environment.id
+    )
     client.beta.sessions.events.send(session.id, events=[user_message(BILLING_TICKET_ABOUT_USAGE)])
 
     events = wait_for_idle_by_polling(client, session.id)
@@ -86,7 +90,9 @@ def test_tutorial_polling_loop(client, agent, environment):
 
 def test_streaming_loop_and_no_replay(client, agent, environment):
     session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
-    client.beta.sessions.events.send(session.id, events=[user_message("Subject: Password reset\n\nThe reset email never comes.")])
+    client.beta.sessions.events.send(
+        session.id, events=[user_message("Subject: Password reset\n\nThe reset email never comes.")]
+    )
     first_turn = wait_for_idle_by_polling(client, session.id, interval=0.1)
 
     streamed = ask_by_stream(client, session.id, "Subject: Chart broken\n\nThe usage chart widget is blank.")
@@ -103,7 +109,7 @@ def test_streaming_loop_and_no_replay(client, agent, environment):
     assert json.loads(agent_reply(streamed))["team"] == "dashboard"
     assert json.loads(agent_reply(first_turn))["team"] == "auth"
     history_ids = [event.id for event in all_events(client, session.id)]
-    assert history_ids[-len(streamed):] == [event.id for event in streamed]
+    assert history_ids[-len(streamed) :] == [event.id for event in streamed]
 
 
 def test_messages_sent_while_running_are_answered_in_order(server, client, agent, environment):
@@ -111,7 +117,10 @@ def test_messages_sent_while_running_are_answered_in_order(server, client, agent
     session = client.beta.sessions.create(agent=agent.id, environment_id=environment.id)
     client.beta.sessions.events.send(
         session.id,
-        events=[user_message("Subject: SSO\n\nSAML login fails."), user_message("Subject: Export\n\nCSV export button broken.")],
+        events=[
+            user_message("Subject: SSO\n\nSAML login fails."),
+            user_message("Subject: Export\n\nCSV export button broken."),
+        ],
     )
     events = wait_for_idle_by_polling(client, session.id, interval=0.2)
     replies = [json.loads(event.content[0].text)["team"] for event in events if event.type == "agent.message"]
@@ -121,7 +130,9 @@ def test_messages_sent_while_running_are_answered_in_order(server, client, agent
 
 def test_initial_events_start_the_session(client, agent, environment):
     session = client.beta.sessions.create(
-        agent=agent.id, environment_id=environment.id, initial_events=[user_message("Subject: Webhook\n\nWebhook retries fail.")]
+        agent=agent.id,
+        environment_id=environment.id,
+        initial_events=[user_message("Subject: Webhook\n\nWebhook retries fail.")],
     )
     events = wait_for_idle_by_polling(client, session.id, interval=0.1)
     assert json.loads(agent_reply(events))["team"] == "api-platform"
