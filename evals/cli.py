@@ -15,6 +15,7 @@ from pathlib import Path
 from evals import selectors, services
 from evals.models import EvalRun
 from promptctl import selectors as promptctl_selectors
+from promptctl.cli.common import actor_from_options
 from promptctl.errors import DomainError
 
 BAR_WIDTH = 30
@@ -34,8 +35,6 @@ def _optional_actor(parser) -> None:
 def _actor(options):
     if not getattr(options, "actor", None):
         return None
-    from promptctl.cli.common import actor_from_options
-
     return actor_from_options(options)
 
 
