@@ -37,6 +37,11 @@ def execute_all(run: EvalRun) -> EvalRun:
     return run
 
 
+# Threads per test worker. Each busy thread holds a database connection, and with xdist several tests
+# run workers at once: the deployment default (32) would exhaust PostgreSQL's 100 connections.
+DEFAULT_CONCURRENCY = 8
+
+
 class Workers:
     """Starts and stops real Celery worker processes for one test."""
 
@@ -66,11 +71,10 @@ class Workers:
 
         app.control.purge()
 
-    def start(self, *, concurrency: int | None = None, **extra: str) -> subprocess.Popen:
+    def start(self, *, concurrency: int = DEFAULT_CONCURRENCY, **extra: str) -> subprocess.Popen:
         node = f"test-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         command = [str(CELERY), "-A", "config", "worker", "--loglevel=WARNING", "-n", node]
-        if concurrency is not None:
-            command.append(f"--concurrency={concurrency}")
+        command.append(f"--concurrency={concurrency}")
         process = subprocess.Popen(command, env=self.env(**extra), cwd=ROOT, start_new_session=True)
         self.processes.append(process)
         self.nodes.append(node)

@@ -54,7 +54,7 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_it_without_duplicates(worker
     run.refresh_from_db()
     assert run.status == EvalRun.Status.RUNNING
     # The replacement worker's own sweep notices the stall (no result for 2 s) and dispatches what is missing.
-    workers.start(concurrency=16, PROMPTCTL_EVAL_STALL_SECONDS="2", PROMPTCTL_EVAL_SWEEP_SECONDS="1")
+    workers.start(PROMPTCTL_EVAL_STALL_SECONDS="2", PROMPTCTL_EVAL_SWEEP_SECONDS="1")
     wait_for_run(run, timeout=120)
     assert run.status == EvalRun.Status.FINISHED, run.status_reason
     _assert_complete(run)
