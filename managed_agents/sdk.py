@@ -14,6 +14,9 @@ checker:
 
 The first attribute read (``anthropic.Anthropic``, ``anthropic.APIStatusError``
 in an ``except`` clause, ...) imports the package; later reads go straight to it.
+Processes whose job is to call Managed Agents (a Celery worker, the web
+process serving the API) call ``sdk_preload()`` at start-up instead, so no
+caller waits for the import.
 """
 
 from __future__ import annotations
@@ -39,9 +42,22 @@ class _ImportedOnFirstUse:
                 module = self._module
         return getattr(module, attribute)
 
+    def load(self) -> None:
+        """Import the package now (a process that will call Managed Agents, before its first call)."""
+        self.__getattr__("__name__")
+
     def __repr__(self) -> str:
         state = "imported" if self._module is not None else "not imported yet"
         return f"<{self._name} SDK, {state}>"
 
 
 anthropic = _ImportedOnFirstUse("anthropic")
+
+
+def sdk_preload() -> None:
+    """Import the SDK now: for the processes whose job is to call Managed Agents (workers, the API server).
+
+    They would otherwise pay the import on their first session, inside a
+    caller's wait; everything else (CLI, migrations, checks) never pays it.
+    """
+    anthropic.load()
