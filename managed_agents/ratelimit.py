@@ -190,17 +190,9 @@ def session_slot_reserve(*, key: str = SESSION_CREATE_KEY) -> float:
     """Take this caller's slot now and return the seconds until it (the caller waits them, not this function).
 
     The session flow passes it as ``before_create`` and awaits the wait on its
-    event loop, so a waiting caller holds no thread.
+    event loop rather than sleeping in one of the loop's helper threads.
     """
     return limiter_for(key=key).reserve()
-
-
-def session_slot_acquire(*, key: str = SESSION_CREATE_KEY) -> float:
-    """Block until this caller may start a session; returns the seconds waited."""
-    wait = limiter_for(key=key).reserve()
-    if wait > 0:
-        time.sleep(wait)
-    return wait
 
 
 def limiter_reset(*, key: str = SESSION_CREATE_KEY) -> None:

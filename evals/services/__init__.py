@@ -1,20 +1,10 @@
 """Writes of the evals domain: test sets, runs, results, comparisons.
 
-Rules every service keeps, and why:
-
-- A test set file is stored whole or not at all (``TestSetFileRefused`` names
-  every bad line), and contents are identified by their hash, so a run can
-  always say exactly which tickets it used.
-- A run's state moves only here, inside ``transaction.atomic()`` with the run
-  row locked by ``select_for_update()`` and its starting state checked.
-- Recording a result locks the run row first, then inserts (once per unit:
-  the unique key makes a redelivered unit a no-op), then counts: whichever
-  result lands last sees every other one and finishes the run, exactly once.
-- The database, not the broker, says what is left: resume and the sweep
-  dispatch every (case, attempt) that has no result. A duplicate message
-  finds the result already there and does nothing.
-- No network call happens inside a transaction: the session runs between the
-  "may I start" check and the transaction that records its result.
+Each module states the rules it keeps: a test set file is stored whole or
+not at all and identified by its hash (``testsets``); a run's state moves
+only under its locked row, results are recorded once per unit, the database
+says what is left, and no network call happens inside a transaction
+(``runs``); comparisons need the same contents (``comparisons``).
 
 The package holds one module per entity (``testsets``, ``runs``,
 ``comparisons``) over ``common`` (the errors they raise); reads live in

@@ -41,11 +41,8 @@ def shadow_run(*, request_id: int) -> ShadowResult | None:
     agrees = None
     if run.ok and request.outcome == Outcome.OK:
         agrees = run.team == request.team and run.priority == request.priority
-    fields = _log_fields(run)
+    fields = {**_log_fields(run), "agrees": agrees}
     del fields["format_warning"]  # a shadow result keeps no format warning
-    if run.failure is not None:
-        fields = {"outcome": run.outcome, "problem": run.problem}
-    fields["agrees"] = agrees
     try:
         with transaction.atomic():
             return ShadowResult.objects.create(request=request, version=candidate, latency_ms=latency_ms, **fields)
