@@ -35,7 +35,7 @@ def database_url(settings_dict: dict) -> str:
     """``DATABASE_URL`` for the database ``settings_dict`` describes (a connection's live settings)."""
     engine = settings_dict["ENGINE"]
     name = settings_dict["NAME"]
-    if "sqlite3" in engine:
+    if engine in ("django.db.backends.sqlite3", "config.sqlite"):
         return "sqlite:///" + str(Path(name).resolve())
     if "postgresql" in engine:
         user = urllib.parse.quote(settings_dict.get("USER") or "", safe="")
