@@ -8,7 +8,9 @@ class PromptctlConfig(AppConfig):
 
     def ready(self) -> None:
         """Fill change control's own slots of the registry (the apps above fill theirs in their ``ready()``)."""
-        from promptctl import registry, selectors, services
+        from promptctl import registry, selectors, services, signals
+
+        signals.connect()
 
         for group_name, permissions in services.ROLE_PERMISSIONS.items():
             registry.role_permissions_register(group_name, permissions)

@@ -12,6 +12,7 @@ from django.db.models import Q
 from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.registry import registry
+from promptctl.services.access import access_recorded_by_service
 
 REQUESTERS = "requesters"
 REVIEWERS = "reviewers"
@@ -72,7 +73,7 @@ def user_create(*, username: str, role: str, password: str | None = None, email:
     if not username or user_model.objects.filter(username=username).exists():
         raise DomainError(f"User {username!r} already exists (or the name is empty): pick another name.")
     groups = roles_ensure()
-    with transaction.atomic():
+    with transaction.atomic(), access_recorded_by_service():
         user = user_model(username=username, email=email, is_staff=True, is_superuser=(role == "admin"))
         if password:
             user.set_password(password)

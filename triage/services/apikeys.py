@@ -2,7 +2,9 @@
 
 Keys are stored as SHA-256 hashes of 256-bit random secrets; the secret is
 returned once, by ``api_key_create``, and never again. A revoked key is
-refused on its next request: every request reads the key row.
+refused on its next request: every request reads the key row. Issuing and
+revoking are audited in the same transaction (name, prefix and scope; never
+the secret or its hash).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.models import Agent
 from promptctl.records import saved_by
@@ -85,6 +88,7 @@ def api_key_create(*, name: str, actor: Any, agent_names: Sequence[str] = (), al
             if agents:
                 key.agents.set(agents)
             ApiKeyUsage.objects.create(key=key)
+            audit_record(actor=actor, verb="apikey.create", target=key, after=_key_snapshot(key, names))
     except IntegrityError as error:
         raise DomainError(
             f"An API key named {name!r} already exists: pick another name or revoke that one first."
@@ -99,10 +103,17 @@ def api_key_revoke(*, key: ApiKey, actor: Any) -> ApiKey:
         key = ApiKey.objects.select_for_update().get(pk=key.pk)
         if key.revoked_at is not None:
             raise DomainError(f"API key {key.name!r} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC.")
+        before = _key_snapshot(key, sorted(key.agents.values_list("name", flat=True)))
         key.revoked_at = timezone.now()
         key.revoked_by = actor
         saved_by(key, actor)
+        audit_record(actor=actor, verb="apikey.revoke", target=key, before=before, after={"revoked": True})
     return key
+
+
+def _key_snapshot(key: ApiKey, agent_names: Sequence[str]) -> dict[str, Any]:
+    """What a key may do, for the audit trail (never its secret or hash)."""
+    return {"name": key.name, "prefix": key.prefix, "all_agents": key.all_agents, "agents": list(agent_names)}
 
 
 @dataclass(frozen=True)

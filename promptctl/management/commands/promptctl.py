@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib
 import sys
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
 from promptctl.cli.common import Output
 from promptctl.errors import DomainError
 from promptctl.middleware import request_id_bind
 from promptctl.registry import registry
+from promptctl.services.access import acting_user_bind
 
 
 def _group_module(module_name: str):
@@ -49,8 +51,9 @@ class Command(BaseCommand):
             self.stderr.write("error: choose an action; see --help")
             sys.exit(2)
         try:
-            # One request id per command, so its audit events can be found together.
-            with request_id_bind():
+            # One request id per command, so its audit events can be found together; access changes
+            # made by the command are recorded as the --as user's (promptctl.services.access).
+            with request_id_bind(), acting_user_bind(_named_user(getattr(namespace, "actor", None))):
                 result = handler(namespace, out)
         except DomainError as error:
             self.stderr.write(f"error: {error}")
@@ -62,3 +65,10 @@ class Command(BaseCommand):
             out.emit_json(result)
         if exit_code:
             sys.exit(exit_code)
+
+
+def _named_user(username: str | None):
+    """The active user ``--as`` names, or None (the handler itself refuses an unknown name, with the reason)."""
+    if not username:
+        return None
+    return get_user_model().objects.filter(username=username, is_active=True).first()
