@@ -8,6 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONPATH=/app \
+    DJANGO_DEBUG=false \
     PROMPTCTL_VAR_DIR=/var/lib/promptctl \
     DJANGO_STATIC_ROOT=/app/staticfiles \
     PROMPTCTL_BIND_HOST=0.0.0.0
@@ -36,6 +37,7 @@ COPY triage ./triage
 RUN DJANGO_DEBUG=false \
     DJANGO_SECRET_KEY=collectstatic-at-image-build-time-only-never-used-to-sign-anything \
     DJANGO_ALLOWED_HOSTS=build.invalid \
+    PROMPTCTL_AUDIT_KEY=collectstatic-at-image-build-time-only-never-used-to-mac-anything \
     PROMPTCTL_VAR_DIR=/tmp/build-var \
     python manage.py collectstatic --noinput --verbosity 0 \
     && rm -rf /tmp/build-var

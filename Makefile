@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 SERVE ?= 1
 PYTEST_ARGS ?=
+# DEBUG is off unless set (config/settings.py): the development targets run with it on. The demo sets it
+# in its own processes too, and the tests in tests/settings.py.
+DEV_ENV := DJANGO_DEBUG=true
 
-.PHONY: venv lint test test-fast demo bench emulator worker web clean
+.PHONY: venv lint test test-fast demo bench redteam emulator worker web clean
 
 venv: $(STAMP)
 
@@ -34,7 +37,7 @@ TYPED := managed_agents promptctl/services evals/services triage/services
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(TYPED)
+	$(DEV_ENV) $(BIN)/mypy $(TYPED)
 
 # The whole suite after the lint (CI runs this, with PostgreSQL and Redis).
 test: lint
@@ -45,18 +48,23 @@ test-fast: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest $(XDIST) -m "not slow and not browser" $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(BIN)/python -m demo --serve=$(SERVE)
+	$(DEV_ENV) $(BIN)/python -m demo --serve=$(SERVE)
 
 # Speed targets: evals (tutorial loop vs a run; 600 sessions under a create limit), then the triage API.
+# The insider's attacks on the record and the gate (docs/SECURITY.md); REDTEAM_DATABASE=sqlite|postgres|both.
+REDTEAM_DATABASE ?= sqlite
+redteam: $(STAMP)
+	$(DEV_ENV) $(BIN)/python -m redteam --database $(REDTEAM_DATABASE) --json var/redteam.json
+
 bench: $(STAMP)
-	$(BIN)/python bench/run.py --output var/bench-evals.json
-	$(BIN)/python -m bench.api --json var/bench-api.json
+	$(DEV_ENV) $(BIN)/python bench/run.py --output var/bench-evals.json
+	$(DEV_ENV) $(BIN)/python -m bench.api --json var/bench-api.json
 
 emulator: $(STAMP)
-	$(BIN)/python manage.py emulator --port 8765
+	$(DEV_ENV) $(BIN)/python manage.py emulator --port 8765
 
 worker: $(STAMP)
-	$(BIN)/celery -A config worker --loglevel=INFO
+	$(DEV_ENV) $(BIN)/celery -A config worker --loglevel=INFO
 
 clean:
 	rm -rf var

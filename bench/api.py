@@ -159,7 +159,6 @@ def _bench_setup():
     from evals import services as eval_services
     from promptctl import services as change_services
     from triage import services as triage_services
-    from triage.models import RoutingPolicy
 
     call_command("migrate", verbosity=0)
     tickets = [
@@ -185,7 +184,7 @@ def _bench_setup():
         filename="gate.jsonl",
         agent=agent,
         gating=True,
-        actor=requester,
+        actor=admin,  # choosing the gating set needs evals.change_gating_testset
     )
 
     def run_now(version):
@@ -211,7 +210,7 @@ def _bench_setup():
         agent=agent, baseline_number=v1.number, candidate_number=v3.number
     )
     move(v3.number, "promote", f"comparison:{comparison.pk}")
-    triage_services.routing_policy_save(policy=RoutingPolicy(agent=agent, is_default=True), actor=admin)
+    move(None, "route")  # the default agent moves only by an approved change request
     secret = triage_services.api_key_create(name="bench", actor=admin, all_agents=True).secret
     return {
         "agent": agent,
@@ -419,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                 # The API is measured as deployed: production settings (DEBUG off), plain HTTP on loopback.
                 "DJANGO_DEBUG": "false",
                 "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                "PROMPTCTL_AUDIT_KEY": secrets.token_urlsafe(48),
                 "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "DJANGO_SECURE_SSL_REDIRECT": "false",
             }

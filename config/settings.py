@@ -2,12 +2,15 @@
 
 Every default is embedded and needs no server: SQLite and a filesystem Celery
 broker under ``PROMPTCTL_VAR_DIR``. ``DATABASE_URL`` switches to PostgreSQL and
-``CELERY_BROKER_URL`` to Redis. Production secrets have no defaults: with
-``DJANGO_DEBUG=false`` a missing ``DJANGO_SECRET_KEY`` stops start-up.
+``CELERY_BROKER_URL`` to Redis. Production secrets have no defaults, and
+production is the default: ``DJANGO_DEBUG`` is false unless set, and then a
+missing ``DJANGO_SECRET_KEY`` or ``DJANGO_ALLOWED_HOSTS`` stops start-up.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import environ
@@ -20,10 +23,37 @@ env = environ.Env()
 VAR_DIR = Path(env.str("PROMPTCTL_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env.bool("DJANGO_DEBUG", default=True)
+# --- Secure defaults ----------------------------------------------------------
+# DEBUG is off unless asked for: `make demo`, `python -m demo` and the tests set DJANGO_DEBUG=true
+# in their own environment; a developer's shell does too (README). Production needs no flag to be safe.
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+
+def _development_secret_key(path: Path) -> str:
+    """A random key kept in the state directory, made on first use: never a constant in the source.
+
+    A constant would be public (it is in the repository), so anyone who can reach
+    a development server could forge what Django signs (password-reset tokens,
+    signed cookies). The file keeps the key across restarts, and every process
+    sharing the state directory (web, worker, manage.py) reads the same one.
+    It is written whole under a temporary name and linked into place, so two
+    processes starting together agree on one key.
+    """
+    if not path.exists():
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(secrets.token_urlsafe(50))
+        temporary.chmod(0o600)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            temporary.unlink()
+    return path.read_text().strip()
+
 
 if DEBUG:
-    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="promptctl-insecure-development-key-not-for-production-use")
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or _development_secret_key(VAR_DIR / "secret_key")
     ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 else:
     # Production secrets and host names have no defaults: start-up stops and says what to set.
@@ -32,8 +62,9 @@ else:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY is "
             + ("not set" if not SECRET_KEY else "too weak (fewer than 50 characters or 5 distinct ones)")
-            + " and DJANGO_DEBUG is false: set it to a long random string, e.g. the output of "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, or set DJANGO_DEBUG=true for development."
+            + " and DJANGO_DEBUG is false (its default): set it to a long random string, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`; on a development machine set "
+            "DJANGO_DEBUG=true instead (`export DJANGO_DEBUG=true`, as the README says)."
         )
     ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
     if not ALLOWED_HOSTS:
@@ -121,6 +152,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_promptctl.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=0))
+# PostgreSQL with two logins (docs/OPERATIONS.md, "Database roles"): DATABASE_URL is the runtime role
+# the processes use; DATABASE_OWNER_URL, the tables' owner, is the alias `owner` that
+# `manage.py migrate --database owner` and `promptctl db roles` use. Unset, one URL does everything.
+if env.str("DATABASE_OWNER_URL", default=""):
+    DATABASES["owner"] = env.db_url("DATABASE_OWNER_URL")
+    DATABASES["owner"]["TEST"] = {"MIRROR": "default"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -203,6 +240,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "evals.sweep_runs",
         "schedule": env.float("PROMPTCTL_EVAL_SWEEP_SECONDS", default=30.0),
     },
+    # The audit chain's head, published outside the database (promptctl/audit/checkpoints.py).
+    "audit-checkpoint": {
+        "task": "promptctl.audit_checkpoint",
+        "schedule": env.float("PROMPTCTL_AUDIT_CHECKPOINT_SECONDS", default=300.0),
+    },
 }
 # Shared session-creation budget (managed_agents/ratelimit.py): at most BUDGET creates in any WINDOW seconds,
 # BURST of them at once. Redis when the broker is Redis, else a flock'ed file under PROMPTCTL_VAR_DIR.
@@ -219,6 +261,35 @@ PROMPTCTL_EVAL_STALL_SECONDS = env.float("PROMPTCTL_EVAL_STALL_SECONDS", default
 PROMPTCTL_EVAL_SWEEP_SECONDS = env.float("PROMPTCTL_EVAL_SWEEP_SECONDS", default=30.0)
 PROMPTCTL_EVAL_WORKER_SWEEP = env.bool("PROMPTCTL_EVAL_WORKER_SWEEP", default=True)
 
+# --- The audit key and checkpoints (docs/OPERATIONS.md) -------------------
+# The key that MACs the audit chain lives outside the database: PROMPTCTL_AUDIT_KEY, or the first line of
+# PROMPTCTL_AUDIT_KEY_FILE (later lines: old keys, kept to verify). In development with neither, a key file
+# is made under PROMPTCTL_VAR_DIR on first use (mode 0600); production refuses to start without one.
+PROMPTCTL_AUDIT_KEY = env.str("PROMPTCTL_AUDIT_KEY", default="")
+PROMPTCTL_AUDIT_KEY_FILE = env.str("PROMPTCTL_AUDIT_KEY_FILE", default="")
+PROMPTCTL_AUDIT_KEYS_OLD = env.list("PROMPTCTL_AUDIT_KEYS_OLD", default=[])
+PROMPTCTL_AUDIT_KEY_GENERATE = False
+if PROMPTCTL_AUDIT_KEY and PROMPTCTL_AUDIT_KEY_FILE:
+    raise ImproperlyConfigured("PROMPTCTL_AUDIT_KEY and PROMPTCTL_AUDIT_KEY_FILE are both set: keep one of them.")
+if not PROMPTCTL_AUDIT_KEY and not PROMPTCTL_AUDIT_KEY_FILE:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "PROMPTCTL_AUDIT_KEY is not set and DJANGO_DEBUG is false: set it to a long random string kept outside "
+            "the database (`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), or point "
+            'PROMPTCTL_AUDIT_KEY_FILE at a file holding one (docs/OPERATIONS.md, "The audit key and checkpoints").'
+        )
+    PROMPTCTL_AUDIT_KEY_FILE = str(VAR_DIR / "audit.key")
+    PROMPTCTL_AUDIT_KEY_GENERATE = True
+elif PROMPTCTL_AUDIT_KEY and len(PROMPTCTL_AUDIT_KEY.strip()) < 32:
+    raise ImproperlyConfigured("PROMPTCTL_AUDIT_KEY is shorter than 32 characters: use a long random string.")
+elif PROMPTCTL_AUDIT_KEY_FILE and not Path(PROMPTCTL_AUDIT_KEY_FILE).is_file():
+    raise ImproperlyConfigured(f"PROMPTCTL_AUDIT_KEY_FILE names {PROMPTCTL_AUDIT_KEY_FILE}, which is not a file.")
+PROMPTCTL_AUDIT_CHECKPOINT_FILE = env.str(
+    "PROMPTCTL_AUDIT_CHECKPOINT_FILE", default=str(VAR_DIR / "audit-checkpoints.jsonl")
+)
+PROMPTCTL_AUDIT_CHECKPOINT_SECONDS = env.float("PROMPTCTL_AUDIT_CHECKPOINT_SECONDS", default=300.0)
+PROMPTCTL_AUDIT_WORKER_CHECKPOINT = env.bool("PROMPTCTL_AUDIT_WORKER_CHECKPOINT", default=True)
+
 # --- Managed Agents boundary ---------------------------------------------
 # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL are the SDK's own variables. With no
 # base URL the SDK talks to the live API; the emulator accepts any key.
@@ -230,9 +301,18 @@ PROMPTCTL_BACKOFF_BASE = env.float("PROMPTCTL_BACKOFF_BASE", default=0.5)
 PROMPTCTL_BACKOFF_CAP = env.float("PROMPTCTL_BACKOFF_CAP", default=20.0)
 PROMPTCTL_DEFAULT_MODEL = env.str("PROMPTCTL_DEFAULT_MODEL", default="claude-sonnet-4-6")
 
+# --- Input caps (promptctl/inputs.py, managed_agents/validation.py, evals/testset_input.py) -----
+# Bad input is refused with one line before anything is sent or saved; files are read only up to their cap.
+PROMPTCTL_MAX_PROMPT_BYTES = env.int("PROMPTCTL_MAX_PROMPT_BYTES", default=100_000)
+PROMPTCTL_MAX_TESTSET_BYTES = env.int("PROMPTCTL_MAX_TESTSET_BYTES", default=20_000_000)
+PROMPTCTL_MAX_TESTSET_CASES = env.int("PROMPTCTL_MAX_TESTSET_CASES", default=10_000)
+PROMPTCTL_MAX_JSON_DEPTH = env.int("PROMPTCTL_MAX_JSON_DEPTH", default=20)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("PROMPTCTL_LOG_LEVEL", default="WARNING")},
+    # Every audit checkpoint is also a log line, whatever the root level, so log shipping carries it off the host.
+    "loggers": {"promptctl.audit.checkpoint": {"level": "INFO"}},
 }

@@ -57,7 +57,7 @@ class Story:
             self.say(f"{username:6} {role:9} password: {password}")
         alice, bob, carol = self.users["alice"], self.users["bob"], self.users["carol"]
 
-        self.step(1, f"alice creates the {AGENT_NAME} agent with the v1 prompt and imports its gating test set")
+        self.step(1, f"alice creates the {AGENT_NAME} agent with the v1 prompt; admin imports its gating test set")
         agent = services.agent_create(name=AGENT_NAME, model="claude-sonnet-4-6", system_prompt=V1_PROMPT, actor=alice)
         v1 = agent.versions.get()
         self.say(f"agent {agent.name} = remote {agent.remote_id}, environment {agent.environment_id}")
@@ -68,7 +68,7 @@ class Story:
             filename=TICKETS_FILE.name,
             agent=agent,
             gating=True,
-            actor=alice,
+            actor=self.users["admin"],  # choosing a gating set changes how promotions are judged: admins only
         )
         testset_version = imported.version
         self.say(
@@ -78,7 +78,7 @@ class Story:
         for warning in testset_version.label_warnings:
             self.say(f"warning: {warning.get('message', warning)}")
 
-        self.step(2, "score v1; alice requests promotion of v1 to production, bob approves, alice applies")
+        self.step(2, "score v1; alice requests promotion of v1 to production (and the API default), bob approves")
         run_v1 = self.run_and_wait(agent_version=v1, testset_version=testset_version, actor=alice)
         change = services.change_request_create(
             agent=agent,
@@ -93,6 +93,18 @@ class Story:
         self.say("bob approved")
         services.change_request_apply(change=change, actor=alice)
         self.say(f"applied: production is v{self.production_number(agent)}")
+        route = services.change_request_create(
+            agent=agent,
+            kind="route",
+            target_number=None,
+            reason="Serve POST /api/v1/triage with the tutorial agent.",
+            actor=alice,
+        )
+        services.change_request_approve(change=route, reviewer=bob, comment="Yes, make it the default.")
+        services.change_request_apply(change=route, actor=alice)
+        self.say(
+            f"change request #{route.pk}: {agent.name} is the triage API's default agent (filed by alice, bob approved)"
+        )
 
         self.step(3, "alice creates v2 with the routing rule, scores it and compares against production")
         v2 = services.version_create(agent=agent, system_prompt=V2_PROMPT, actor=alice)

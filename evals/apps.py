@@ -28,7 +28,7 @@ class EvalsConfig(AppConfig):
 
     def ready(self) -> None:
         """Plug into change control: the promotion gate, timeline entries, role permissions, the CLI group."""
-        from evals import gating, timeline
+        from evals import gating, record_checks, timeline
         from promptctl import registry
 
         registry.promotion_gate_register(gating.EvalsPromotionGate())
@@ -36,3 +36,4 @@ class EvalsConfig(AppConfig):
         for group_name, permissions in ROLE_PERMISSIONS.items():
             registry.role_permissions_register(group_name, permissions)
         registry.cli_group_register("evals.cli")
+        registry.record_check_register(record_checks.gating_sets_match_record)

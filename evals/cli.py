@@ -12,11 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+from django.conf import settings
+
 from evals import selectors, services
 from evals.models import EvalRun
 from promptctl import selectors as promptctl_selectors
 from promptctl.cli.common import actor_from_options
 from promptctl.errors import DomainError
+from promptctl.inputs import file_read_capped
 
 BAR_WIDTH = 30
 
@@ -106,10 +109,10 @@ def register(groups) -> None:
 
 def testset_import(options, out):
     path = Path(options.file)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise DomainError(f"Cannot read {options.file}: {error.strerror or error}.") from error
+    # Read in chunks and stop at the cap: `testset import /dev/zero` is refused, not read until memory runs out.
+    data = file_read_capped(
+        options.file, cap=settings.PROMPTCTL_MAX_TESTSET_BYTES, what="test set", setting="PROMPTCTL_MAX_TESTSET_BYTES"
+    )
     agent = promptctl_selectors.agent_get(name=options.agent) if options.agent else None
     imported = services.testset_import(
         name=options.name,

@@ -1,7 +1,9 @@
 """The promotion gate's rules: registered as ``promptctl``'s promotion gate in ``EvalsConfig.ready()``.
 
-A request to promote a version on the production channel must carry evidence
-measured on the agent's gating test set (its current contents):
+A request to promote a version on the production channel, and a production
+canary above the agent's ``canary_evidence_above_percent`` share (default 10 %:
+a 99 % canary is a promotion in all but name), must carry evidence measured on
+the agent's gating test set (its current contents):
 
 - when production already has a pin: a comparison whose baseline is a run of
   the pinned version and whose candidate is a run of the target version;
@@ -12,9 +14,14 @@ A comparison that flags a regression blocks the apply unless the request gives
 an accept-regression reason; the change-control services then require one
 approval more than the agent's policy, and the apply gate checks it again. The
 evidence is frozen on the request as a snapshot reviewers read, and re-checked
-when the request is applied. Other channels and kinds (rollback, canary) take
-evidence optionally and are not gated: a rollback returns to a version that
-production already ran.
+when the request is applied. Other channels and kinds (rollback, canaries at
+or below the threshold) take evidence optionally and are not gated: a rollback
+returns to a version that production already ran.
+
+Gated evidence names the gating set version it was judged on, and a request
+whose agent's gating set changed after filing is stale (``evals.gate_inputs``):
+``change_request_apply`` supersedes it. When the gating set changed since the
+production version was promoted, the evidence says how (reviewers see it).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from evals import selectors
+from evals import gate_inputs, selectors
 from evals.models import Comparison, EvalRun, TestSet
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Pin
@@ -34,8 +41,30 @@ _REFERENCE = re.compile(r"^(?P<type>comparison|run)[:#-]?(?P<id>\d{1,18})$", re.
 _ANY_TYPED = re.compile(r"^(?P<type>[a-z][a-z_-]{0,31}):(?P<id>\d{1,18})$")
 
 
-def is_gated(*, channel: str, kind: str) -> bool:
-    return channel == PRODUCTION and kind == "promote"
+def is_gated(*, channel: str, kind: str, canary_percent: int = 0, agent=None) -> bool:
+    """Production promotions, and production canaries above the agent's evidence threshold."""
+    if channel != PRODUCTION:
+        return False
+    if kind == "promote":
+        return True
+    threshold = agent.canary_evidence_above_percent if agent is not None else 0
+    return kind == "canary" and canary_percent > threshold
+
+
+def _gated_change(change) -> bool:
+    """Gated now, or gated when filed (a later policy change does not loosen a filed request)."""
+    return bool((change.evidence or {}).get("gate")) or is_gated(
+        channel=change.channel, kind=change.kind, canary_percent=change.canary_percent, agent=change.agent
+    )
+
+
+def _what(agent, kind: str, canary_percent: int) -> str:
+    if kind == "canary":
+        return (
+            f"a {canary_percent}% production canary of {agent.name} (above its "
+            f"{agent.canary_evidence_above_percent}% threshold, so it needs the evidence a promotion needs)"
+        )
+    return f"a production promotion of {agent.name}"
 
 
 def _teams_line(result: dict) -> str:
@@ -70,6 +99,7 @@ def comparison_snapshot(comparison: Comparison) -> dict[str, Any]:
     )
     summary["type"] = "comparison"
     summary["url"] = reverse("admin:evals_comparison_change", args=[comparison.pk])
+    summary["scored_on"] = gate_inputs.gating_set_record(comparison.baseline_run.testset_version)
     return summary
 
 
@@ -112,11 +142,18 @@ def _next_steps(agent, target_number: int, pinned_number: int | None, testset: T
 
 
 def evidence_resolve(
-    *, agent, channel: str, kind: str, target_version, evidence_ref: str | None, accept_regression_reason: str
+    *,
+    agent,
+    channel: str,
+    kind: str,
+    target_version,
+    evidence_ref: str | None,
+    accept_regression_reason: str,
+    canary_percent: int = 0,
 ) -> dict[str, Any]:
     """The evidence to freeze on a new change request, or a ``DomainError`` saying what is missing."""
     reference = (evidence_ref or "").strip()
-    if not is_gated(channel=channel, kind=kind):
+    if not is_gated(channel=channel, kind=kind, canary_percent=canary_percent, agent=agent):
         return _ungated(reference)
     testset = selectors.testset_gating_for(agent=agent)
     pin = Pin.objects.select_related("version").filter(agent=agent, channel=PRODUCTION).first()
@@ -124,14 +161,14 @@ def evidence_resolve(
     pinned_number = pinned.number if pinned else None
     if testset is None:
         raise DomainError(
-            f"Refused: promotions of {agent.name} to production need eval evidence on its gating test set, and "
+            f"Refused: {_what(agent, kind, canary_percent)} needs eval evidence on its gating test set, and "
             f"{agent.name} has none. Import one with `promptctl testset import FILE --name NAME --agent {agent.name} "
             "--gating`. Then: " + _next_steps(agent, target_version.number, pinned_number, None)
         )
     gating_version = selectors.testset_version_latest(testset=testset)
     if not reference:
         raise DomainError(
-            f"Refused: a production promotion of {agent.name} must carry eval evidence (--evidence). "
+            f"Refused: {_what(agent, kind, canary_percent)} must carry eval evidence (--evidence). "
             + _next_steps(agent, target_version.number, pinned_number, testset)
         )
     parsed = _parse(reference)
@@ -162,7 +199,7 @@ def evidence_resolve(
         return {
             "evidence_type": "run",
             "evidence_id": run.pk,
-            "evidence": _with_shadow(run_snapshot(run), target_version),
+            "evidence": _with_shadow(_gate_record(run_snapshot(run), agent, kind, gating_version), target_version),
         }
     comparison = Comparison.objects.filter(pk=evidence_id).first()
     _check_comparison(comparison, evidence_id, agent, target_version, pinned, gating_version)
@@ -178,8 +215,18 @@ def evidence_resolve(
     return {
         "evidence_type": "comparison",
         "evidence_id": comparison.pk,
-        "evidence": _with_shadow(snapshot, target_version),
+        "evidence": _with_shadow(_gate_record(snapshot, agent, kind, gating_version), target_version),
     }
+
+
+def _gate_record(snapshot: dict[str, Any], agent, kind: str, gating_version) -> dict[str, Any]:
+    """Freeze which gate judged the request, on which gating set version, and how that set moved since production."""
+    snapshot["gate"] = "canary" if kind == "canary" else "promotion"
+    snapshot["gating_set"] = gate_inputs.gating_set_record(gating_version)
+    changed = gate_inputs.gating_set_change(agent=agent, current=gating_version)
+    if changed is not None:
+        snapshot["gate_inputs_changed"] = changed
+    return snapshot
 
 
 def _with_shadow(snapshot: dict[str, Any], target_version) -> dict[str, Any]:
@@ -206,11 +253,8 @@ def _ungated(reference: str) -> dict[str, Any]:
             comparison = Comparison.objects.filter(pk=evidence_id).first()
             if comparison is None:
                 raise DomainError(f"There is no comparison #{evidence_id}: `promptctl eval compare ...` makes one.")
-            return {
-                "evidence_type": "comparison",
-                "evidence_id": evidence_id,
-                "evidence": comparison_snapshot(comparison),
-            }
+            snapshot = comparison_snapshot(comparison)  # names the test set version it was scored on
+            return {"evidence_type": "comparison", "evidence_id": evidence_id, "evidence": snapshot}
         run = EvalRun.objects.filter(pk=evidence_id).first()
         if run is None:
             raise DomainError(f"There is no eval run #{evidence_id}: `promptctl eval run ...` starts one.")
@@ -270,15 +314,21 @@ def _check_comparison(comparison, evidence_id, agent, target_version, pinned, ga
         )
 
 
+def stale_reason(*, change) -> str | None:
+    """Why a gated request was judged on a gating set that is no longer the agent's (see ``evals.gate_inputs``)."""
+    return gate_inputs.stale_reason(change=change, agent=change.agent, gated=_gated_change(change))
+
+
 def apply_gate(*, change) -> None:
     """Refuse to apply a gated request whose evidence no longer allows the pin to move."""
-    if not is_gated(channel=change.channel, kind=change.kind):
+    if not _gated_change(change):
         return
     agent = change.agent
     if change.evidence_type not in ("comparison", "run") or change.evidence_id is None:
         raise DomainError(
-            f"Cannot apply change request #{change.pk}: a production promotion needs eval evidence and this request "
-            "carries none. File a new request with --evidence comparison:ID (or run:ID for a first promotion)."
+            f"Cannot apply change request #{change.pk}: {_what(agent, change.kind, change.canary_percent)} needs "
+            "eval evidence and this request carries none. File a new request with --evidence comparison:ID "
+            "(or run:ID for a first promotion)."
         )
     testset = selectors.testset_gating_for(agent=agent)
     if testset is None:
@@ -333,4 +383,5 @@ class EvalsPromotionGate:
     """``promptctl.registry.PromotionGate``: the evals app's rules for evidence and applying."""
 
     evidence_resolve = staticmethod(evidence_resolve)
+    stale_reason = staticmethod(stale_reason)
     apply_gate = staticmethod(apply_gate)

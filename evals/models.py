@@ -54,6 +54,9 @@ class TestSet(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("change_gating_testset", "Can choose an agent's gating test set and import new versions of it"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["agent"], condition=Q(gating=True), name="testset_one_gating_per_agent"),
             models.CheckConstraint(condition=Q(gating=False) | Q(agent__isnull=False), name="testset_gating_has_agent"),

@@ -25,6 +25,7 @@ from managed_agents.client import (
     refusal,
     with_retries,
 )
+from managed_agents.validation import agent_config_check
 
 if TYPE_CHECKING:
     import anthropic
@@ -101,7 +102,12 @@ def _agent_version(agent: Any) -> RemoteAgentVersion:
 
 
 def agent_create(*, name: str, model: str, system: str) -> RemoteAgentVersion:
-    """Create the remote agent; its first version is whatever number the server hands out."""
+    """Create the remote agent; its first version is whatever number the server hands out.
+
+    The configuration is checked locally first (``managed_agents.validation``):
+    input the API or promptctl's database would refuse never makes a remote agent.
+    """
+    agent_config_check(name=name, model=model, system=system)
     try:
         agent = with_retries(
             lambda: client().beta.agents.create(name=name, model=model, system=system),
@@ -163,6 +169,7 @@ def agent_update(
         changes["model"] = model
     if not changes:
         raise GatewayError("Nothing to change: give a new system prompt or model.")
+    agent_config_check(model=model, system=system)  # before the request: refused input makes no version
     try:
         agent = client().beta.agents.update(agent_id, version=expected_version, **changes)
     except anthropic.ConflictError as error:

@@ -8,7 +8,7 @@ class PromptctlConfig(AppConfig):
 
     def ready(self) -> None:
         """Fill change control's own slots of the registry (the apps above fill theirs in their ``ready()``)."""
-        from promptctl import registry, selectors, services, signals
+        from promptctl import record_checks, registry, selectors, services, signals
 
         signals.connect()
 
@@ -16,5 +16,11 @@ class PromptctlConfig(AppConfig):
             registry.role_permissions_register(group_name, permissions)
         for provider in (selectors.timeline_versions, selectors.timeline_changes, selectors.timeline_approvals):
             registry.timeline_provider_register(provider)
-        for module_name in ("users", "agents", "versions", "changes", "audit"):
+        for module_name in ("users", "agents", "versions", "changes", "audit", "database"):
             registry.cli_group_register(f"promptctl.cli.{module_name}")
+        for check in (
+            record_checks.pins_match_record,
+            record_checks.agent_policies_match_record,
+            record_checks.approvers_match_record,
+        ):
+            registry.record_check_register(check)

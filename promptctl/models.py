@@ -49,6 +49,10 @@ class Agent(models.Model):
     regression_tolerance = models.PositiveIntegerField(
         default=0, help_text="tickets a team may lose in the eval comparison before a promotion is flagged"
     )
+    canary_evidence_above_percent = models.PositiveSmallIntegerField(
+        default=10,
+        help_text="a production canary above this share of traffic needs the same eval evidence as a promotion",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
     )
@@ -67,6 +71,11 @@ class Agent(models.Model):
                 condition=~Q(approver_group=""),
                 name="agent_approver_group_not_blank",
                 violation_error_message="Name the group whose members may approve changes (e.g. reviewers).",
+            ),
+            models.CheckConstraint(
+                condition=Q(canary_evidence_above_percent__lte=99),
+                name="agent_canary_evidence_percent_range",
+                violation_error_message="The canary evidence threshold is a share of traffic: 0 to 99 percent.",
             ),
         ]
 
@@ -134,6 +143,7 @@ class ChangeRequest(models.Model):
         PROMOTE = "promote", "promote"
         ROLLBACK = "rollback", "rollback"
         CANARY = "canary", "canary"
+        ROUTE = "route", "make default agent"
 
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
@@ -196,7 +206,7 @@ class ChangeRequest(models.Model):
             # Lets approvals (on PostgreSQL) insist that their copied requester is the request's.
             models.UniqueConstraint(fields=["id", "requested_by"], name="changerequest_unique_id_requester"),
             models.CheckConstraint(
-                condition=Q(kind__in=["promote", "rollback", "canary"]), name="changerequest_kind_valid"
+                condition=Q(kind__in=["promote", "rollback", "canary", "route"]), name="changerequest_kind_valid"
             ),
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "approved", "applied", "rejected", "withdrawn", "superseded"]),
@@ -345,7 +355,15 @@ class AuditEvent(models.Model):
     after = models.JSONField(null=True, blank=True, editable=False)
     request_id = models.CharField(max_length=100, blank=True, editable=False)
     previous_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, unique=True, editable=False)
+    hash = models.CharField(
+        max_length=64,
+        unique=True,
+        editable=False,
+        help_text="HMAC-SHA256 under key_id; plain SHA-256 if key_id is empty",
+    )
+    key_id = models.CharField(
+        max_length=32, blank=True, default="", editable=False, help_text="the audit key's id; empty: before keying"
+    )
 
     class Meta:
         ordering = ["sequence"]

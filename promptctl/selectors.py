@@ -174,6 +174,7 @@ def agent_status(*, agent: Agent) -> dict[str, Any]:
             "required_approvals": agent.required_approvals,
             "approver_group": agent.approver_group,
             "regression_tolerance": agent.regression_tolerance,
+            "canary_evidence_above_percent": agent.canary_evidence_above_percent,
         },
         "pins": {channel: pin_as_dict(pin) for channel, pin in sorted(pins_for_agent(agent=agent).items())},
         "versions": [version_as_dict(v) for v in versions],
@@ -369,4 +370,5 @@ def agent_timeline(*, agent: Agent) -> list[TimelineEntry]:
 
 
 def audit_chain_verify() -> AuditVerification:
+    """Every event's MAC and link, checked against the published checkpoints (``promptctl.audit.verify``)."""
     return audit_verify()

@@ -77,6 +77,59 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
             database_support.worker_database_destroy(original_name=original_name, verbosity=verbosity)
 
 
+def _transactional(request: pytest.FixtureRequest) -> bool:
+    """Whether pytest-django flushes the database after this test (its own rule, in ``_django_db_helper``)."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker and (marker.kwargs.get("transaction") or marker.kwargs.get("reset_sequences")):
+        return True
+    names = set(request.fixturenames)
+    return bool(names & {"transactional_db", "live_server", "django_db_reset_sequences"})
+
+
+@pytest.fixture(scope="session")
+def _sqlite_pristine_copy(django_db_setup, django_db_blocker):
+    """SQLite: a copy of this process's test database, taken before any transactional test wrote to it."""
+    from tests import database_support
+
+    with django_db_blocker.unblock():
+        copy_name = database_support.sqlite_pristine_copy_take()
+    yield copy_name
+    database_support.sqlite_pristine_copy_remove(copy_name)
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_restored_before_flush(request, django_db_blocker):
+    """SQLite: restore a transactional test's database from the pristine copy before Django's flush.
+
+    The record's tables refuse DELETE on SQLite (migration 0006), and the flush
+    deletes rows. Requesting ``_django_db_helper`` here makes it tear down (and
+    flush) after this fixture has restored the copy.
+    """
+    if "sqlite" not in django_settings.DATABASES["default"]["ENGINE"] or not _transactional(request):
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    copy_name = request.getfixturevalue("_sqlite_pristine_copy")
+    yield
+    from tests import database_support
+
+    with django_db_blocker.unblock():
+        database_support.sqlite_pristine_restore(copy_name)
+
+
+@pytest.fixture(autouse=True)
+def _audit_checkpoints_per_test(settings, tmp_path, monkeypatch):
+    """Each test gets its own audit checkpoint file, as it gets its own empty database.
+
+    Checkpoints outlive a database on purpose (promptctl/audit/checkpoints.py):
+    one shared file would make every test's fresh database read as a truncated
+    chain. Child processes the test starts inherit the file through the environment.
+    """
+    path = str(tmp_path / "audit-checkpoints.jsonl")
+    settings.PROMPTCTL_AUDIT_CHECKPOINT_FILE = path
+    monkeypatch.setenv("PROMPTCTL_AUDIT_CHECKPOINT_FILE", path)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """The xdist controller drops the run's template database once every worker has finished."""
     if not session.config.pluginmanager.has_plugin("dsession"):

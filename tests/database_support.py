@@ -10,6 +10,11 @@ SQLite. The copy is the same schema, triggers and migration data that
 
 The template is kept between runs (it is migrated afresh by the first worker
 of the next run); ``template_drop`` removes it when a run ends.
+
+On SQLite the record's tables refuse DELETE, which Django's flush after a
+transactional test uses; each such test's database is first restored from a
+copy taken after migrating (``sqlite_pristine_copy_take``), so the flush finds
+those tables empty. PostgreSQL's flush is a TRUNCATE and needs nothing.
 """
 
 from __future__ import annotations
@@ -111,6 +116,43 @@ def worker_database_create(*, run_id: str, worker: str, verbosity: int = 0) -> s
 def worker_database_destroy(*, original_name: str, verbosity: int = 0) -> None:
     """Drop this worker's copy and point the settings back at ``original_name``."""
     connection.creation.destroy_test_db(old_database_name=original_name, verbosity=verbosity)
+
+
+def sqlite_pristine_copy_take() -> str:
+    """A copy of this process's freshly migrated SQLite test database, beside it (``<name>.pristine``).
+
+    SQLite's flush deletes rows, and the record's tables refuse DELETE
+    (``promptctl/migrations/0006_delete_guards.py``); a transactional test's
+    database is restored from this copy instead (``sqlite_pristine_restore``).
+    """
+    name = str(connection.settings_dict["NAME"])
+    copy_name = name + ".pristine"
+    _sqlite_files_remove(copy_name)
+    connection.ensure_connection()
+    copy = sqlite3.connect(copy_name)
+    try:
+        connection.connection.backup(copy)
+    finally:
+        copy.close()
+    return copy_name
+
+
+def sqlite_pristine_restore(copy_name: str) -> None:
+    """Write the pristine copy back over the test database, through the test's own connection.
+
+    Afterwards the guarded tables are empty, so Django's flush (which runs next
+    and deletes what the migrations made, as it always did) fires no delete trigger.
+    """
+    connection.ensure_connection()
+    source = sqlite3.connect(copy_name)
+    try:
+        source.backup(connection.connection)
+    finally:
+        source.close()
+
+
+def sqlite_pristine_copy_remove(copy_name: str) -> None:
+    _sqlite_files_remove(copy_name)
 
 
 def template_drop() -> None:

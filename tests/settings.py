@@ -49,6 +49,9 @@ def _isolate_xdist_worker() -> None:
 
 
 _isolate_xdist_worker()
+# DEBUG is off by default (production is the default); the suite and the processes it starts run as
+# development, with a generated key under the state directory. Tests of production settings set it false.
+os.environ.setdefault("DJANGO_DEBUG", "true")
 
 from config.settings import *  # noqa: E402,F401,F403
 

@@ -93,8 +93,8 @@ def _refusal(agent_name: str | None, channel: str) -> RouteRefused:
     if agent_name is None:
         return NoDefaultAgent(
             "No default agent is configured, so POST /api/v1/triage cannot choose one. Call "
-            "/api/v1/agents/{name}/triage with an agent name, or mark an agent's routing policy as the "
-            "default in the admin (Triage › Routing policies)."
+            "/api/v1/agents/{name}/triage with an agent name, or make an agent the default with an approved "
+            "change request (`promptctl change request --agent NAME --kind route --reason TEXT`)."
         )
     if not Agent.objects.filter(name=agent_name).exists():
         return UnknownAgent(

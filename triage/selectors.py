@@ -21,6 +21,8 @@ from triage.models import (
     ERROR_OUTCOMES,
     ApiKey,
     CanaryCheck,
+    CanaryComparison,
+    CanaryPolicy,
     Outcome,
     RoutingPolicy,
     ShadowResult,
@@ -87,6 +89,93 @@ def canary_over_limits(*, route: pins.Route) -> bool:
         return False
     stats = canary_stats(agent_id=route.agent_id, pin_revision=route.pin_revision)
     return _over(stats, _canary_limits(route.agent_id))
+
+
+# --- the canary watch: disagreement with production -------------------------------------------
+
+
+_WATCH_DEFAULTS = {
+    name: CanaryPolicy._meta.get_field(name).default  # type: ignore[union-attr]  # concrete fields
+    for name in ("compare_percent", "disagreement_limit", "min_compared", "auto_end")
+}
+
+
+def canary_policy_values(*, agent_id: int) -> dict[str, Any]:
+    """The agent's canary watch settings (the defaults when it has no ``CanaryPolicy`` row)."""
+    values = CanaryPolicy.objects.filter(agent_id=agent_id).values(*_WATCH_DEFAULTS).first()
+    return values or dict(_WATCH_DEFAULTS)
+
+
+def canary_policy_for(*, agent: Agent) -> CanaryPolicy:
+    """The agent's canary policy, or an unsaved one with the defaults."""
+    return CanaryPolicy.objects.filter(agent=agent).first() or CanaryPolicy(agent=agent)
+
+
+@dataclass(frozen=True)
+class CanaryWatch:
+    """How often a canary's verdicts differed from production's on the same tickets, overall and per team."""
+
+    compared: int
+    disagreements: int
+    labels: dict[str, dict[str, Any]]
+    limit: float
+    min_compared: int
+
+    @property
+    def rate(self) -> float:
+        return self.disagreements / self.compared if self.compared else 0.0
+
+    def tripped(self) -> list[str]:
+        """What crossed the limit: ``overall`` and/or ``team <name>``, each only after ``min_compared`` calls."""
+        crossed = []
+        if self.compared >= self.min_compared and self.rate > self.limit:
+            crossed.append("overall")
+        for team, figures in sorted(self.labels.items()):
+            if figures["compared"] >= self.min_compared and figures["rate"] > self.limit:
+                crossed.append(f"team {team}")
+        return crossed
+
+
+def canary_watch(*, agent_id: int, pin_revision: int) -> CanaryWatch:
+    """The canary of one pin state against production so far: one grouped query over its comparisons."""
+    policy = canary_policy_values(agent_id=agent_id)
+    rows = (
+        CanaryComparison.objects.filter(agent_id=agent_id, pin_revision=pin_revision, agrees__isnull=False)
+        .values("team")
+        .annotate(compared=Count("pk"), disagreements=Count("pk", filter=Q(agrees=False)))
+        .order_by("team")
+    )
+    labels = {
+        row["team"]: {
+            "compared": row["compared"],
+            "disagreements": row["disagreements"],
+            "rate": round(row["disagreements"] / row["compared"], 4),
+        }
+        for row in rows
+    }
+    return CanaryWatch(
+        compared=sum(figures["compared"] for figures in labels.values()),
+        disagreements=sum(figures["disagreements"] for figures in labels.values()),
+        labels=labels,
+        limit=policy["disagreement_limit"],
+        min_compared=policy["min_compared"],
+    )
+
+
+def canary_disagreement_examples(*, agent_id: int, pin_revision: int, count: int = 5) -> list[int]:
+    """Ids of the first logged canary calls whose verdict production did not share."""
+    return list(
+        CanaryComparison.objects.filter(agent_id=agent_id, pin_revision=pin_revision, agrees=False)
+        .order_by("request_id")
+        .values_list("request_id", flat=True)[:count]
+    )
+
+
+def canary_disagreement_over(*, agent_id: int, channel: str, pin_revision: int) -> bool:
+    """Whether the canary of this pin state newly crossed its disagreement limit (no check has ended it yet)."""
+    if CanaryCheck.objects.filter(agent_id=agent_id, channel=channel, pin_revision=pin_revision).exists():
+        return False
+    return bool(canary_watch(agent_id=agent_id, pin_revision=pin_revision).tripped())
 
 
 @dataclass(frozen=True)
@@ -227,7 +316,12 @@ def timeline_canary_checks(agent: Agent) -> Iterable[TimelineEntry]:
             check.created_at,
             "canary check",
             "promptctl",
-            f"{check.summary()}; filed change request #{check.end_change_id} to end the canary",
+            f"{check.summary()}; "
+            + (
+                f"ended the canary under the standing auto-end policy (change request #{check.end_change_id})"
+                if check.auto_ended
+                else f"filed change request #{check.end_change_id} to end the canary"
+            ),
         )
 
 

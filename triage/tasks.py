@@ -6,7 +6,10 @@
 - ``triage.shadow_run(request_id)``: a logged ticket sent to its shadow
   candidate. One result per (request, version): a repeat finds it.
 - ``triage.canary_end(agent_id, pin_revision)``: files the change request that
-  ends a canary over its limits. One per canary: a repeat finds the first.
+  ends a canary over its limits (or, under the agent's standing auto-end
+  policy, ends it). One per canary: a repeat finds the first.
+- ``triage.canary_compare(request_id)``: a ticket the canary answered, run on
+  the production version to compare verdicts. One per request: a repeat finds it.
 """
 
 from __future__ import annotations
@@ -29,3 +32,8 @@ def shadow_run(request_id: int) -> None:
 @shared_task(name="triage.canary_end", ignore_result=True, acks_late=True)
 def canary_end(agent_id: int, pin_revision: int) -> None:
     services.canary_end(agent_id=agent_id, pin_revision=pin_revision)
+
+
+@shared_task(name="triage.canary_compare", ignore_result=True, acks_late=True)
+def canary_compare(request_id: int) -> None:
+    services.canary_compare(request_id=request_id)

@@ -3,6 +3,12 @@
 A test set file is stored whole or not at all (``TestSetFileRefused`` names
 every bad line), and contents are identified by their hash, so a run can
 always say exactly which tickets it used.
+
+The gating test set decides what every later promotion is measured on, so
+changing it is a gate change: choosing an agent's gating set, and importing a
+new version of a gating set, need ``evals.change_gating_testset`` (admins) and
+are audited in the same transaction with the set, version number, ticket
+count and the tickets added, removed and relabelled (``evals.gate_inputs``).
 """
 
 from __future__ import annotations
@@ -13,13 +19,17 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from evals.importing import FORMATS, ImportReport, format_from_filename, label_warnings, ticket_file_parse
+from evals import gate_inputs
+from evals.importing import FORMATS, ImportReport, format_from_filename, label_warnings
 from evals.models import TestCase, TestSet, TestSetVersion
 from evals.services.common import TestSetFileRefused
+from evals.testset_input import testset_file_parse
 from managed_agents import verdicts
+from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.models import Agent
 from promptctl.records import saved_by
+from promptctl.services.common import permission_require
 
 MAX_ERRORS_IN_MESSAGE = 50
 
@@ -70,7 +80,7 @@ def testset_import(
         raise DomainError(
             f"Cannot tell the format of {filename or 'the file'!r}: name it .jsonl or .csv, or pass the format explicitly."
         )
-    report = ticket_file_parse(data=data, file_format=file_format)
+    report = testset_file_parse(data=data, file_format=file_format)  # the input rules: evals/testset_input.py
     if not report.ok:
         shown = report.error_lines()[:MAX_ERRORS_IN_MESSAGE]
         more = len(report.errors) - len(shown)
@@ -100,6 +110,9 @@ def testset_import(
             testset.agent = agent
             saved_by(testset, actor)
         existing = testset.versions.filter(content_hash=report.content_hash).first()
+        previous = testset.versions.order_by("-number").first()
+        if gating or (testset.gating and existing is None):
+            _gate_permission_require(actor, f"change the gating test set of {testset.agent or 'an agent'}")
         if existing is not None:
             version, created = existing, False
         else:
@@ -131,14 +144,49 @@ def testset_import(
                 for position, case in enumerate(report.cases, start=1)
             )
             created = True
+            if testset.gating:
+                _gating_write_record(
+                    actor=actor, verb="testset.gating_version", testset=testset, before=previous, after=version
+                )
         if gating:
             testset = testset_gating_set(testset=testset, actor=actor)
         version.testset = testset
     return TestSetImport(testset=testset, version=version, created=created, report=report)
 
 
+def _gate_permission_require(actor: Any, doing: str) -> None:
+    permission_require(
+        user=actor,
+        permission="evals.change_gating_testset",
+        doing=doing,
+        next_step="It changes how every later promotion is judged: ask an admin, and name the acting user (--as).",
+    )
+
+
+def _version_facts(version: TestSetVersion | None) -> dict[str, Any] | None:
+    if version is None:
+        return None
+    return {"testset": version.testset.name, "version": version.number, "case_count": version.case_count}
+
+
+def _gating_write_record(
+    *, actor: Any, verb: str, testset: TestSet, before: TestSetVersion | None, after: TestSetVersion
+) -> None:
+    """The audit event of a gating set change: which set and version before and after, and the tickets that moved."""
+    diff = gate_inputs.cases_diff(before, after)
+    audit_record(
+        actor=actor,
+        verb=verb,
+        target=testset,
+        agent_id=testset.agent_id,
+        before=_version_facts(before),
+        after={**(_version_facts(after) or {}), **diff},
+    )
+
+
 def testset_gating_set(*, testset: TestSet, actor: Any = None) -> TestSet:
-    """Make ``testset`` its agent's gating set (the one production promotions are judged on)."""
+    """Make ``testset`` its agent's gating set (the one production promotions are judged on); audited."""
+    _gate_permission_require(actor, f"choose the gating test set of {testset.agent or 'an agent'}")
     with transaction.atomic():
         testset = TestSet.objects.select_for_update().get(pk=testset.pk)
         if testset.agent_id is None:
@@ -148,9 +196,15 @@ def testset_gating_set(*, testset: TestSet, actor: Any = None) -> TestSet:
             )
         if testset.gating:
             return testset
+        before = None
         for other in TestSet.objects.select_for_update().filter(agent_id=testset.agent_id, gating=True):
+            before = other.versions.order_by("-number").first()
             other.gating = False
             saved_by(other, actor)
         testset.gating = True
         saved_by(testset, actor)
+        latest = testset.versions.order_by("-number").first()
+        if latest is None:
+            raise DomainError(f"Test set {testset.name!r} has no contents yet: import a file into it first.")
+        _gating_write_record(actor=actor, verb="testset.gating", testset=testset, before=before, after=latest)
     return testset

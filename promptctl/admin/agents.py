@@ -114,7 +114,17 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
                 )
             },
         ),
-        ("Approval policy", {"fields": ("required_approvals", "approver_group", "regression_tolerance")}),
+        (
+            "Approval policy",
+            {
+                "fields": (
+                    "required_approvals",
+                    "approver_group",
+                    "regression_tolerance",
+                    "canary_evidence_above_percent",
+                )
+            },
+        ),
     )
     change_form_template = "admin/promptctl/agent/change_form.html"
 
@@ -200,6 +210,7 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
             required_approvals=form.cleaned_data["required_approvals"],
             approver_group=form.cleaned_data["approver_group"],
             regression_tolerance=form.cleaned_data["regression_tolerance"],
+            canary_evidence_above_percent=form.cleaned_data["canary_evidence_above_percent"],
         )
 
     def _agent_or_404(self, request, object_id) -> Agent:
@@ -245,8 +256,12 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
                 request,
                 f"Found versions changed outside promptctl: {numbers}. They reach a pin only through a change request.",
             )
-        else:
+        elif not result.unstorable:
             messages.success(request, f"{agent.name} is in sync with the server.")
+        for number, why in result.unstorable.items():
+            messages.warning(
+                request, f"Version {number} on the server cannot be recorded ({why}); it cannot be pinned."
+            )
         return HttpResponseRedirect(change_url)
 
 

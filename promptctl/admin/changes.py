@@ -38,7 +38,9 @@ class ChangeRequestForm(forms.Form):
     agent = forms.ModelChoiceField(queryset=Agent.objects.order_by("name"))
     kind = forms.ChoiceField(choices=ChangeRequest.Kind.choices, initial=ChangeRequest.Kind.PROMOTE)
     channel = forms.SlugField(initial=PRODUCTION, max_length=50)
-    target_version = forms.IntegerField(label="Target version number")
+    target_version = forms.IntegerField(
+        label="Target version number", required=False, help_text="make default agent: leave empty (production version)"
+    )
     canary_percent = forms.IntegerField(
         required=False, min_value=1, max_value=99, label="Canary percent", help_text="canary only"
     )
@@ -98,6 +100,7 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
         "evidence_type",
         "evidence_id",
         "evidence_summary",
+        "gate_inputs_changed",
         "accept_regression_reason",
         "approvals_required",
         "reason",
@@ -154,6 +157,14 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
         if not change.evidence:
             return "—"
         return change.evidence.get("summary") or change.evidence.get("reference") or str(change.evidence)
+
+    @admin.display(description="gating set changed")
+    def gate_inputs_changed(self, change: ChangeRequest) -> str:
+        """What the gate measures changed since production's version was promoted (frozen when filed)."""
+        changed = (change.evidence or {}).get("gate_inputs_changed")
+        if not changed:
+            return "—"
+        return format_html('<strong class="promptctl-warning">⚠ {}</strong>', changed["summary"])
 
     def get_urls(self):
         urls = [
@@ -279,6 +290,8 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
             return f"Rejected change request #{change.pk}."
         if action == "apply":
             pin = services.change_request_apply(change=change, actor=user)
+            if change.kind == ChangeRequest.Kind.ROUTE:
+                return f"Applied change request #{change.pk}: {pin.agent.name} is now the default agent."
             canary = (
                 f" with a canary of v{pin.canary_version.number} at {pin.canary_percent}%"
                 if pin.canary_version_id

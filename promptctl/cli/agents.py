@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from promptctl import selectors, services
 from promptctl.cli.common import actor_from_options, add_actor_argument
-from promptctl.errors import DomainError
+from promptctl.inputs import text_file_read
 
 
 def register(groups) -> None:
@@ -37,10 +35,8 @@ def register(groups) -> None:
 
 
 def read_text_file(path: str, what: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise DomainError(f"Cannot read the {what} from {path!r}: {error.strerror or error}.") from error
+    """The file's text under promptctl's input rules (size cap, strict UTF-8, no NUL): promptctl.inputs."""
+    return text_file_read(path, what=what)
 
 
 def agent_create(options, out):
@@ -104,7 +100,8 @@ def agent_status(options, out):
     )
     out.human(
         f"Policy: {info['required_approvals']} approval(s) from group {info['approver_group']!r}; "
-        f"regression tolerance {info['regression_tolerance']} ticket(s)."
+        f"regression tolerance {info['regression_tolerance']} ticket(s); canaries above "
+        f"{info['canary_evidence_above_percent']}% need eval evidence."
     )
     if status["pins"]:
         for channel, pin in status["pins"].items():
@@ -144,13 +141,16 @@ def agent_sync(options, out):
     if result.new_versions:
         for version in result.new_versions:
             out.human(f"WARNING: version {version.number} was changed outside promptctl; recorded as such.")
-    else:
+    elif not result.unstorable:
         out.human(f"{agent.name} is in sync: the server has nothing promptctl has not recorded.")
     for number in result.mismatched_numbers:
         out.human(f"WARNING: the server's configuration of version {number} differs from what promptctl recorded.")
+    for number, why in result.unstorable.items():
+        out.human(f"WARNING: version {number} on the server cannot be recorded ({why}); it cannot be pinned.")
     return {
         "agent": agent.name,
         "new_versions": [selectors.version_as_dict(v) for v in result.new_versions],
         "latest_version": result.latest_version_number,
         "mismatched_versions": result.mismatched_numbers,
+        "unstorable_versions": {str(number): why for number, why in result.unstorable.items()},
     }

@@ -13,8 +13,12 @@ def register(groups) -> None:
 
     request = actions.add_parser("request", help="file a request to move a pin")
     request.add_argument("--agent", required=True)
-    request.add_argument("--kind", required=True, choices=ChangeRequest.Kind.values)
-    request.add_argument("--to", required=True, type=int, metavar="VERSION", help="the target version number")
+    request.add_argument(
+        "--kind", required=True, choices=ChangeRequest.Kind.values, help="route: make the agent the API's default"
+    )
+    request.add_argument(
+        "--to", type=int, metavar="VERSION", help="the target version number (route: default the production version)"
+    )
     request.add_argument("--channel", default=PRODUCTION)
     request.add_argument("--percent", type=int, help="canary share of traffic, 1-99 (canary only)")
     request.add_argument("--reason", required=True)
@@ -110,9 +114,12 @@ def change_apply(options, out):
     change = selectors.change_request_get(change_id=options.id)
     pin = services.change_request_apply(change=change, actor=actor)
     canary = f", canary v{pin.canary_version.number} at {pin.canary_percent}%" if pin.canary_version_id else ""
-    out.human(
-        f"Applied change request #{change.pk}: {pin.agent.name}/{pin.channel} pin is now v{pin.version.number}{canary}."
-    )
+    if change.kind == ChangeRequest.Kind.ROUTE:
+        out.human(f"Applied change request #{change.pk}: {pin.agent.name} is now the default agent.")
+    else:
+        out.human(
+            f"Applied change request #{change.pk}: {pin.agent.name}/{pin.channel} pin is now v{pin.version.number}{canary}."
+        )
     return {"change_request": _fresh(change.pk), "pin": {"channel": pin.channel, **selectors.pin_as_dict(pin)}}
 
 
@@ -167,6 +174,9 @@ def change_show(options, out):
         out.human(
             f"Evidence: {data['evidence_type']} {data['evidence_id'] or ''} {data['evidence'].get('summary', '')}".rstrip()
         )
+    changed = (data["evidence"] or {}).get("gate_inputs_changed")
+    if changed:
+        out.human(f"WARNING: {changed['summary']}")
     for decision in data["decisions"]:
         out.human(
             f"  {decision['decision']} by {decision['reviewer']} at {decision['at'][:19]}{': ' + decision['comment'] if decision['comment'] else ''}"

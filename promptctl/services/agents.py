@@ -1,16 +1,25 @@
-"""Agents: creating them (remote first, then the record), their approval policy, and syncing server versions."""
+"""Agents: creating them (remote first, then the record), their approval policy, and syncing server versions.
+
+Nothing refused is left half-made. Input is checked locally before any remote
+call (``managed_agents.validation``); when the record still cannot be saved
+after the server made the agent, the new remote agent is archived (agents
+cannot be deleted) and the refusal says so. A sync records what the server
+holds, and names, without recording, a version promptctl's database cannot
+store (a NUL byte in an outside prompt, say), so one bad version never stops
+an agent's syncs.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import Group
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
-from managed_agents import gateway
+from managed_agents import gateway, validation
 from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion
@@ -37,6 +46,7 @@ def agent_create(
         raise DomainError("The system prompt is empty: give the agent's instructions in the system file.")
     if Agent.objects.filter(name=name).exists():
         raise DomainError(f"An agent named {name!r} already exists: see `promptctl agent status --agent {name}`.")
+    validation.agent_config_check(name=name, model=model, system=system_prompt)
     environment = gateway.environment_ensure(name=environment_name)
     remote = gateway.agent_create(name=name, model=model, system=system_prompt)
     try:
@@ -56,16 +66,26 @@ def agent_create(
                 actor=actor, verb="agent.create", target=agent, agent_id=agent.pk, after=_agent_snapshot(agent)
             )
             _version_record(agent=agent, remote=remote, origin=AgentVersion.Origin.PROMPTCTL, actor=actor)
-    except IntegrityError as error:
-        try:
-            gateway.agent_archive(agent_id=remote.agent_id)
-        except DomainError:
-            logger.warning("could not archive orphaned remote agent %s", remote.agent_id)
-        raise DomainError(
-            f"Agent {name!r} could not be recorded ({error}); another agent with that name was created at the "
-            "same moment. The new remote agent was archived; choose another name."
-        ) from error
+    except DatabaseError as error:
+        archived = _orphan_archive(remote_id=remote.agent_id)
+        if isinstance(error, IntegrityError) and Agent.objects.filter(name=name).exists():
+            why = "another agent with that name was created at the same moment"
+            retry = "choose another name"
+        else:
+            why = f"the database refused it: {database_error_text(error)}"
+            retry = "fix the input and create it again"
+        raise DomainError(f"Agent {name!r} could not be recorded ({why}). {archived}; {retry}.") from error
     return agent
+
+
+def _orphan_archive(*, remote_id: str) -> str:
+    """Archive a remote agent promptctl failed to record, and say what became of it."""
+    try:
+        gateway.agent_archive(agent_id=remote_id)
+    except DomainError as error:
+        logger.warning("could not archive orphaned remote agent %s: %s", remote_id, error)
+        return f"The new remote agent {remote_id} could NOT be archived ({error}): archive it by hand"
+    return f"The new remote agent {remote_id} was archived, so nothing is left behind"
 
 
 def agent_policy_update(
@@ -75,6 +95,7 @@ def agent_policy_update(
     required_approvals: int | None = None,
     approver_group: str | None = None,
     regression_tolerance: int | None = None,
+    canary_evidence_above_percent: int | None = None,
 ) -> Agent:
     """Change an agent's approval policy; requests already filed keep the approvals they were filed with."""
     _require(actor, "change_agent", "change an agent's approval policy")
@@ -93,6 +114,13 @@ def agent_policy_update(
             if regression_tolerance < 0:
                 raise DomainError("The regression tolerance counts tickets and cannot be negative.")
             agent.regression_tolerance = regression_tolerance
+        if canary_evidence_above_percent is not None:
+            if not 0 <= canary_evidence_above_percent <= 99:
+                raise DomainError(
+                    "The canary evidence threshold is a share of traffic from 0 to 99 percent: canaries above it "
+                    "need the same eval evidence as a promotion."
+                )
+            agent.canary_evidence_above_percent = canary_evidence_above_percent
         after = _agent_snapshot(agent)
         if after == before:
             return agent
@@ -103,11 +131,13 @@ def agent_policy_update(
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What a sync found: versions made outside promptctl, the newest number, and hash disagreements."""
+    """What a sync found: versions made outside promptctl, the newest number, hash disagreements,
+    and server versions promptctl cannot store (number: why), which stay unrecorded and cannot be pinned."""
 
     new_versions: list[AgentVersion]
     latest_version_number: int
     mismatched_numbers: list[int]
+    unstorable: dict[int, str] = field(default_factory=dict)
 
 
 def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
@@ -121,11 +151,26 @@ def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
         known = dict(agent.versions.values_list("number", "config_sha256"))
-        new_versions = [
-            _version_record(agent=agent, remote=remote, origin=AgentVersion.Origin.OUTSIDE, actor=actor)
-            for remote in remote_versions
-            if remote.version not in known
-        ]
+        new_versions: list[AgentVersion] = []
+        unstorable: dict[int, str] = {}
+        for remote in remote_versions:
+            if remote.version in known:
+                continue
+            recorded, problem = version_record_if_storable(
+                agent=agent, remote=remote, origin=AgentVersion.Origin.OUTSIDE, actor=actor
+            )
+            if recorded is not None:
+                new_versions.append(recorded)
+            else:
+                unstorable[remote.version] = problem
+        if unstorable:
+            audit_record(
+                actor=actor,
+                verb="agent.sync_unstorable",
+                target=agent,
+                agent_id=agent.pk,
+                after={"unstorable": {str(number): why for number, why in unstorable.items()}},
+            )
         mismatched = [r.version for r in remote_versions if r.version in known and known[r.version] != r.config_sha256]
         if mismatched:
             audit_record(
@@ -148,4 +193,30 @@ def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
                 before=before,
                 after=_agent_snapshot(agent),
             )
-    return SyncResult(new_versions=new_versions, latest_version_number=newest, mismatched_numbers=mismatched)
+    return SyncResult(
+        new_versions=new_versions, latest_version_number=newest, mismatched_numbers=mismatched, unstorable=unstorable
+    )
+
+
+def version_record_if_storable(
+    *, agent: Agent, remote: gateway.RemoteAgentVersion, origin: str, actor: Any
+) -> tuple[AgentVersion | None, str]:
+    """Record one server version, or say why it cannot be stored (and record nothing of it).
+
+    The storable rules are checked first, the same on SQLite and PostgreSQL; a
+    database refusal beyond them is rolled back to a savepoint, so the rest of
+    the sync still lands.
+    """
+    problem = validation.storable_problem(model=remote.model, system=remote.system, config=remote.config)
+    if problem:
+        return None, problem
+    try:
+        with transaction.atomic():
+            return _version_record(agent=agent, remote=remote, origin=origin, actor=actor), ""
+    except DatabaseError as error:
+        return None, f"the database refused it ({database_error_text(error)})"
+
+
+def database_error_text(error: DatabaseError) -> str:
+    """The first line of a database error, for a one-line message."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

@@ -1,4 +1,18 @@
-"""Change requests: filing, approving, rejecting, withdrawing, and applying them, which moves a pin."""
+"""Change requests: filing, approving, rejecting, withdrawing, and applying them, which moves a pin.
+
+Anything that changes which version serves production moves only by an
+approved change request: a pin (``promote``, ``rollback``, ``canary``), and
+which agent the triage API serves by default (``route``, carried out by the
+applier triage registers in ``promptctl.registry``, since change control may
+not import the apps above it). A ``route`` request names the agent that becomes
+the default; its target is that agent's production version when filed, and it
+is approved like any other change (never by its requester).
+
+Applying refuses what no longer holds when the request was judged: a pin that
+moved since filing, or evidence measured on gate inputs that changed since
+filing (``promotion_gate().stale_reason``, e.g. the agent's gating test set).
+Either supersedes the request, and the refusal says what changed.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +26,10 @@ from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Agent, Approval, ChangeRequest, Pin
 from promptctl.records import saved_by
-from promptctl.registry import promotion_gate
+from promptctl.registry import change_applier, promotion_gate
 from promptctl.selectors import change_request_decisions, previously_pinned_numbers
 from promptctl.services.common import _change_snapshot, _pin_snapshot, _require
+from promptctl.services.routes import route_request_create
 
 _CHANNEL = re.compile(r"^[a-z][a-z0-9-]{0,49}$")
 
@@ -23,7 +38,7 @@ def change_request_create(
     *,
     agent: Agent,
     kind: str,
-    target_number: int,
+    target_number: int | None,
     reason: str,
     actor: Any,
     channel: str = PRODUCTION,
@@ -39,12 +54,21 @@ def change_request_create(
     A rollback promptctl files itself (``filed_by_promptctl``: ending a canary
     that crossed its limits) needs one approval: no person asked for it, so any
     one eligible reviewer is the second pair of eyes; applying still needs it.
+
+    A ``route`` request (make ``agent`` the triage API's default) targets the
+    agent's production version; ``target_number`` may be left out.
     """
     _require(actor, "add_changerequest", "file change requests")
     if filed_by_promptctl and kind != ChangeRequest.Kind.ROLLBACK:
         raise DomainError("promptctl files only rollbacks on its own (ending a canary); other kinds need a person.")
     if kind not in ChangeRequest.Kind.values:
-        raise DomainError(f"Unknown kind {kind!r}: choose promote, rollback or canary.")
+        raise DomainError(f"Unknown kind {kind!r}: choose promote, rollback, canary or route.")
+    if kind == ChangeRequest.Kind.ROUTE:
+        return route_request_create(
+            agent=agent, target_number=target_number, reason=reason, actor=actor, channel=channel
+        )
+    if target_number is None:
+        raise DomainError(f"A {kind} request needs the target version (--to VERSION).")
     if not _CHANNEL.match(channel or ""):
         raise DomainError(f"Channel {channel!r} is not allowed: use lowercase letters, digits and dashes.")
     reason = (reason or "").strip()
@@ -90,6 +114,7 @@ def change_request_create(
             target_version=target,
             evidence_ref=evidence_ref,
             accept_regression_reason=accept_regression_reason,
+            canary_percent=canary_percent or 0,
         )
         change = saved_by(
             ChangeRequest(
@@ -260,10 +285,12 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
 
     Refused when the request is not approved, when its approvals are short of
     what it was filed with, when the promotion gate refuses, or when the pin
-    moved since the request was filed: then the request is superseded (that
-    much is committed) and the message names the version pinned now. Applying
-    supersedes every other open request for the same pin, since they were
-    filed against a state that no longer holds.
+    moved (or the gate's inputs changed) since the request was filed: then the
+    request is superseded (that much is committed) and the message names what
+    changed. Applying supersedes every other open request for the same pin,
+    since they were filed against a state that no longer holds. A ``route``
+    request moves no pin: the registered applier makes its agent the default,
+    and only other route requests for the same agent are superseded.
     """
     _require(actor, "apply_changerequest", "apply change requests")
     superseded_message: str | None = None
@@ -299,9 +326,36 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                 "no longer matches what was approved. Report this: versions are immutable."
             )
         current_revision = pin.revision if pin else 0
-        if current_revision != change.base_pin_revision:
+        routing = change.kind == ChangeRequest.Kind.ROUTE
+        stale = promotion_gate().stale_reason(change=change)
+        if not routing and current_revision != change.base_pin_revision:
             superseded_message = _moved_message(change=change, pin=pin)
             _close(change, status=ChangeRequest.Status.SUPERSEDED, actor=actor, reason=superseded_message)
+        elif stale is not None:
+            superseded_message = f"change request #{change.pk} is stale: {stale}"
+            _close(change, status=ChangeRequest.Status.SUPERSEDED, actor=actor, reason=superseded_message)
+        elif routing:
+            applier = change_applier(ChangeRequest.Kind.ROUTE)
+            if applier is None:
+                raise DomainError("No app carries out route requests here (is the triage app installed?).")
+            done = applier.apply(change=change, actor=actor)
+            _close(
+                change, status=ChangeRequest.Status.APPLIED, actor=actor, reason=f"applied by {actor.username}: {done}"
+            )
+            duplicates = (
+                ChangeRequest.objects.select_for_update(of=("self",))
+                .select_related("agent", "target_version", "base_version", "requested_by")
+                .filter(agent=agent, kind=ChangeRequest.Kind.ROUTE, status__in=ChangeRequest.OPEN_STATUSES)
+                .exclude(pk=change.pk)
+                .order_by("pk")
+            )
+            for other in duplicates:
+                _close(
+                    other,
+                    status=ChangeRequest.Status.SUPERSEDED,
+                    actor=actor,
+                    reason=f"change request #{change.pk} made {agent.name} the default agent already",
+                )
         else:
             promotion_gate().apply_gate(change=change)
             pin = _pin_move(agent=agent, pin=pin, change=change, actor=actor)
@@ -316,6 +370,7 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                 .select_related("agent", "target_version", "base_version", "requested_by")
                 .filter(agent=agent, channel=change.channel, status__in=ChangeRequest.OPEN_STATUSES)
                 .exclude(pk=change.pk)
+                .exclude(kind=ChangeRequest.Kind.ROUTE)
                 .order_by("pk")
             )
             for other in others:
@@ -327,7 +382,7 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                 )
     if superseded_message is not None:
         raise DomainError(superseded_message)
-    assert pin is not None  # the pin was just moved: no superseded message means _pin_move ran
+    assert pin is not None  # moved just now, or (route) the production pin the request was filed on
     return pin
 
 

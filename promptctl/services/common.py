@@ -48,6 +48,7 @@ def _agent_snapshot(agent: Agent) -> dict[str, Any]:
         "required_approvals": agent.required_approvals,
         "approver_group": agent.approver_group,
         "regression_tolerance": agent.regression_tolerance,
+        "canary_evidence_above_percent": agent.canary_evidence_above_percent,
     }
 
 

@@ -36,7 +36,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 CODE_DIRS = ("config", "managed_agents", "promptctl", "evals", "triage", "bench", "demo")
 APP_IMAGE = "promptctl:latest"
-SECRETS = {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "ANTHROPIC_API_KEY"}
+SECRETS = {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "ANTHROPIC_API_KEY", "PROMPTCTL_AUDIT_KEY"}
 MIGRATE_COMMAND = ["python", "manage.py", "migrate", "--noinput"]
 
 
@@ -162,6 +162,7 @@ def production_env(var_dir: Path, **extra: str) -> dict[str, str]:
         DJANGO_DEBUG="false",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
         DJANGO_ALLOWED_HOSTS="promptctl.example",
+        PROMPTCTL_AUDIT_KEY=secrets.token_urlsafe(48),
         PROMPTCTL_VAR_DIR=str(var_dir),
         PYTHONUNBUFFERED="1",
     )

@@ -13,6 +13,7 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from tests.deployment.support import OPERATIONS, manage
 
@@ -103,6 +104,8 @@ def test_backup_and_restore_keep_the_audit_chain_and_the_pins(emulator, tmp_path
         "DATABASE_URL": restored_url,
         "ANTHROPIC_BASE_URL": emulator.base_url,
         "PROMPTCTL_VAR_DIR": str(tmp_path / "var"),
+        # The audit key is not in the database: a restore needs it from where it is kept (docs/OPERATIONS.md).
+        "PROMPTCTL_AUDIT_KEY_FILE": settings.PROMPTCTL_AUDIT_KEY_FILE,
     }
     try:
         verified = manage("promptctl", "--json", "audit", "verify", env=env)

@@ -43,8 +43,9 @@ def test_production_start_up_refuses_missing_allowed_hosts(tmp_path):
     assert "ImproperlyConfigured: DJANGO_ALLOWED_HOSTS is not set" in result.stderr
 
 
-def test_development_needs_no_environment_at_all(tmp_path):
-    env = production_env(tmp_path, DJANGO_DEBUG=None, DJANGO_SECRET_KEY=None, DJANGO_ALLOWED_HOSTS=None)
+def test_development_needs_only_debug_on(tmp_path):
+    # DEBUG is off by default; development asks for it and needs nothing else (tests/deployment/test_check_deploy.py).
+    env = production_env(tmp_path, DJANGO_DEBUG="true", DJANGO_SECRET_KEY=None, DJANGO_ALLOWED_HOSTS=None)
 
     result = manage("check", env=env)
 

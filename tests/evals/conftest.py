@@ -10,7 +10,7 @@ import pytest
 
 from managed_agents import ratelimit
 from promptctl import services as promptctl_services
-from tests.change_control_support import V2
+from tests.change_control_support import PASSWORD, V2
 from tests.evals.support import TICKETS, Workers
 
 
@@ -23,7 +23,13 @@ def versions(agent, requester):
 
 
 @pytest.fixture
-def gating_set(agent, requester):
+def gatekeeper(db):
+    """An admin: choosing an agent's gating test set, or changing its contents, needs evals.change_gating_testset."""
+    return promptctl_services.user_create(username="gina", role="admin", password=PASSWORD)
+
+
+@pytest.fixture
+def gating_set(agent, gatekeeper):
     from evals import services
 
     imported = services.testset_import(
@@ -32,7 +38,7 @@ def gating_set(agent, requester):
         filename=TICKETS.name,
         agent=agent,
         gating=True,
-        actor=requester,
+        actor=gatekeeper,
     )
     return imported.version
 

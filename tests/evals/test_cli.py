@@ -31,11 +31,20 @@ def promptctl(*args: str, expect_exit: int = 0) -> tuple[dict | list | None, str
     return (json.loads(text) if text.strip() else None), stderr.getvalue()
 
 
-def test_tutorial_through_cli_and_workers(workers, agent, versions, requester, reviewer, second_reviewer):
+def test_tutorial_through_cli_and_workers(workers, agent, versions, requester, reviewer, second_reviewer, gatekeeper):
     v1, v2 = versions
     workers.start()
     imported, _ = promptctl(
-        "testset", "import", str(TICKETS), "--name", "support-tickets", "--agent", agent.name, "--gating"
+        "testset",
+        "import",
+        str(TICKETS),
+        "--name",
+        "support-tickets",
+        "--agent",
+        agent.name,
+        "--gating",
+        "--as",
+        gatekeeper.username,
     )
     assert imported["cases"] == 20 and imported["gating"] is True
     assert {w["label"] for w in imported["label_warnings"]} == {"P0"}
@@ -155,7 +164,7 @@ def test_compare_refuses_different_contents_and_malformed_import(
     )
     changed = tmp_path / "changed.jsonl"
     changed.write_text(TICKETS.read_text().replace('"priority": "P0"', '"priority": "P1"'))
-    promptctl("testset", "import", str(changed), "--name", "support-tickets")
+    promptctl("testset", "import", str(changed), "--name", "support-tickets", "--as", "gina")  # the gatekeeper
     candidate = execute_all(
         EvalRun.objects.get(pk=promptctl("eval", "run", "--agent", agent.name, "--version", str(v2.number))[0]["id"])
     )

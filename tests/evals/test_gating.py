@@ -101,7 +101,7 @@ def test_regressing_candidate_cannot_be_applied_without_the_accept_path(
 
 
 def test_comparison_must_be_against_production_and_the_candidate(
-    agent, versions, gating_set, requester, production_v1, reviewer
+    agent, versions, gating_set, requester, production_v1, reviewer, gatekeeper
 ):
     v1, v2 = versions
     v3 = promptctl_services.version_create(agent=agent, system_prompt=v1.system_prompt + "\nBe brief.", actor=requester)
@@ -125,9 +125,9 @@ def test_comparison_must_be_against_production_and_the_candidate(
     assert change.approvals_required == agent.required_approvals
     # The gating set changes after filing: the evidence no longer describes what promotions are judged on.
     changed = TICKETS.read_text().replace('"priority": "P0"', '"priority": "P1"')
-    services.testset_import(name=gating_set.testset.name, data=changed, filename="fixed.jsonl")
+    services.testset_import(name=gating_set.testset.name, data=changed, filename="fixed.jsonl", actor=gatekeeper)
     promptctl_services.change_request_approve(change=change, reviewer=reviewer)
-    with pytest.raises(DomainError, match="evidence no longer holds"):
+    with pytest.raises(DomainError, match="is stale: ticket-triage's gating test set changed after it was filed"):
         promptctl_services.change_request_apply(change=change, actor=reviewer)
     assert Pin.objects.get(agent=agent).version == v1
 

@@ -20,14 +20,14 @@ def start(version, testset_version, *, repeats=1, actor=None, django_capture_on_
     return services.eval_run_start(agent_version=version, testset_version=testset_version, repeats=repeats, actor=actor)
 
 
-def test_import_stores_contents_once_and_warns_about_p0(gating_set, agent, requester):
+def test_import_stores_contents_once_and_warns_about_p0(gating_set, agent, requester, gatekeeper):
     assert gating_set.case_count == 20 and gating_set.number == 1
     assert gating_set.testset.gating and gating_set.testset.agent == agent
     assert {w["label"] for w in gating_set.label_warnings} == {"P0"}
     again = services.testset_import(name="support-tickets", data=TICKETS.read_bytes(), filename="again.jsonl")
     assert again.created is False and again.version.pk == gating_set.pk
     changed = TICKETS.read_text().replace('"priority": "P0"', '"priority": "P1"')
-    newer = services.testset_import(name="support-tickets", data=changed, filename="fixed.jsonl")
+    newer = services.testset_import(name="support-tickets", data=changed, filename="fixed.jsonl", actor=gatekeeper)
     assert newer.created and newer.version.number == 2
     assert newer.version.label_warnings == []
     assert newer.version.content_hash != gating_set.content_hash
@@ -50,16 +50,17 @@ def test_malformed_file_imports_nothing_and_names_every_bad_line(db):
     assert TestCase.objects.count() == 0
 
 
-def test_gating_is_one_set_per_agent(gating_set, agent):
+def test_gating_is_one_set_per_agent(gating_set, agent, gatekeeper):
     other = services.testset_import(name="other", data=TICKETS.read_bytes(), filename="t.jsonl", agent=agent).testset
-    services.testset_gating_set(testset=other)
+    services.testset_gating_set(testset=other, actor=gatekeeper)
     gating = TestSet.objects.filter(agent=agent, gating=True)
     assert list(gating) == [other]
     with pytest.raises(IntegrityError), transaction.atomic():
         TestSet.objects.filter(pk=gating_set.testset_id).update(gating=True)
     with pytest.raises(DomainError, match="belongs to no agent"):
         services.testset_gating_set(
-            testset=services.testset_import(name="loose", data=TICKETS.read_bytes(), filename="t.jsonl").testset
+            testset=services.testset_import(name="loose", data=TICKETS.read_bytes(), filename="t.jsonl").testset,
+            actor=gatekeeper,
         )
 
 
@@ -121,10 +122,12 @@ def test_v2_regresses_billing_only_and_lists_flips(versions, gating_set, agent):
     )
 
 
-def test_comparison_across_different_contents_is_refused(versions, gating_set):
+def test_comparison_across_different_contents_is_refused(versions, gating_set, gatekeeper):
     v1, v2 = versions
     changed = TICKETS.read_text().replace('"priority": "P0"', '"priority": "P1"')
-    newer = services.testset_import(name="support-tickets", data=changed, filename="fixed.jsonl").version
+    newer = services.testset_import(
+        name="support-tickets", data=changed, filename="fixed.jsonl", actor=gatekeeper
+    ).version
     baseline = execute_all(start(v1, gating_set))
     candidate = execute_all(start(v2, newer))
     with pytest.raises(DomainError) as refusal:

@@ -19,3 +19,16 @@ def admin_user(db):
 def remote_client(emulator):
     """The SDK pointed at the emulator, for changes made 'outside promptctl'."""
     return anthropic.Anthropic(base_url=emulator.base_url, api_key="x", max_retries=0)
+
+
+@pytest.fixture
+def checkpointed_history(agent, requester, reviewer, django_capture_on_commit_callbacks):
+    """A realistic chain (users, agent, version, a promotion applied) whose pin move published a checkpoint."""
+    from promptctl.models import AuditEvent
+    from tests.change_control_support import promote
+
+    with django_capture_on_commit_callbacks(execute=True):
+        promote(agent, agent.latest_version_number, requester, reviewer)
+    events = list(AuditEvent.objects.order_by("sequence"))
+    assert len(events) >= 8
+    return events

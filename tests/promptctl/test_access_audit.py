@@ -101,9 +101,10 @@ def test_group_permission_changes_are_recorded_and_saves_that_change_no_access_a
     assert AuditEvent.objects.count() == before + 1
 
     pin_change = Permission.objects.get(content_type__app_label="promptctl", codename="change_pin")
+    last = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first()
     reviewers.permissions.add(pin_change)
     pin_change.group_set.remove(reviewers)  # from the permission's side
-    events = _events("group.access", object_id=str(reviewers.pk))
+    events = _events("group.access", object_id=str(reviewers.pk), sequence__gt=last)
     assert [event.after for event in events] == [
         {"name": "reviewers", "permissions": [*sorted([*_names(reviewers), "promptctl.change_pin"])]},
         {"name": "reviewers", "permissions": _names(reviewers)},
@@ -137,7 +138,12 @@ def test_api_keys_issued_and_revoked_are_recorded_without_their_secret(emulator,
     api_key_revoke(key=issued.key, actor=admin)
     created, revoked = _events("apikey.create") + _events("apikey.revoke")
     assert created.actor_id == revoked.actor_id == admin.pk
-    assert created.after == {"name": "helpdesk", "prefix": issued.key.prefix, "all_agents": False, "agents": [agent.name]}
+    assert created.after == {
+        "name": "helpdesk",
+        "prefix": issued.key.prefix,
+        "all_agents": False,
+        "agents": [agent.name],
+    }
     assert revoked.after == {"revoked": True}
     stored = str(created.after) + str(revoked.before)
     assert issued.secret not in stored and issued.key.key_hash not in stored

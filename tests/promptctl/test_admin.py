@@ -119,6 +119,7 @@ def test_policy_edits_go_through_the_service_and_are_audited(agent, admin_user, 
             "required_approvals": 2,
             "approver_group": "reviewers",
             "regression_tolerance": 1,
+            "canary_evidence_above_percent": 10,
             "pins-TOTAL_FORMS": 0,
             "pins-INITIAL_FORMS": 0,
             "versions-TOTAL_FORMS": 1,
@@ -135,6 +136,7 @@ def test_policy_edits_go_through_the_service_and_are_audited(agent, admin_user, 
     assert event.actor == admin_user and event.request_id
     # Refusals (the form's, from the constraint; the service's) are shown, and nothing changes.
     inlines = {"pins-TOTAL_FORMS": 0, "pins-INITIAL_FORMS": 0, "versions-TOTAL_FORMS": 1, "versions-INITIAL_FORMS": 1}
+    inlines["canary_evidence_above_percent"] = 10  # the rest of the policy form, unchanged
     refused = admin.post(
         url, {"required_approvals": 0, "approver_group": "reviewers", "regression_tolerance": 1, **inlines}
     )

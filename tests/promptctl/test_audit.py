@@ -1,4 +1,7 @@
-"""The audit chain: every change leaves an event; editing or deleting one is caught and named."""
+"""The audit chain: every change leaves an event; editing or deleting one is caught and named.
+
+Attacks with checkpoints and without the key are in ``test_audit_keyed.py``.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,12 @@ import json
 
 import pytest
 from django.core.management import call_command
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, transaction
 
 from promptctl.audit import audit_verify
 from promptctl.models import AuditChainHead, AuditEvent
 from tests.change_control_support import promote
+from tests.promptctl.audit_support import as_owner
 
 
 @pytest.fixture
@@ -24,17 +28,8 @@ def history(agent, requester, reviewer):
 
 
 def _without_guard(sql: str, params: list) -> None:
-    """Run ``sql`` the way an owner of the database could: with the append-only trigger switched off."""
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # ALTER TABLE needs no checks pending
-            cursor.execute("ALTER TABLE promptctl_auditevent DISABLE TRIGGER USER")
-            cursor.execute(sql, params)
-            cursor.execute("ALTER TABLE promptctl_auditevent ENABLE TRIGGER USER")
-            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
-        else:
-            cursor.execute("DROP TRIGGER promptctl_auditevent_immutable")
-            cursor.execute(sql, params)
+    """Run ``sql`` the way an owner of the database could: with the audit tables' triggers out of the way."""
+    as_owner((sql, params))
 
 
 def verify_cli() -> tuple[int, str, str]:
@@ -71,23 +66,26 @@ def test_an_edited_event_is_named(history):
     _without_guard("UPDATE promptctl_auditevent SET object_repr = %s WHERE id = %s", ["nothing to see", target.pk])
     result = audit_verify()
     assert not result.ok and result.first_broken_sequence == target.sequence
-    assert "do not match its hash" in result.problem
+    assert "edited row" in result.problem and "do not match its MAC" in result.problem
     code, _out, err = verify_cli()
     assert code == 1 and f"broken at event #{target.sequence}" in err and len(err.strip().splitlines()) == 1
 
 
-def test_an_edit_with_a_recomputed_hash_breaks_the_next_link(history):
-    from promptctl.audit import audit_event_hash
+def test_an_edit_with_a_recomputed_plain_hash_fails_its_mac_and_breaks_the_next_link(history):
+    from promptctl.audit import legacy_event_hash
 
     target = history[3]
     target.verb = "agent.rename"
-    forged = audit_event_hash(target)
+    forged = legacy_event_hash(target)  # the old formula needs no key; the event still names its key id
     _without_guard(
         "UPDATE promptctl_auditevent SET verb = %s, hash = %s WHERE id = %s", ["agent.rename", forged, target.pk]
     )
     result = audit_verify()
-    assert not result.ok and result.first_broken_sequence == target.sequence + 1
-    assert "link" in result.problem
+    assert not result.ok and result.first_broken_sequence == target.sequence
+    assert [(finding.kind, finding.sequence) for finding in result.findings] == [
+        ("edited", target.sequence),
+        ("link_broken", target.sequence + 1),
+    ]
 
 
 def test_a_deleted_event_is_named(history):

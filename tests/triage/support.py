@@ -15,9 +15,9 @@ from evals import services as eval_services
 from evals.models import EvalRun
 from managed_agents import tickets
 from promptctl import services as change_services
+from promptctl.models import Agent
 from promptctl.tutorial import V1_PROMPT, V2_PROMPT, tickets_load
 from tests.asgi_support import asgi_request
-from triage import services
 from triage.models import RoutingPolicy
 
 TICKETS = tickets_load()
@@ -84,10 +84,21 @@ def move_pin(
     return change
 
 
+def make_default(agent, people: People):
+    """Make ``agent`` the API's default the only way there is: a route change request, approved and applied."""
+    change = change_services.change_request_create(
+        agent=agent, kind="route", target_number=None, reason=f"serve {agent.name} by default", actor=people.requester
+    )
+    change_services.change_request_approve(change=change, reviewer=people.reviewer)
+    change_services.change_request_apply(change=change, actor=people.reviewer)
+    change.refresh_from_db()
+    return change
+
+
 class ProductionAgent:
     """An agent with v1 pinned in production (through the evals gate), as the default agent."""
 
-    def __init__(self, people: People, *, name: str = "ticket-triage") -> None:
+    def __init__(self, people: People, *, name: str = "ticket-triage", default: bool = True) -> None:
         self.people = people
         self.agent = change_services.agent_create(
             name=name, model="claude-sonnet-4-6", system_prompt=V1, actor=people.requester
@@ -98,7 +109,7 @@ class ProductionAgent:
             filename="gate.jsonl",
             agent=self.agent,
             gating=True,
-            actor=people.requester,
+            actor=people.admin,  # choosing the gating set needs evals.change_gating_testset
         )
         self.testset = imported.testset
         self.testset_version = imported.version
@@ -107,9 +118,9 @@ class ProductionAgent:
         self.v1 = v1.number
         self.runs[v1.number] = eval_run_now(version=v1, testset_version=self.testset_version, actor=people.requester)
         move_pin(self.agent, v1.number, people, evidence_ref=f"run:{self.runs[v1.number].pk}")
-        policy = RoutingPolicy(agent=self.agent, is_default=True)
-        services.routing_policy_save(policy=policy, actor=people.admin)
-        self.policy = policy
+        if default:
+            make_default(self.agent, people)
+        self.policy, _ = RoutingPolicy.objects.get_or_create(agent=self.agent)
 
     def new_version(self, system_prompt: str) -> int:
         version = change_services.version_create(
@@ -133,7 +144,43 @@ class ProductionAgent:
         return move_pin(self.agent, number, self.people, kind="rollback")
 
     def canary(self, number: int, percent: int):
-        return move_pin(self.agent, number, self.people, kind="canary", percent=percent)
+        """Send ``percent`` of traffic to ``number``; above the agent's threshold with eval evidence, as the gate asks.
+
+        A regressed comparison is accepted (the tests are about routing, not the
+        gate), so the request carries the accept reason and a second approval (ada).
+        """
+        agent = Agent.objects.get(pk=self.agent.pk)
+        if percent <= agent.canary_evidence_above_percent:
+            return move_pin(self.agent, number, self.people, kind="canary", percent=percent)
+        pinned = self.agent.pins.get(channel="production").version.number
+        for wanted in (pinned, number):
+            if wanted not in self.runs:
+                self.runs[wanted] = eval_run_now(
+                    version=self.agent.versions.get(number=wanted),
+                    testset_version=self.testset_version,
+                    actor=self.people.requester,
+                )
+        comparison = eval_services.comparison_for_versions(
+            agent=self.agent, baseline_number=pinned, candidate_number=number
+        )
+        change = change_services.change_request_create(
+            agent=self.agent,
+            kind="canary",
+            target_number=number,
+            reason=f"canary v{number} at {percent}%",
+            actor=self.people.requester,
+            canary_percent=percent,
+            evidence_ref=f"comparison:{comparison.pk}",
+            accept_regression_reason="routing test: the canary's answers are what is under test"
+            if comparison.regressed
+            else "",
+        )
+        change_services.change_request_approve(change=change, reviewer=self.people.reviewer)
+        if comparison.regressed:
+            change_services.change_request_approve(change=change, reviewer=self.people.admin)
+        change_services.change_request_apply(change=change, actor=self.people.reviewer)
+        change.refresh_from_db()
+        return change
 
 
 class ApiResponse:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from managed_agents.verdicts import allowed_labels
-from tests.triage.support import V2, Api, ticket
+from tests.triage.support import V2, Api, ProductionAgent, ticket
 from triage import services
 from triage.models import Outcome, TriageRequest
 
@@ -52,12 +52,13 @@ def test_agent_without_a_pin_is_409_with_next_steps(api, production, people):
     assert "has no production version pinned" in response.json()["detail"]
 
 
-def test_no_default_agent_is_404_naming_the_fix(api, production, people):
-    production.policy.is_default = False
-    services.routing_policy_save(policy=production.policy, actor=people.admin)
-    response = api.post("/triage", ticket(1))
+def test_no_default_agent_is_404_naming_the_fix(emulator, people, quiet_limits):
+    ProductionAgent(people, default=False)
+    secret = services.api_key_create(name="helpdesk", actor=people.admin, all_agents=True).secret
+    response = Api(secret).post("/triage", ticket(1))
     assert response.status_code == 404
-    assert "No default agent" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert "No default agent" in detail and "--kind route" in detail
 
 
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer pctl_not-a-real-key", "Basic dXNlcjpwYXNz", "pctl_raw"])

@@ -1,4 +1,8 @@
-"""Routing policy: an agent's canary limits and shadow sampling, saved through ``routing_policy_save``."""
+"""Routing policy: an agent's canary limits and shadow sampling, saved through ``routing_policy_save``.
+
+Whether the agent is the default is shown, never edited here: the default
+moves only by an approved ``route`` change request.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,6 @@ class RoutingPolicyForm(forms.ModelForm):
         model = RoutingPolicy
         fields = (
             "agent",
-            "is_default",
             "canary_max_invalid_rate",
             "canary_max_error_rate",
             "canary_min_requests",
@@ -42,13 +45,24 @@ class RoutingPolicyAdmin(ReadOnlyHistoryAdmin):
     form = RoutingPolicyForm
     list_display = ("agent", "is_default", "canary_limits", "shadow", "shadow_record", "updated_at")
     list_select_related = ("agent", "shadow_version")
-    readonly_fields = ("shadow_record", "updated_at")
+    readonly_fields = ("default_agent", "shadow_record", "updated_at")
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields + (("agent",) if obj is not None else ())
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    @admin.display(description="default agent")
+    def default_agent(self, policy: RoutingPolicy) -> str:
+        if policy.is_default:
+            return "yes: serves POST /api/v1/triage"
+        url = reverse("admin:promptctl_changerequest_add") + (f"?agent={policy.agent_id}" if policy.agent_id else "")
+        return format_html(
+            'no — the default changes only by an approved change request: <a href="{}">file one</a> '
+            "of kind “make default agent”",
+            url,
+        )
 
     @admin.display(description="canary limits")
     def canary_limits(self, policy: RoutingPolicy) -> str:

@@ -33,15 +33,22 @@ from triage.services.apikeys import (
     api_key_revoke,
     api_key_token_check,
 )
-from triage.services.canary import SYSTEM_USERNAME, canary_end, system_user_ensure
+from triage.services.canary import (
+    AUTO_END_USERNAME,
+    SYSTEM_USERNAME,
+    canary_end,
+    canary_policy_save,
+    system_user_ensure,
+)
 from triage.services.common import AgentOutOfScope, ApiKeyRefused, TriageFailed
 from triage.services.corrections import triage_correct, triage_requests_to_testset
 from triage.services.jobs import triage_job_accept, triage_job_create, triage_job_read, triage_job_run
 from triage.services.routing import routing_policy_save
 from triage.services.serving import Served, Ticket, triage_admit, triage_record, triage_route, triage_serve
-from triage.services.shadow import shadow_run
+from triage.services.shadow import canary_compare, shadow_run
 
 __all__ = [
+    "AUTO_END_USERNAME",
     "KEY_PREFIX",
     "SHOWN_PREFIX_LENGTH",
     "SYSTEM_USERNAME",
@@ -58,8 +65,10 @@ __all__ = [
     "api_key_get",
     "api_key_revoke",
     "api_key_token_check",
+    "canary_compare",
     "canary_end",
     "canary_over_limits",
+    "canary_policy_save",
     "routing_policy_for",
     "routing_policy_save",
     "shadow_evidence",

@@ -1,4 +1,12 @@
-"""Routing policy: an agent's canary limits and shadow sampling, and which agent is the default."""
+"""Routing policy: an agent's canary limits and shadow sampling, and which agent is the default.
+
+Which agent answers ``POST /api/v1/triage`` decides which version serves those
+production callers, so it moves only by an approved change request (kind
+``route``), like a pin: ``routing_policy_save`` refuses to switch the default,
+and ``DefaultAgentApplier`` (registered for ``route`` in ``TriageConfig.ready()``)
+makes the switch when ``promptctl.services.change_request_apply`` applies an
+approved request, in that transaction, with an audit event naming the request.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.models import Agent
 from promptctl.records import saved_by
@@ -15,8 +24,15 @@ from triage.models import RoutingPolicy
 # --- routing policy -----------------------------------------------------------------------------
 
 
+def _route_command(agent_name: str) -> str:
+    return (
+        f"`promptctl change request --agent {agent_name} --kind route --reason TEXT --as USER` (admin: Change "
+        "requests › File a change request, kind 'make default agent'); a reviewer approves it, then it is applied"
+    )
+
+
 def routing_policy_save(*, policy: RoutingPolicy, actor: Any) -> RoutingPolicy:
-    """Save an agent's routing policy; making it the default takes the default from any other agent."""
+    """Save an agent's routing policy; the default agent is not changed here (a ``route`` change request does it)."""
     shadow = policy.shadow_version
     if shadow is not None and shadow.agent_id != policy.agent_id:
         raise DomainError(
@@ -27,10 +43,51 @@ def routing_policy_save(*, policy: RoutingPolicy, actor: Any) -> RoutingPolicy:
         raise DomainError("Choose the shadow version to sample live tickets to, or set the shadow percentage to 0.")
     with transaction.atomic():
         Agent.objects.select_for_update().get(pk=policy.agent_id)
-        if policy.is_default:
-            for other in RoutingPolicy.objects.select_for_update().filter(is_default=True).exclude(pk=policy.pk):
-                other.is_default = False
-                saved_by(other, actor)
+        stored = RoutingPolicy.objects.filter(pk=policy.pk).values_list("is_default", flat=True).first()
+        if bool(policy.is_default) != bool(stored):
+            doing = "make" if policy.is_default else "stop"
+            raise DomainError(
+                f"Refused: the default agent changes which version serves POST /api/v1/triage, so it moves only by "
+                f"an approved change request, not by saving a routing policy (tried to {doing} {policy.agent.name} "
+                f"the default). File one: {_route_command(policy.agent.name)}."
+            )
         policy.updated_at = timezone.now()
         saved_by(policy, actor)
     return policy
+
+
+class DefaultAgentApplier:
+    """``promptctl.registry.ChangeApplier`` for ``route`` requests: make the request's agent the default."""
+
+    def filing_check(self, *, agent: Agent, channel: str) -> None:
+        if RoutingPolicy.objects.filter(agent=agent, is_default=True).exists():
+            raise DomainError(f"{agent.name} is the default agent already: nothing would change.")
+
+    def apply(self, *, change: Any, actor: Any) -> str:
+        """Switch the default in the caller's transaction (the agent, pin and request are locked) and audit it."""
+        agent = change.agent
+        previous = list(
+            RoutingPolicy.objects.select_for_update(of=("self",)).select_related("agent").filter(is_default=True)
+        )
+        before = {"default_agent": previous[0].agent.name if previous else None}
+        for other in previous:
+            if other.agent_id != agent.pk:
+                other.is_default = False
+                other.updated_at = timezone.now()
+                saved_by(other, actor)
+        policy = RoutingPolicy.objects.select_for_update().filter(agent=agent).first()
+        if policy is None:
+            policy = RoutingPolicy(agent=agent)
+        policy.is_default = True
+        policy.updated_at = timezone.now()
+        saved_by(policy, actor)
+        audit_record(
+            actor=actor,
+            verb="routing.default",
+            target=policy,
+            agent_id=agent.pk,
+            before=before,
+            after={"default_agent": agent.name, "change": change.pk, "version": change.target_version.number},
+        )
+        was = f" (was {before['default_agent']})" if before["default_agent"] else ""
+        return f"{agent.name} is now the default agent of POST /api/v1/triage{was}"

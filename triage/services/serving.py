@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import random
 import re
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from managed_agents.tickets import ticket_text as compose_ticket_text
 from promptctl.dbsteps import db_step
 from triage import pins
 from triage.models import Outcome, TriageRequest
-from triage.selectors import canary_over_limits
+from triage.selectors import canary_over_limits, canary_policy_values
 from triage.services.apikeys import Principal, api_key_authenticate
 from triage.services.common import AgentOutOfScope, TriageFailed, _log_fields
 
@@ -114,7 +115,11 @@ def triage_record(
     latency_ms: int,
     run: TicketRun,
 ) -> TriageRequest:
-    """Log one triage call; schedule its shadow run and, for a canary call, check the canary's limits."""
+    """Log one triage call; schedule its shadow run and, for a canary call, check the canary's limits.
+
+    A valid canary reply is also drawn (the agent's ``CanaryPolicy.compare_percent``) to be answered by the
+    production version in the background (``triage.canary_compare``): the canary watch's disagreement check.
+    """
     from triage import tasks  # lazy: triage.tasks imports triage.services at module level
 
     with transaction.atomic():
@@ -140,7 +145,15 @@ def triage_record(
         if route.canary and canary_over_limits(route=route):
             agent_id, revision = route.agent_id, route.pin_revision
             transaction.on_commit(lambda: tasks.canary_end.delay(agent_id, revision))
+        if route.canary and request.outcome == Outcome.OK and _canary_compare_drawn(route.agent_id):
+            transaction.on_commit(lambda: tasks.canary_compare.delay(request_id))
     return request
+
+
+def _canary_compare_drawn(agent_id: int) -> bool:
+    """Whether this valid canary reply is also put to the production version (the agent's compare share)."""
+    percent = canary_policy_values(agent_id=agent_id)["compare_percent"]
+    return random.randrange(100) < percent
 
 
 def _served(route: pins.Route, request: TriageRequest) -> Served:

@@ -1,0 +1,40 @@
+"""Evals' check for ``audit verify``: each agent's gating test set is the set and version the trail last recorded.
+
+See ``promptctl.record_checks`` for why live state is compared with the trail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from evals.models import TestSet, TestSetVersion
+from promptctl.models import Agent, AuditEvent
+
+
+def gating_sets_match_record() -> Iterator[str]:
+    for agent in Agent.objects.order_by("pk"):
+        recorded = (
+            AuditEvent.objects.filter(agent_id_ref=agent.pk, verb__in=("testset.gating", "testset.gating_version"))
+            .order_by("-sequence")
+            .values_list("after", flat=True)
+            .first()
+        )
+        recorded = recorded if isinstance(recorded, dict) else {}
+        testset = TestSet.objects.filter(agent=agent, gating=True).first()
+        latest = (
+            TestSetVersion.objects.filter(testset=testset).order_by("-number").values_list("number", flat=True).first()
+            if testset
+            else None
+        )
+        now = (testset.name, latest) if testset else (None, None)
+        was = (recorded.get("testset"), recorded.get("version"))
+        if now != was:
+            yield (
+                f"agent {agent.name}'s gating test set is {_words(now)}, but the trail last recorded {_words(was)}: "
+                "it was changed outside promptctl."
+            )
+
+
+def _words(pair: tuple) -> str:
+    name, number = pair
+    return f"{name} v{number}" if name else "none"
