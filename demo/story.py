@@ -8,6 +8,7 @@ stops the story with its message.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,8 +32,11 @@ DEMO_USERS = (
 
 
 class Story:
-    def __init__(self, *, web_url: str, write: Callable[[str], None], run_timeout: float = 600.0) -> None:
+    def __init__(
+        self, *, web_url: str, write: Callable[[str], None], run_timeout: float = 600.0, goalposts: bool = True
+    ) -> None:
         self.web_url = web_url.rstrip("/")
+        self.goalposts = goalposts  # play the refused gating-set swap (python -m redteam plays it as an attack)
         self.write = write
         self.run_timeout = run_timeout
         self.users: dict[str, Any] = {}
@@ -166,8 +170,47 @@ class Story:
         if not verification.ok:
             raise DomainError("The audit chain does not verify.")
 
-        self.step(6, "Final status")
+        step = 6
+        if self.goalposts:
+            self.step(step, "the goalposts move: v2 is approved again, then billing's tickets leave the gating set")
+            self.goalposts_moved(agent=agent, v2=v2, comparison=comparison)
+            step += 1
+
+        self.step(step, "Final status")
         self.show_status(agent)
+
+    def goalposts_moved(self, *, agent: Agent, v2: AgentVersion, comparison: Any) -> None:
+        """A gating set trimmed after the approval makes the approved request stale: refused, and the reviewer told."""
+        alice, bob, carol, admin = (self.users[name] for name in ("alice", "bob", "carol", "admin"))
+        again = services.change_request_create(
+            agent=agent,
+            kind="promote",
+            target_number=v2.number,
+            reason="Billing now re-routes by hand; try v2 again.",
+            actor=alice,
+            evidence_ref=f"comparison:{comparison.pk}",
+            accept_regression_reason="Billing re-routes misrouted tickets by hand.",
+        )
+        services.change_request_approve(change=again, reviewer=bob, comment="Still accepting.")
+        services.change_request_approve(change=again, reviewer=carol, comment="Agreed.")
+        self.say(f"change request #{again.pk} (v2, accepting the billing regression) approved by bob and carol")
+        kept = [line for line in TICKETS_FILE.read_text().splitlines() if json.loads(line)["team"] != "billing"]
+        trimmed = eval_services.testset_import(
+            name=TESTSET_NAME, data="\n".join(kept) + "\n", file_format="jsonl", agent=agent, actor=admin
+        )
+        self.say(
+            f"admin imports {TESTSET_NAME} v{trimmed.version.number} without the billing tickets "
+            f"({trimmed.version.case_count} left): v2 would no longer look like a regression"
+        )
+        try:
+            services.change_request_apply(change=again, actor=alice)
+        except DomainError as refusal:
+            self.say(f"REFUSED: {refusal}")
+        else:
+            raise DomainError("An approval on evidence from the old gating set moved the pin; the demo stops here.")
+        self.say(
+            f"the request is superseded, and its page says why: {self.web_url}/admin/promptctl/changerequest/{again.pk}/change/"
+        )
 
     # --- helpers ---------------------------------------------------------------------
 

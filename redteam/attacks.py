@@ -288,16 +288,17 @@ def default_agent_switch(context: Context) -> tuple[str, str]:
 
 
 def gating_set_swap(context: Context) -> tuple[str, str]:
-    """v2 is approved on evidence from the full gating set; then the billing tickets are dropped from it."""
+    """v2 is approved on evidence from the gating set; then the tickets it got wrong are dropped from the set."""
     import json
+
+    from django.db.models import F
 
     from demo.story import TESTSET_NAME
     from evals import services as eval_services
-    from evals.models import Comparison
+    from evals.models import Comparison, TestSetVersion
     from promptctl import services
-    from promptctl.tutorial import TICKETS_FILE
 
-    agent, alice = context.agent(), context.user("alice")
+    agent, alice, admin = context.agent(), context.user("alice"), context.user("admin")
     comparison = Comparison.objects.order_by("-pk").first()
     change = services.change_request_create(
         agent=agent,
@@ -310,9 +311,23 @@ def gating_set_swap(context: Context) -> tuple[str, str]:
     )
     services.change_request_approve(change=change, reviewer=context.user("bob"), comment="ok")
     services.change_request_approve(change=change, reviewer=context.user("carol"), comment="ok")
-    kept = [line for line in TICKETS_FILE.read_text().splitlines() if json.loads(line)["team"] != "billing"]
+    # Whatever the set holds now, the cases the comparison's candidate got wrong are dropped from it (or, when
+    # the set holds none of them any more, its last case: any change of contents must make the request stale).
+    current = TestSetVersion.objects.filter(testset__agent=agent, testset__gating=True).order_by("-number").first()
+    cases = list(current.cases.order_by("position"))
+    wrong = set(
+        comparison.candidate_run.results.exclude(predicted_team=F("case__team")).values_list(
+            "case__external_id", flat=True
+        )
+    )
+    dropped = {case.external_id for case in cases if case.external_id in wrong} or {cases[-1].external_id}
+    kept = [
+        json.dumps({"id": c.external_id, "subject": c.subject, "body": c.body, "team": c.team, "priority": c.priority})
+        for c in cases
+        if c.external_id not in dropped
+    ]
     eval_services.testset_import(
-        name=TESTSET_NAME, data="\n".join(kept) + "\n", file_format="jsonl", agent=agent, actor=context.user("admin")
+        name=TESTSET_NAME, data="\n".join(kept) + "\n", file_format="jsonl", agent=agent, actor=admin
     )
     return refused(lambda: services.change_request_apply(change=change, actor=alice))
 

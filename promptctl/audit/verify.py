@@ -114,7 +114,7 @@ class AuditVerification:
             return f"Audit chain verified: {self.checked} events, intact up to #{self.head_sequence}. " + self.coverage
         if all(finding.kind == "state_drift" for finding in self.findings):
             more = f" (and {len(self.findings) - 1} more; see --json)" if len(self.findings) > 1 else ""
-            return f"Audit chain intact ({self.checked} events), but {self.findings[0].detail}{more}"
+            return f"Audit chain intact ({self.checked} events); the live state differs from it: {self.findings[0].detail}{more}"
         where = f" at event #{self.first_broken_sequence}" if self.first_broken_sequence is not None else ""
         more = ""
         if len(self.findings) > 1:

@@ -20,6 +20,7 @@ from promptctl.errors import DomainError
 from promptctl.models import Agent
 from promptctl.records import saved_by
 from triage.models import RoutingPolicy
+from triage.services.common import _require
 
 # --- routing policy -----------------------------------------------------------------------------
 
@@ -32,7 +33,12 @@ def _route_command(agent_name: str) -> str:
 
 
 def routing_policy_save(*, policy: RoutingPolicy, actor: Any) -> RoutingPolicy:
-    """Save an agent's routing policy; the default agent is not changed here (a ``route`` change request does it)."""
+    """Save an agent's routing policy; the default agent is not changed here (a ``route`` change request does it).
+
+    The canary limits decide when a canary is rolled back, so the change is
+    permission-checked and audited (``routing.policy``: the fields before and after).
+    """
+    _require(actor, "change_routingpolicy", f"change the routing policy of {policy.agent.name}")
     shadow = policy.shadow_version
     if shadow is not None and shadow.agent_id != policy.agent_id:
         raise DomainError(
@@ -51,9 +57,27 @@ def routing_policy_save(*, policy: RoutingPolicy, actor: Any) -> RoutingPolicy:
                 f"an approved change request, not by saving a routing policy (tried to {doing} {policy.agent.name} "
                 f"the default). File one: {_route_command(policy.agent.name)}."
             )
+        before = _policy_snapshot(RoutingPolicy.objects.filter(pk=policy.pk).first())
         policy.updated_at = timezone.now()
         saved_by(policy, actor)
+        after = _policy_snapshot(policy)
+        if after != before:
+            audit_record(
+                actor=actor, verb="routing.policy", target=policy, agent_id=policy.agent_id, before=before, after=after
+            )
     return policy
+
+
+def _policy_snapshot(policy: RoutingPolicy | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    return {
+        "canary_max_invalid_rate": policy.canary_max_invalid_rate,
+        "canary_max_error_rate": policy.canary_max_error_rate,
+        "canary_min_requests": policy.canary_min_requests,
+        "shadow_version": policy.shadow_version.number if policy.shadow_version else None,
+        "shadow_percent": policy.shadow_percent,
+    }
 
 
 class DefaultAgentApplier:
