@@ -59,6 +59,7 @@ redteam: $(STAMP)
 bench: $(STAMP)
 	$(DEV_ENV) $(BIN)/python bench/run.py --output var/bench-evals.json
 	$(DEV_ENV) $(BIN)/python -m bench.api --json var/bench-api.json
+	$(DEV_ENV) $(BIN)/python -m bench.cli --json var/bench-cli.json
 
 emulator: $(STAMP)
 	$(DEV_ENV) $(BIN)/python manage.py emulator --port 8765

@@ -308,6 +308,23 @@ PROMPTCTL_MAX_TESTSET_BYTES = env.int("PROMPTCTL_MAX_TESTSET_BYTES", default=20_
 PROMPTCTL_MAX_TESTSET_CASES = env.int("PROMPTCTL_MAX_TESTSET_CASES", default=10_000)
 PROMPTCTL_MAX_JSON_DEPTH = env.int("PROMPTCTL_MAX_JSON_DEPTH", default=20)
 
+# --- Notifications (promptctl/services/notifications.py; docs/OPERATIONS.md, "Notifications") ----------
+# E-mail through Django's mail framework: printed by the console backend unless EMAIL_URL names a server
+# (django-environ's form, e.g. smtp+tls://user:password@mail.example.com:587) or DJANGO_EMAIL_BACKEND a backend.
+EMAIL_URL = env.str("EMAIL_URL", default="")
+if EMAIL_URL:
+    globals().update(environ.Env.email_url_config(EMAIL_URL))
+EMAIL_BACKEND = env.str(
+    "DJANGO_EMAIL_BACKEND",
+    default=globals().get("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend",
+)
+DEFAULT_FROM_EMAIL = env.str("DJANGO_DEFAULT_FROM_EMAIL", default="promptctl@localhost")
+PROMPTCTL_PUBLIC_URL = env.str("PROMPTCTL_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+PROMPTCTL_WEBHOOK_TIMEOUT = env.float("PROMPTCTL_WEBHOOK_TIMEOUT", default=10.0)  # seconds per attempt
+PROMPTCTL_WEBHOOK_MAX_ATTEMPTS = env.int("PROMPTCTL_WEBHOOK_MAX_ATTEMPTS", default=5)
+PROMPTCTL_WEBHOOK_BACKOFF = env.float("PROMPTCTL_WEBHOOK_BACKOFF", default=10.0)  # 10 s, 30 s, 90 s, 270 s: x3
+CELERY_BEAT_SCHEDULE["webhook-sweep"] = {"task": "promptctl.webhook_sweep", "schedule": 60.0}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

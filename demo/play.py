@@ -21,6 +21,10 @@ def main(argv: list[str]) -> int:
     import django
 
     django.setup()
+    import logging
+
+    # Checkpoints are log lines too, for log shipping; the story's output is for people (they are in the file).
+    logging.getLogger("promptctl.audit.checkpoint").setLevel(logging.WARNING)
     from demo.story import story_play
 
     return story_play(web_url=options.web_url)

@@ -37,3 +37,4 @@ class EvalsConfig(AppConfig):
             registry.role_permissions_register(group_name, permissions)
         registry.cli_group_register("evals.cli")
         registry.record_check_register(record_checks.gating_sets_match_record)
+        registry.record_check_register(record_checks.gating_contents_match_hash)

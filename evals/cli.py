@@ -17,7 +17,7 @@ from django.conf import settings
 from evals import selectors, services
 from evals.models import EvalRun
 from promptctl import selectors as promptctl_selectors
-from promptctl.cli.common import actor_from_options
+from promptctl.cli.common import actor_from_options, add_actor_argument
 from promptctl.errors import DomainError
 from promptctl.inputs import file_read_capped
 
@@ -32,13 +32,12 @@ def _json_flag(parser) -> None:
 
 
 def _optional_actor(parser) -> None:
-    parser.add_argument("--as", dest="actor", metavar="USER", help="the acting user (recorded on what is created)")
+    # With $PROMPTCTL_TOKEN the token's user is recorded on what is created; without, the operator (no one).
+    add_actor_argument(parser, required=False)
 
 
 def _actor(options):
-    if not getattr(options, "actor", None):
-        return None
-    return actor_from_options(options)
+    return actor_from_options(options, required=False)
 
 
 def register(groups) -> None:
@@ -132,16 +131,7 @@ def testset_import(options, out):
     )
     for warning in version.label_warnings:
         out.human(f"  warning: {warning['message']}")
-    return {
-        "testset": version.testset.name,
-        "version": version.number,
-        "created": imported.created,
-        "content_hash": version.content_hash,
-        "cases": version.case_count,
-        "gating": version.testset.gating,
-        "agent": version.testset.agent.name if version.testset.agent_id else None,
-        "label_warnings": version.label_warnings,
-    }
+    return selectors.testset_version_as_dict(version=version, created=imported.created)
 
 
 def testset_list(options, out):
@@ -248,13 +238,8 @@ def _show_run(out, summary: dict) -> None:
 def eval_run(options, out):
     agent = promptctl_selectors.agent_get(name=options.agent)
     version = promptctl_selectors.version_get(agent=agent, number=options.version)
-    if options.testset:
-        testset = selectors.testset_get(name=options.testset)
-    else:
-        testset = selectors.testset_gating_for(agent=agent)
-        if testset is None:
-            raise DomainError(f"{agent.name} has no gating test set: pass --testset NAME.")
-    testset_version = selectors.testset_version_latest(testset=testset)
+    testset_version = selectors.testset_version_for_run(agent=agent, name=options.testset)
+    testset = testset_version.testset
     run = services.eval_run_start(
         agent_version=version, testset_version=testset_version, repeats=options.repeats, actor=_actor(options)
     )

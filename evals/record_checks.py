@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from evals.importing import content_hash
 from evals.models import TestSet, TestSetVersion
 from promptctl.models import Agent, AuditEvent
 
@@ -38,3 +39,29 @@ def gating_sets_match_record() -> Iterator[str]:
 def _words(pair: tuple) -> str:
     name, number = pair
     return f"{name} v{number}" if name else "none"
+
+
+def gating_contents_match_hash() -> Iterator[str]:
+    """Each version of a gating set still holds the tickets its contents hash was computed over.
+
+    Comparisons and the gate compare stored hashes; a ticket relabelled,
+    added or removed in the database would leave the hash as it was.
+    """
+    versions = TestSetVersion.objects.filter(testset__gating=True).select_related("testset").order_by("pk")
+    for version in versions:
+        cases = [
+            {
+                "id": case.external_id,
+                "subject": case.subject,
+                "body": case.body,
+                "team": case.team,
+                "priority": case.priority,
+                "tags": list(case.tags),
+            }
+            for case in version.cases.all()
+        ]
+        if content_hash(cases) != version.content_hash or len(cases) != version.case_count:
+            yield (
+                f"{version.testset.name} v{version.number} holds {len(cases)} tickets that no longer match its contents "
+                f"hash {version.content_hash[:12]} ({version.case_count} tickets): its tickets were changed outside promptctl."
+            )

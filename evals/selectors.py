@@ -10,13 +10,14 @@ from evals.models import Comparison, EvalResult, EvalRun, TestSet, TestSetVersio
 from evals.scoring import CaseLabel, Outcome, run_score
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion
+from promptctl.selectors import NotFound
 
 
 def testset_get(*, name: str) -> TestSet:
     testset = TestSet.objects.select_related("agent").filter(name=name).first()
     if testset is None:
         known = ", ".join(TestSet.objects.values_list("name", flat=True)[:20]) or "none yet"
-        raise DomainError(
+        raise NotFound(
             f"There is no test set {name!r} (known: {known}). Import one with `promptctl testset import FILE --name {name}`."
         )
     return testset
@@ -33,6 +34,18 @@ def testset_version_latest(*, testset: TestSet) -> TestSetVersion:
     return version
 
 
+def testset_version_for_run(*, agent: Agent, name: str | None) -> TestSetVersion:
+    """The latest contents of test set ``name``, or of the agent's gating set when no name is given."""
+    if name:
+        testset = testset_get(name=name)
+    else:
+        found = testset_gating_for(agent=agent)
+        if found is None:
+            raise DomainError(f"{agent.name} has no gating test set: pass --testset NAME.")
+        testset = found
+    return testset_version_latest(testset=testset)
+
+
 def eval_run_get(*, run_id: int) -> EvalRun:
     run = (
         EvalRun.objects.select_related("agent_version__agent", "testset_version__testset", "started_by")
@@ -40,7 +53,7 @@ def eval_run_get(*, run_id: int) -> EvalRun:
         .first()
     )
     if run is None:
-        raise DomainError(f"There is no eval run #{run_id}: `promptctl eval run ...` starts one.")
+        raise NotFound(f"There is no eval run #{run_id}: `promptctl eval run ...` starts one.")
     return run
 
 
@@ -56,7 +69,7 @@ def comparison_get(*, comparison_id: int) -> Comparison:
         .first()
     )
     if comparison is None:
-        raise DomainError(f"There is no comparison #{comparison_id}: `promptctl eval compare ...` makes one.")
+        raise NotFound(f"There is no comparison #{comparison_id}: `promptctl eval compare ...` makes one.")
     return comparison
 
 
@@ -176,6 +189,20 @@ def comparison_summary(*, comparison: Comparison) -> dict[str, Any]:
         "content_hash": comparison.content_hash,
         "label_warnings": comparison.label_warnings,
         "created_at": comparison.created_at.isoformat(),
+    }
+
+
+def testset_version_as_dict(*, version: TestSetVersion, created: bool) -> dict[str, Any]:
+    """What ``testset import`` answers: the version stored (``created`` False when the same contents were there)."""
+    return {
+        "testset": version.testset.name,
+        "version": version.number,
+        "created": created,
+        "content_hash": version.content_hash,
+        "cases": version.case_count,
+        "gating": version.testset.gating,
+        "agent": version.testset.agent.name if version.testset.agent else None,
+        "label_warnings": version.label_warnings,
     }
 
 

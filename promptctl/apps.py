@@ -22,5 +22,8 @@ class PromptctlConfig(AppConfig):
             record_checks.pins_match_record,
             record_checks.agent_policies_match_record,
             record_checks.approvers_match_record,
+            record_checks.change_requests_match_record,
+            record_checks.approvals_match_record,
+            record_checks.credentials_match_record,
         ):
             registry.record_check_register(check)

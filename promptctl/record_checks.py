@@ -84,10 +84,12 @@ def approvers_match_record() -> Iterator[str]:
             yield f"user {user.username} is in {', '.join(sorted(held - granted))}, but no audit event put them there."
 
 
-def _access_replayed(user_id: int) -> dict[str, Any]:
-    """A user's access as the trail tells it: the service's ``user.create`` (a role), then each recorded change."""
+def _access_replayed(user_id: int, *, before: int | None = None) -> dict[str, Any]:
+    """A user's access as the trail tells it (up to event ``before``): the service's ``user.create``, then each change."""
     state: dict[str, Any] = {}
     events = AuditEvent.objects.filter(object_type="auth.user", object_id=str(user_id)).order_by("sequence")
+    if before is not None:
+        events = events.filter(sequence__lt=before)
     for verb, after in events.values_list("verb", "after"):
         after = after if isinstance(after, dict) else {}
         if verb == "user.create" and "role" in after:
@@ -97,3 +99,102 @@ def _access_replayed(user_id: int) -> dict[str, Any]:
         elif verb == "user.delete":
             state = {}
     return state
+
+
+def change_requests_match_record() -> Iterator[str]:
+    """Each change request is what its last audited transition left, and was filed through promptctl at all."""
+    from promptctl.audit import json_normalize
+    from promptctl.models import ChangeRequest
+    from promptctl.services.common import _change_snapshot
+
+    requests = ChangeRequest.objects.select_related("agent", "base_version", "target_version", "requested_by")
+    for change in requests.order_by("pk"):
+        events = AuditEvent.objects.filter(
+            agent_id_ref=change.agent_id, object_type="promptctl.changerequest", object_id=str(change.pk)
+        )
+        if not events.filter(verb="change.request").exists():
+            yield f"change request #{change.pk} ({change.kind} v{change.target_version.number}) has no audited filing: it was written outside promptctl."
+            continue
+        if change.status in ("approved", "applied") and not events.filter(verb="change.approved").exists():
+            yield (
+                f"change request #{change.pk} is {change.status}, but the trail never records it approved: its "
+                "approval was written outside promptctl."
+            )
+        recorded = events.order_by("-sequence").values_list("after", flat=True).first()
+        now = json_normalize(_change_snapshot(change))
+        if recorded != now:
+            changed = sorted(key for key in now if (recorded or {}).get(key) != now[key])
+            yield (
+                f"change request #{change.pk} differs from its last audited transition in {', '.join(changed)} "
+                f"(now {change.status}): it was changed outside promptctl."
+            )
+
+
+def approvals_match_record() -> Iterator[str]:
+    """Each decision has its event, by that reviewer, who could decide for that agent at that moment of the trail."""
+    from promptctl.models import Approval
+
+    decisions = Approval.objects.select_related("reviewer", "change__agent").order_by("pk")
+    for approval in decisions:
+        event = (
+            AuditEvent.objects.filter(
+                agent_id_ref=approval.change.agent_id,
+                object_type="promptctl.approval",
+                object_id=str(approval.pk),
+                verb=f"approval.{approval.decision}",
+            )
+            .values("sequence", "after")
+            .first()
+        )
+        who = approval.reviewer.username
+        if event is None or (event["after"] or {}).get("reviewer") != who:
+            yield (
+                f"{approval.decision} by {who} on change request #{approval.change_id} has no audit event of its own: "
+                "it was written outside promptctl."
+            )
+            continue
+        group = _approver_group_then(approval.change.agent_id, event["sequence"])
+        access = _access_replayed(approval.reviewer_id, before=event["sequence"])
+        if not access.get("is_superuser") and group not in access.get("groups", ()):
+            yield (
+                f"{who} decided on change request #{approval.change_id} at event #{event['sequence']}, but the trail "
+                f"says {who} was then neither in {group} nor a superuser: the power to approve was granted outside it."
+            )
+
+
+def _approver_group_then(agent_id: int, sequence: int) -> str:
+    recorded = (
+        AuditEvent.objects.filter(
+            agent_id_ref=agent_id,
+            object_type="promptctl.agent",
+            verb__in=("agent.create", "agent.policy"),
+            sequence__lt=sequence,
+        )
+        .order_by("-sequence")
+        .values_list("after", flat=True)
+        .first()
+    )
+    return (recorded or {}).get("approver_group") or "reviewers"
+
+
+def credentials_match_record() -> Iterator[str]:
+    """Everyone who can approve, or has, logs in with the credentials the trail last recorded for them."""
+    from promptctl.models import Approval
+    from promptctl.services.access import credential_fingerprint
+
+    groups = set(Agent.objects.values_list("approver_group", flat=True)) | {"reviewers"}
+    deciders = set(Approval.objects.values_list("reviewer_id", flat=True))
+    users = (
+        get_user_model()
+        .objects.filter(Q(is_superuser=True) | Q(groups__name__in=groups) | Q(pk__in=deciders))
+        .distinct()
+    )
+    for user in users.order_by("pk"):
+        recorded = (
+            AuditEvent.objects.filter(object_type="auth.user", object_id=str(user.pk), verb="user.credentials")
+            .order_by("-sequence")
+            .values_list("after", flat=True)
+            .first()
+        )
+        if (recorded or {}).get("fingerprint") != credential_fingerprint(user.password):
+            yield f"user {user.username}'s password was set outside promptctl (no audit event records it)."

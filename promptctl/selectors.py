@@ -15,19 +15,23 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 
-from promptctl.audit import AuditVerification, audit_verify
+from promptctl.audit import AuditKeyError, AuditVerification, audit_verify
 from promptctl.errors import DomainError
-from promptctl.models import Agent, AgentVersion, Approval, ChangeRequest, Pin
+from promptctl.models import Agent, AgentVersion, Approval, AuditEvent, ChangeRequest, Pin
 from promptctl.registry import registry
 
 # --- lookups ------------------------------------------------------------------
+
+
+class NotFound(DomainError):
+    """No agent, version, change request (or, in evals, test set, run, comparison) by that name or id; the API answers 404."""
 
 
 def agent_get(*, name: str) -> Agent:
     agent = Agent.objects.filter(name=name).first()
     if agent is None:
         known = ", ".join(Agent.objects.order_by("name").values_list("name", flat=True)[:20]) or "none yet"
-        raise DomainError(f"No agent named {name!r} (known: {known}). Create one with `promptctl agent create`.")
+        raise NotFound(f"No agent named {name!r} (known: {known}). Create one with `promptctl agent create`.")
     return agent
 
 
@@ -45,7 +49,7 @@ def agent_list() -> QuerySet[Agent]:
 def version_get(*, agent: Agent, number: int) -> AgentVersion:
     version = agent.versions.select_related("created_by").filter(number=number).first()
     if version is None:
-        raise DomainError(
+        raise NotFound(
             f"{agent.name} has no version {number} recorded. `promptctl version list --agent {agent.name}` lists them; "
             f"`promptctl agent sync --agent {agent.name}` records versions made on the server."
         )
@@ -63,7 +67,7 @@ def change_request_get(*, change_id: int) -> ChangeRequest:
         .first()
     )
     if change is None:
-        raise DomainError(f"No change request #{change_id}: `promptctl change list` shows the open ones.")
+        raise NotFound(f"No change request #{change_id}: `promptctl change list` shows the open ones.")
     return change
 
 
@@ -158,6 +162,43 @@ def change_request_as_dict(change: ChangeRequest) -> dict[str, Any]:
         "requested_at": change.requested_at.isoformat(),
         "status": change.status,
         "status_reason": change.status_reason,
+    }
+
+
+def agent_summary_as_dict(agent: Agent) -> dict[str, Any]:
+    """One row of ``agent list`` (an agent from ``agent_list()``, with its counts and prefetched pins)."""
+    pins = {pin.channel: pin for pin in agent.pins.all()}
+    return {
+        "name": agent.name,
+        "remote_id": agent.remote_id,
+        "pins": {channel: pin_as_dict(pin) for channel, pin in sorted(pins.items())},
+        "versions": agent.version_count,  # type: ignore[attr-defined]  # annotated by agent_list()
+        "drift": agent.outside_count,  # type: ignore[attr-defined]
+    }
+
+
+def change_request_fresh_as_dict(*, change_id: int, with_decisions: bool = False) -> dict[str, Any]:
+    """A change request as stored now, with its approval count (and, for ``change show``, every decision)."""
+    change = change_request_list().get(pk=change_id)
+    data = change_request_as_dict(change)
+    if with_decisions:
+        data["decisions"] = [
+            {
+                "reviewer": a.reviewer.username,
+                "decision": a.decision,
+                "comment": a.comment,
+                "at": a.created_at.isoformat(),
+            }
+            for a in change.approvals.select_related("reviewer").order_by("created_at", "pk")
+        ]
+    return data
+
+
+def change_applied_as_dict(*, change: ChangeRequest, pin: Pin) -> dict[str, Any]:
+    """What ``change apply`` answers: the request as stored now and the pin it moved."""
+    return {
+        "change_request": change_request_fresh_as_dict(change_id=change.pk),
+        "pin": {"channel": pin.channel, **pin_as_dict(pin)},
     }
 
 
@@ -372,3 +413,42 @@ def agent_timeline(*, agent: Agent) -> list[TimelineEntry]:
 def audit_chain_verify() -> AuditVerification:
     """Every event's MAC and link, checked against the published checkpoints (``promptctl.audit.verify``)."""
     return audit_verify()
+
+
+def audit_verify_as_dict() -> dict[str, Any]:
+    """``audit verify --json``: the verification as data (``ok`` false when broken); a missing key is refused."""
+    try:
+        return audit_chain_verify().as_dict()
+    except AuditKeyError as error:
+        raise DomainError(str(error)) from None
+
+
+AUDIT_EVENTS_LIMIT_MAX = 500
+
+
+def audit_events(*, agent: Agent | None = None, limit: int = 50) -> list[AuditEvent]:
+    """The newest ``limit`` audit events (1..500), of one agent or of all, newest first."""
+    if not 1 <= limit <= AUDIT_EVENTS_LIMIT_MAX:
+        raise DomainError(f"limit must be between 1 and {AUDIT_EVENTS_LIMIT_MAX}, got {limit}.")
+    events = AuditEvent.objects.order_by("-sequence")
+    if agent is not None:
+        events = events.filter(agent_id_ref=agent.pk)
+    return list(events[:limit])
+
+
+def audit_event_as_dict(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "sequence": event.sequence,
+        "occurred_at": event.occurred_at.isoformat(),
+        "actor": event.actor_username or None,
+        "verb": event.verb,
+        "object_type": event.object_type,
+        "object_id": event.object_id,
+        "object_repr": event.object_repr,
+        "agent_id": event.agent_id_ref,
+        "before": event.before,
+        "after": event.after,
+        "request_id": event.request_id,
+        "token": event.token_ref or None,  # "id:prefix" of the personal token it came through
+        "hash": event.hash,
+    }

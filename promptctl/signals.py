@@ -18,15 +18,23 @@ from promptctl.services.access import (
     access_change_check,
     access_change_record,
     access_edge_recording,
+    credentials_change_record,
     group_access_snapshot,
     user_access_snapshot,
+    username_check,
 )
 
 _BEFORE = "_promptctl_access_before"
+_CREDENTIALS = "_promptctl_credentials_set"
 
 
 def _user_pre_save(sender, instance, update_fields=None, **_kwargs) -> None:
     setattr(instance, _BEFORE, None)
+    stored = sender.objects.filter(pk=instance.pk).values("username", "password").first() if instance.pk else None
+    if stored is None or stored["username"] != instance.username:
+        username_check(instance.username)
+    writes_password = update_fields is None or "password" in update_fields
+    setattr(instance, _CREDENTIALS, writes_password and (stored is None or stored["password"] != instance.password))
     if update_fields is not None and not set(update_fields) & {*ACCESS_FIELDS}:
         return  # last_login, password, ...: not access
     if not access_edge_recording():
@@ -39,6 +47,8 @@ def _user_pre_save(sender, instance, update_fields=None, **_kwargs) -> None:
 
 
 def _user_post_save(sender, instance, created=False, **_kwargs) -> None:
+    if instance.__dict__.pop(_CREDENTIALS, False):
+        credentials_change_record(user=instance)
     before = instance.__dict__.pop(_BEFORE, None)
     if before is None:
         return

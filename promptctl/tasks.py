@@ -6,6 +6,10 @@
   every worker on its own timer as well (``PROMPTCTL_AUDIT_WORKER_CHECKPOINT``),
   so a lone worker keeps the latest checkpoint fresh. Idempotent: a scheduled
   checkpoint that would repeat a fresh one with the same head is skipped.
+- ``promptctl.notification_email``, ``promptctl.webhook_deliver(delivery_id)``
+  and ``promptctl.webhook_sweep()``: reviewer notifications, enqueued on commit
+  by ``promptctl.services.notifications``; the sweep (beat, every minute)
+  re-sends deliveries whose message was lost.
 """
 
 from __future__ import annotations
@@ -19,6 +23,12 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from promptctl.audit import CheckpointRefused, audit_checkpoint_publish
+from promptctl.services.notifications import (
+    notification_email_send,
+    webhook_deliveries_overdue,
+    webhook_delivery_attempt,
+)
+from promptctl.services.webhooks import webhook_delivery_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +73,32 @@ def _start_checkpoint_timer(**_kwargs) -> None:
 @worker_shutdown.connect
 def _stop_checkpoint_timer(**_kwargs) -> None:
     _stop.set()
+
+
+# --- reviewer notifications (promptctl/services/notifications.py) ------------------------------
+
+
+@shared_task(
+    name="promptctl.notification_email",
+    ignore_result=True,
+    autoretry_for=(OSError,),  # smtplib's errors are OSErrors: a server down or refusing is tried again
+    retry_backoff=10,
+    retry_kwargs={"max_retries": 4},
+)
+def notification_email(subject: str, body: str, recipients: list[str]) -> None:
+    notification_email_send(subject=subject, body=body, recipients=recipients)
+
+
+@shared_task(name="promptctl.webhook_deliver", ignore_result=True)
+def webhook_deliver(delivery_id: int) -> None:
+    """One attempt of one delivery; schedules the next one itself (a repeated or early message is a no-op)."""
+    delay = webhook_delivery_attempt(delivery_id=delivery_id)
+    if delay is not None:
+        webhook_delivery_enqueue(delivery_id=delivery_id, countdown=delay)
+
+
+@shared_task(name="promptctl.webhook_sweep", ignore_result=True)
+def webhook_sweep() -> None:
+    """Re-send deliveries whose message was lost (broker down at commit, worker killed mid-attempt)."""
+    for delivery_id in webhook_deliveries_overdue():
+        webhook_delivery_enqueue(delivery_id=delivery_id)

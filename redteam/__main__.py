@@ -36,6 +36,9 @@ def _play_backend(backend: str, *, only: list[str]) -> list[dict]:
     var_dir.mkdir(parents=True)
     env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "CELERY_BROKER_URL")}
     env.update(PROMPTCTL_VAR_DIR=str(var_dir), DJANGO_DEBUG="true", PYTHONUNBUFFERED="1")
+    # Checkpoints every second, so the checkpoint file's deletion is due for detection two seconds after a pin
+    # move rather than ten minutes (docs/SECURITY.md, "What is not covered").
+    env["PROMPTCTL_AUDIT_CHECKPOINT_SECONDS"] = "1"
     env.pop("ANTHROPIC_API_KEY", None)  # never the live API
     if backend == "postgres":
         env["DATABASE_URL"] = f"{POSTGRES_URL}/promptctl_redteam"

@@ -44,6 +44,7 @@ AUDITS = {"audit_record", "access_change_record", "_version_record", "_gating_wr
 NOT_A_DOOR = {
     "evals/services/runs.py:eval_run_start": "reads the test set version it scores; writes an eval run",
     "triage/services/shadow.py:canary_compare": "reads the pin; writes a canary comparison (evidence, not state)",
+    "promptctl/services/notifications.py:change_notify": "reads the change request; queues notifications, not state",
 }
 
 

@@ -12,6 +12,12 @@ database steps (key check and pin read in one, the log insert after the
 session) run on the long-lived database threads of ``promptctl.dbsteps``. The API is served by its
 own Django handler with a lean middleware chain (``config.serving.ApiHandler``).
 
+The same ``NinjaAPI`` serves the change-control API (``promptctl.api`` and
+``evals.api``, added at the end of this module): those routes take personal
+tokens (``promptctl.api_auth.PersonalTokenAuth``), not API keys, and share the
+error handlers below; a domain refusal is 400, ``PermissionRefused`` 403,
+``selectors.NotFound`` 404 and ``ChangeConflict`` 409 (docs/API.md).
+
 Status codes (every refusal is JSON ``{"detail": ..., "errors": [...]}``):
 400 unreadable body (not UTF-8, not JSON), 401 missing/unknown/revoked key,
 403 key not scoped to the agent, 404 unknown agent or job, 409 agent has no
@@ -35,8 +41,13 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError, Valida
 from ninja.parser import Parser
 from ninja.security import HttpBearer
 
+from evals.api import router as evals_router
+from promptctl.api import router as change_control_router
+from promptctl.api_auth import PersonalTokenAuth
 from promptctl.dbsteps import db_step
 from promptctl.errors import DomainError
+from promptctl.selectors import NotFound
+from promptctl.services.common import ChangeConflict, PermissionRefused
 from triage import pins, selectors, services
 from triage.models import Outcome, TriageJob
 from triage.schemas import BODY_MAX, REQUEST_KEY_MAX, SUBJECT_MAX, ErrorOut, JobAccepted, JobOut, TicketIn, TriageOut
@@ -69,7 +80,7 @@ class TicketParser(Parser):
             raise BodyUnreadable(f"the request body is not usable JSON ({error})") from None
         if not isinstance(value, dict):
             raise BodyUnreadable(
-                f"the request body must be a JSON object with subject and body, not {_json_type(value)}"
+                f"the request body must be a JSON object{_fields_named(request)}, not {_json_type(value)}"
             )
         return value
 
@@ -148,6 +159,12 @@ def _error(
     return response
 
 
+def _is_triage_route(request: HttpRequest) -> bool:
+    """Whether the request is for a triage endpoint (API keys) rather than change control (personal tokens)."""
+    match = getattr(request, "resolver_match", None)
+    return match is None or "triage" in (match.route or "")
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -162,7 +179,12 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _field_message(item: dict) -> dict[str, str]:
+def _fields_named(request: HttpRequest) -> str:
+    """How a refusal names the body a triage endpoint wants; change-control bodies are in the OpenAPI document."""
+    return " with subject and body" if _is_triage_route(request) else " (see /api/v1/docs for its fields)"
+
+
+def _field_message(item: dict, fields: str = " with subject and body") -> dict[str, str]:
     """One pydantic error as ``{"field", "message"}`` in words a caller can act on."""
     location = [str(part) for part in item.get("loc", ())]
     if location[:1] == ["body"]:
@@ -174,10 +196,10 @@ def _field_message(item: dict) -> dict[str, str]:
     context = item.get("ctx") or {}
     if field == "json":
         if kind == "missing":
-            return {"field": "json", "message": "the request body is empty: send a JSON object with subject and body"}
+            return {"field": "json", "message": f"the request body is empty: send a JSON object{fields}"}
         return {
             "field": "json",
-            "message": f"the request body must be a JSON object with subject and body, not {item.get('input_type', 'that')}",
+            "message": f"the request body must be a JSON object{fields}, not {item.get('input_type', 'that')}",
         }
     if kind == "missing":
         message = f"{field} is required"
@@ -200,7 +222,7 @@ def _field_message(item: dict) -> dict[str, str]:
 
 @api.exception_handler(ValidationError)
 def _on_validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-    errors = [_field_message(item) for item in exc.errors]
+    errors = [_field_message(item, _fields_named(request)) for item in exc.errors]
     fields = ", ".join(sorted({error["field"] for error in errors}))
     return _error(request, 422, f"The request was refused: fix {fields} (see errors) and send it again.", errors)
 
@@ -212,8 +234,15 @@ def _on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         return _error(
             request,
             401,
-            "No API key: send `Authorization: Bearer KEY` with a key from `promptctl apikey create` or the admin.",
+            "No API key: send `Authorization: Bearer KEY` with a key from `promptctl apikey create` or the admin."
+            if _is_triage_route(request)
+            else "No personal token: send `Authorization: Bearer pctlu_...` with a token from "
+            "`promptctl token create` or the admin (Personal tokens).",
             headers={"WWW-Authenticate": 'Bearer realm="promptctl"'},
+        )
+    if exc.status_code == 401:
+        return _error(
+            request, 401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="promptctl", error="invalid_token"'}
         )
     if isinstance(cause, BodyUnreadable):
         return _error(
@@ -265,6 +294,21 @@ def _on_triage_failed(request: HttpRequest, exc: services.TriageFailed) -> HttpR
         seconds = exc.retry_after if exc.retry_after else DEFAULT_RETRY_AFTER_SECONDS
         return _error(request, 503, str(exc), headers={"Retry-After": str(max(1, math.ceil(seconds)))})
     return _error(request, 502, str(exc))
+
+
+@api.exception_handler(NotFound)
+def _on_not_found(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return _error(request, 404, str(exc))
+
+
+@api.exception_handler(PermissionRefused)
+def _on_permission_refused(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return _error(request, 403, str(exc))
+
+
+@api.exception_handler(ChangeConflict)
+def _on_change_conflict(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return _error(request, 409, str(exc))
 
 
 @api.exception_handler(DomainError)
@@ -394,3 +438,9 @@ def _job_out(job: TriageJob) -> dict[str, Any]:
 async def triage_job_get(request: HttpRequest, job_id: str = Path(..., min_length=1, max_length=100)):
     job = await db_step(services.triage_job_read, token=request.auth, job_id=job_id)
     return _job_out(job)
+
+
+# --- change control (promptctl.api, evals.api): personal tokens, not API keys --------------------
+
+api.add_router("/", change_control_router, auth=PersonalTokenAuth())
+api.add_router("/", evals_router, auth=PersonalTokenAuth())

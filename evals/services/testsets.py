@@ -159,7 +159,7 @@ def _gate_permission_require(actor: Any, doing: str) -> None:
         user=actor,
         permission="evals.change_gating_testset",
         doing=doing,
-        next_step="It changes how every later promotion is judged: ask an admin, and name the acting user (--as).",
+        next_step="It changes how every later promotion is judged: ask an admin to do it with their own token (PROMPTCTL_TOKEN).",
     )
 
 

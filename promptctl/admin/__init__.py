@@ -10,14 +10,14 @@
   not grow with the number of rows.
 
 One module per part of the record (``agents`` with their pins, ``versions``,
-``changes``, ``audit``); ``mixins`` holds the read-only bases the apps above
+``changes``, ``audit``, ``notifications``: webhooks and their deliveries); ``mixins`` holds the read-only bases the apps above
 reuse, re-exported here as ``from promptctl.admin import ReadOnlyAdminMixin``.
 """
 
 from django.contrib import admin
 
 # Importing the modules registers their ModelAdmins with the site.
-from promptctl.admin import agents, audit, changes, versions  # noqa: F401
+from promptctl.admin import agents, audit, changes, notifications, tokens, versions  # noqa: F401
 from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin
 
 __all__ = ["ReadOnlyAdminMixin", "ReadOnlyHistoryAdmin"]

@@ -12,6 +12,9 @@ Rules, and why:
 - A pin-moving event schedules a checkpoint for when its transaction commits
   (``PIN_MOVING_VERBS``): the moment production changes is the moment the
   record's head is published outside the database.
+- An event names the personal token its change came through, when one is
+  bound (``promptctl.middleware.token_bind``: the CLI and the API), inside
+  its MAC.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from django.utils import timezone
 from promptctl.audit.checkpoints import audit_checkpoint_publish_quietly
 from promptctl.audit.keys import audit_key_ring
 from promptctl.audit.macs import event_mac, json_normalize
-from promptctl.middleware import request_id_current
+from promptctl.middleware import request_id_current, token_current
 from promptctl.models import AuditChainHead, AuditEvent
 
 # Verbs that record a move of what production serves (promptctl/services/changes.py).
@@ -85,6 +88,7 @@ def audit_record(
         request_id=request_id_current()[:100],
         previous_hash=head.hash,
         key_id=key.key_id,
+        token_ref=token_current()[:40],
     )
     event.hash = event_mac(event, key)
     event.save(force_insert=True)

@@ -93,7 +93,7 @@ def checkpoint_check(line: str, number: int, ring: AuditKeyRing) -> CheckpointLi
     try:
         data = json.loads(line)
         checkpoint = Checkpoint(**data)
-        if checkpoint.format != FORMAT or not isinstance(checkpoint.sequence, int):
+        if checkpoint.format != FORMAT or not _well_typed(checkpoint):
             raise ValueError(checkpoint.format)
     except (ValueError, TypeError):
         return CheckpointLine(number, None, "it is not a promptctl checkpoint (unreadable or wrong fields)")
@@ -105,6 +105,31 @@ def checkpoint_check(line: str, number: int, ring: AuditKeyRing) -> CheckpointLi
     if not macs_equal(checkpoint_mac(checkpoint.as_dict(), key), checkpoint.checkpoint_mac):
         return CheckpointLine(number, checkpoint, "its own MAC does not match its contents under its key")
     return CheckpointLine(number, checkpoint)
+
+
+_FIELD_TYPES = {
+    "format": str,
+    "sequence": int,
+    "mac": str,
+    "published_at": str,
+    "key_id": str,
+    "legacy_until": int,
+    "reason": str,
+    "checkpoint_mac": str,
+}
+
+
+def _well_typed(checkpoint: Checkpoint) -> bool:
+    """Every field of the type it must have (a line with ``"key_id": ["a"]`` is junk, not a crash)."""
+    for name, kind in _FIELD_TYPES.items():
+        value = getattr(checkpoint, name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return False
+    try:
+        checkpoint.published  # noqa: B018 - parses, or the line is junk
+    except ValueError:
+        return False
+    return checkpoint.sequence >= 0 and checkpoint.legacy_until >= 0
 
 
 def checkpoints_read(path: Path | None = None) -> list[CheckpointLine]:

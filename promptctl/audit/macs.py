@@ -58,6 +58,8 @@ def event_payload(event: AuditEvent) -> dict[str, Any]:
     }
     if event.key_id != LEGACY_KEY_ID:
         payload["key_id"] = event.key_id
+    if event.token_ref:  # only when set, so events without a token keep the MACs they were written with
+        payload["token_ref"] = event.token_ref
     return payload
 
 

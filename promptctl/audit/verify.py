@@ -25,6 +25,7 @@ Rules, and why:
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +34,7 @@ from django.utils import timezone
 
 from promptctl.audit.checkpoints import Checkpoint, checkpoint_path, checkpoints_read
 from promptctl.audit.keys import audit_key_ring
-from promptctl.audit.macs import GENESIS_HASH, LEGACY_KEY_ID, event_mac, legacy_event_hash, macs_equal
+from promptctl.audit.macs import GENESIS_HASH, LEGACY_KEY_ID, event_mac, legacy_event_hash, macs_equal, timestamp
 from promptctl.models import AuditChainHead, AuditEvent
 from promptctl.registry import registry
 
@@ -49,6 +50,7 @@ KIND_NAMES = {
     "checkpoint_forged": "missing or forged checkpoint",
     "head_mismatch": "chain head tampered",
     "state_drift": "live state differs from the record",
+    "checkpoints_missing": "checkpoint file missing",
 }
 
 
@@ -178,6 +180,41 @@ class _Findings:
         self.items.append(AuditFinding(kind, sequence, detail, sequence))
 
 
+CHUNK = 2000
+
+
+def _events_in_order():
+    """Every event in chain order as ``(event, None)``; a row the ORM cannot even read as ``(None, why)``."""
+    keys = list(AuditEvent.objects.order_by("sequence", "pk").values_list("pk", flat=True))
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        try:
+            rows = AuditEvent.objects.in_bulk(chunk)
+        except (ValueError, TypeError, AttributeError):
+            rows = {}
+            for pk in chunk:
+                try:
+                    rows[pk] = AuditEvent.objects.get(pk=pk)
+                except (ValueError, TypeError, AttributeError) as error:
+                    yield None, f"row id {pk}: {type(error).__name__}: {error}"
+        for pk in chunk:
+            if pk in rows:
+                yield rows[pk], None
+
+
+def _readable(event: AuditEvent) -> bool:
+    try:
+        return (
+            isinstance(event.sequence, int)
+            and isinstance(event.hash, str)
+            and isinstance(event.previous_hash, str)
+            and isinstance(event.key_id, str)
+            and bool(timestamp(event.occurred_at))
+        )
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
 def audit_verify() -> AuditVerification:
     """Walk every event in order, compare with every checkpoint, and report each thing that is wrong."""
     ring = audit_key_ring()
@@ -198,7 +235,11 @@ def audit_verify() -> AuditVerification:
     legacy_until = max((checkpoint.legacy_until for checkpoint in valid), default=None)
 
     previous_sequence, previous_hash, checked, keyed_seen = 0, GENESIS_HASH, 0, False
-    for event in AuditEvent.objects.order_by("sequence").iterator(chunk_size=2000):
+    for event, unreadable in _events_in_order():
+        if event is None or not _readable(event):
+            # A row an insider wrote with the wrong types: named, and the walk goes on past it.
+            findings.add("edited", None, f"an audit row cannot be read as an event ({unreadable or 'wrong types'}).")
+            continue
         sequence = event.sequence
         if sequence != previous_sequence + 1:
             findings.add(
@@ -265,6 +306,24 @@ def audit_verify() -> AuditVerification:
     head = AuditChainHead.objects.filter(pk=1).first()
     head_state = (head.sequence, head.hash) if head is not None else (0, GENESIS_HASH)
     highest = max(valid, key=lambda checkpoint: checkpoint.sequence, default=None)
+    if highest is None:
+        # Every pin move publishes a checkpoint on commit: a chain with one, older than the checkpoint timer's
+        # grace (twice its interval), and a file with none lost its file.
+        grace = dt.timedelta(seconds=2 * settings.PROMPTCTL_AUDIT_CHECKPOINT_SECONDS)
+        moved = (
+            AuditEvent.objects.filter(verb="pin.move", occurred_at__lt=timezone.now() - grace)
+            .order_by("sequence")
+            .values_list("sequence", flat=True)
+            .first()
+        )
+        if moved is not None:
+            findings.add(
+                "checkpoints_missing",
+                None,
+                f"the chain records pin moves (the first at #{moved}), each of which publishes a checkpoint, but "
+                f"{checkpoint_path()} holds none: the file was deleted or emptied, or PROMPTCTL_AUDIT_CHECKPOINT_FILE "
+                "points somewhere new. Restore it from where checkpoints are shipped.",
+            )
     if highest is not None and highest.sequence > previous_sequence:
         rewound = head_state == (previous_sequence, previous_hash)
         if checked == 0:

@@ -76,18 +76,12 @@ def agent_list(options, out):
                 f"{agent.outside_count} outside" if agent.outside_count else "-",
             ]
         )
-        data.append(
-            {
-                "name": agent.name,
-                "remote_id": agent.remote_id,
-                "pins": {channel: selectors.pin_as_dict(pin) for channel, pin in sorted(pins.items())},
-                "versions": agent.version_count,
-                "drift": agent.outside_count,
-            }
-        )
+        data.append(selectors.agent_summary_as_dict(agent))
     out.table(rows, ["agent", "remote id", "production", "other pins", "versions", "drift"])
     if not rows:
-        out.human("No agents yet: `promptctl agent create --name NAME --model MODEL --system-file FILE --as USER`.")
+        out.human(
+            "No agents yet: `promptctl agent create --name NAME --model MODEL --system-file FILE` (with $PROMPTCTL_TOKEN set)."
+        )
     return data
 
 
@@ -136,7 +130,7 @@ def agent_status(options, out):
 
 def agent_sync(options, out):
     agent = selectors.agent_get(name=options.agent)
-    actor = actor_from_options(options) if options.actor else None
+    actor = actor_from_options(options, required=False)
     result = services.agent_sync(agent=agent, actor=actor)
     if result.new_versions:
         for version in result.new_versions:

@@ -65,8 +65,7 @@ def register(groups) -> None:
 
 
 def _fresh(change_id: int) -> dict:
-    change = selectors.change_request_list().get(pk=change_id)
-    return selectors.change_request_as_dict(change)
+    return selectors.change_request_fresh_as_dict(change_id=change_id)
 
 
 def change_request(options, out):
@@ -120,7 +119,7 @@ def change_apply(options, out):
         out.human(
             f"Applied change request #{change.pk}: {pin.agent.name}/{pin.channel} pin is now v{pin.version.number}{canary}."
         )
-    return {"change_request": _fresh(change.pk), "pin": {"channel": pin.channel, **selectors.pin_as_dict(pin)}}
+    return selectors.change_applied_as_dict(change=change, pin=pin)
 
 
 def change_withdraw(options, out):
@@ -159,11 +158,7 @@ def change_list(options, out):
 
 def change_show(options, out):
     change = selectors.change_request_get(change_id=options.id)
-    data = _fresh(change.pk)
-    data["decisions"] = [
-        {"reviewer": a.reviewer.username, "decision": a.decision, "comment": a.comment, "at": a.created_at.isoformat()}
-        for a in change.approvals.select_related("reviewer")
-    ]
+    data = selectors.change_request_fresh_as_dict(change_id=change.pk, with_decisions=True)
     out.human(
         f"#{data['id']} {data['kind']} {data['agent']}/{data['channel']}: "
         f"{'v' + str(data['base_version']) if data['base_version'] else '(no pin)'} → v{data['target_version']}"

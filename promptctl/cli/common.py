@@ -1,14 +1,15 @@
-"""Helpers shared by CLI groups: acting user, agent lookup, output."""
+"""Helpers shared by CLI groups: the acting user (proven by ``$PROMPTCTL_TOKEN``), output."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
-from django.contrib.auth import get_user_model
-
+from promptctl import services
 from promptctl.errors import DomainError
+from promptctl.services import TokenPrincipal
 
 
 class Output:
@@ -36,20 +37,60 @@ class Output:
         self.stream.write(json.dumps(data, indent=2, default=str, sort_keys=True) + "\n")
 
 
+TOKEN_ENV = "PROMPTCTL_TOKEN"
+
+
 def add_actor_argument(parser, *, required: bool = True) -> None:
-    parser.add_argument("--as", dest="actor", required=required, metavar="USER", help="the acting user")
+    """The command acts as a person: the owner of ``PROMPTCTL_TOKEN``; ``--as`` only asserts who that is."""
+    parser.add_argument(
+        "--as",
+        dest="actor",
+        metavar="USER",
+        help=f"assert the acting user: must be the owner of ${TOKEN_ENV} (the token decides who acts)",
+    )
+    parser.set_defaults(actor_required=required)
 
 
-def actor_from_options(options) -> Any:
-    """The user named by ``--as``; refusing unknown or inactive users by name."""
-    username = getattr(options, "actor", None)
-    if not username:
-        raise DomainError("No acting user: pass --as USER (see `promptctl user add`).")
-    user_model = get_user_model()
-    try:
-        user = user_model.objects.get(username=username)
-    except user_model.DoesNotExist:
-        raise DomainError(f"Unknown user {username!r}: create it with `promptctl user add {username} --role ...`.")
-    if not user.is_active:
-        raise DomainError(f"User {username!r} is inactive and cannot act.")
-    return user
+def cli_principal(options) -> TokenPrincipal | None:
+    """Who a person-acting command acts as: the owner of ``$PROMPTCTL_TOKEN``, checked now.
+
+    ``--as`` never chooses the actor (anyone can type a name); it must match the
+    token's user. A read-only token cannot act. Without a token, a command whose
+    actor is optional runs as the operator (recorded with no actor).
+    """
+    claimed = getattr(options, "actor", None)
+    secret = os.environ.get("PROMPTCTL_TOKEN", "").strip()
+    if not secret:
+        if claimed:
+            raise DomainError(
+                f"--as {claimed} needs {claimed}'s own token: set {TOKEN_ENV} to a personal token of {claimed} "
+                "(admin: Personal tokens, or `promptctl token create`); --as alone proves nothing."
+            )
+        if getattr(options, "actor_required", True):
+            raise DomainError(
+                f"No token: this command acts as a person, so set {TOKEN_ENV} to your personal token "
+                "(admin: Personal tokens, or `promptctl token create`)."
+            )
+        return None
+    principal = services.token_authenticate(secret=secret)
+    if claimed and claimed != principal.user.username:
+        raise DomainError(
+            f"--as {claimed} does not match the token's user {principal.user.username}: a token acts only as its "
+            f"owner. Use {claimed}'s own token, or drop --as."
+        )
+    if principal.read_only:
+        raise DomainError(
+            f"Token {principal.name!r} of {principal.user.username} is read-only and cannot act: use a token "
+            "without --read-only for changes."
+        )
+    return principal
+
+
+def actor_from_options(options, *, required: bool = True) -> Any:
+    """The user the command acts as (``cli_principal``, resolved by the command before the handler runs)."""
+    principal = getattr(options, "principal", None)
+    if principal is None:
+        if required:
+            raise DomainError(f"No token: set {TOKEN_ENV} to your personal token (`promptctl token create`).")
+        return None
+    return principal.user

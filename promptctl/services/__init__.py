@@ -33,7 +33,20 @@ from promptctl.services.changes import (
     change_request_reject,
     change_request_withdraw,
 )
+from promptctl.services.notifications import change_notify, notification_email_send, webhook_delivery_attempt
+from promptctl.services.tokens import (
+    IssuedToken,
+    TokenPrincipal,
+    TokenRefused,
+    token_authenticate,
+    token_create,
+    token_get,
+    token_owner_get,
+    token_revoke,
+    user_is_bot,
+)
 from promptctl.services.users import (
+    BOTS,
     REQUESTERS,
     REVIEWERS,
     ROLE_PERMISSIONS,
@@ -42,10 +55,21 @@ from promptctl.services.users import (
     user_create,
 )
 from promptctl.services.versions import version_create
+from promptctl.services.webhooks import (
+    IssuedWebhook,
+    webhook_create,
+    webhook_delivery_retry,
+    webhook_update,
+)
 
 __all__ = [
+    "BOTS",
     "DEFAULT_ENVIRONMENT",
+    "IssuedWebhook",
     "REQUESTERS",
+    "IssuedToken",
+    "TokenPrincipal",
+    "TokenRefused",
     "REVIEWERS",
     "ROLES",
     "ROLE_PERMISSIONS",
@@ -58,7 +82,19 @@ __all__ = [
     "change_request_create",
     "change_request_reject",
     "change_request_withdraw",
+    "change_notify",
+    "notification_email_send",
     "roles_ensure",
+    "token_authenticate",
+    "token_create",
+    "token_get",
+    "token_owner_get",
+    "token_revoke",
     "user_create",
+    "user_is_bot",
     "version_create",
+    "webhook_create",
+    "webhook_delivery_attempt",
+    "webhook_delivery_retry",
+    "webhook_update",
 ]

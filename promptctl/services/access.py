@@ -20,14 +20,20 @@ Rules, and why:
   nobody's.
 - A known actor without ``auth.change_user`` (users) or ``auth.change_group``
   (groups) is refused before anything is written (``access_change_check``).
-- Raw SQL against the database file bypasses the ORM and so this record; that
-  is what the keyed audit chain's checkpoints and the database roles are for
-  (docs/OPERATIONS.md).
+- Passwords set through any door are recorded too (``user.credentials``: a
+  fingerprint of the stored hash, never the hash), so a reviewer's password
+  reset in the database, to approve as them, is named by ``audit verify``.
+- User names are ASCII (``username_check``): no name can pass for another.
+- Raw SQL against the database bypasses the ORM and so this record; what it
+  changes is named by ``audit verify`` (``promptctl.record_checks``), and the
+  database roles refuse it to the app's own login (docs/OPERATIONS.md).
 """
 
 from __future__ import annotations
 
 import contextvars
+import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -37,6 +43,8 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from promptctl.audit import audit_record
+from promptctl.errors import DomainError
+from promptctl.middleware import token_user_current
 from promptctl.services.common import permission_require
 
 ACCESS_FIELDS = ("is_active", "is_staff", "is_superuser")
@@ -56,8 +64,8 @@ def acting_user_bind(user: Any) -> Iterator[Any]:
 
 
 def acting_user_current() -> Any:
-    """The user bound by ``acting_user_bind``, else the signed-in user of the web request being served, else None."""
-    bound = _acting_user.get()
+    """The user bound by ``acting_user_bind`` or the request's token, else the signed-in user of the web request being served, else None."""
+    bound = _acting_user.get() or token_user_current()  # the request's personal token (promptctl.api_auth)
     if bound is not None:
         return bound
     from simple_history.models import HistoricalRecords  # the request its middleware keeps for history rows
@@ -138,6 +146,39 @@ def access_change_record(*, target: Any, before: dict[str, Any], after: dict[str
             object_type="auth.group" if isinstance(target, Group) else "auth.user",
             before=_changed(before, after),
             after=_changed(after, before),
+        )
+
+
+def credential_fingerprint(password_hash: str) -> str:
+    """What the trail keeps of a password: SHA-256 of its stored hash (salted already), never the hash itself."""
+    return hashlib.sha256(password_hash.encode("utf-8")).hexdigest()
+
+
+def credentials_change_record(*, user: Any) -> None:
+    """Audit that ``user``'s password was set (whoever set it, and through whatever door); no check, only the record.
+
+    ``audit verify`` compares the fingerprint with the stored hash, so a
+    password written straight into the database is named.
+    """
+    with transaction.atomic():
+        audit_record(
+            actor=acting_user_current(),
+            verb="user.credentials",
+            target=user,
+            object_type="auth.user",
+            after={"fingerprint": credential_fingerprint(user.password), "usable": user.has_usable_password()},
+        )
+
+
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@+-]{1,150}$")
+
+
+def username_check(username: str) -> None:
+    """ASCII names only: a reviewer called "bоb" (Cyrillic о) or "bob\u200b" must not read as bob in the trail."""
+    if not USERNAME_PATTERN.match(username or ""):
+        raise DomainError(
+            f"User name {username!r} is not allowed: use ASCII letters, digits and . _ @ + - only (at most 150), "
+            "so that no name can pass for another in the audit trail."
         )
 
 

@@ -28,8 +28,10 @@ from promptctl.models import PRODUCTION, Agent, Approval, ChangeRequest, Pin
 from promptctl.records import saved_by
 from promptctl.registry import change_applier, promotion_gate
 from promptctl.selectors import change_request_decisions, previously_pinned_numbers
-from promptctl.services.common import _change_snapshot, _pin_snapshot, _require
+from promptctl.services.common import ChangeConflict, PermissionRefused, _change_snapshot, _pin_snapshot, _require
+from promptctl.services.notifications import change_notify
 from promptctl.services.routes import route_request_create
+from promptctl.services.users import BOTS
 
 _CHANNEL = re.compile(r"^[a-z][a-z0-9-]{0,49}$")
 
@@ -141,6 +143,7 @@ def change_request_create(
         audit_record(
             actor=actor, verb="change.request", target=change, agent_id=agent.pk, after=_change_snapshot(change)
         )
+        change_notify(change=change, event="canary.tripped" if filed_by_promptctl else "change.filed", actor=actor)
     return change
 
 
@@ -152,7 +155,7 @@ def _change_locked(change: ChangeRequest) -> ChangeRequest:
     )
 
 
-def _state_refusal(change: ChangeRequest, doing: str) -> DomainError:
+def _state_refusal(change: ChangeRequest, doing: str) -> ChangeConflict:
     status = change.status
     if status == ChangeRequest.Status.APPLIED:
         why = "it was already applied"
@@ -166,7 +169,7 @@ def _state_refusal(change: ChangeRequest, doing: str) -> DomainError:
         why = "it is already approved and waits to be applied"
     else:
         why = f"it is {status}"
-    return DomainError(f"Cannot {doing} change request #{change.pk}: {why}.")
+    return ChangeConflict(f"Cannot {doing} change request #{change.pk}: {why}.")
 
 
 def _close(change: ChangeRequest, *, status: str, actor: Any, reason: str) -> None:
@@ -187,15 +190,20 @@ def _close(change: ChangeRequest, *, status: str, actor: Any, reason: str) -> No
 
 
 def _require_reviewer(reviewer: Any, change: ChangeRequest, doing: str) -> None:
+    if reviewer.groups.filter(name=BOTS).exists():
+        raise PermissionRefused(
+            f"{reviewer.username} is a service account (a bot) and cannot {doing} change request #{change.pk}: "
+            "only a person may pass the four-eyes gate. Ask a reviewer to decide."
+        )
     if reviewer.pk == change.requested_by_id:
-        raise DomainError(
+        raise PermissionRefused(
             f"{reviewer.username} filed change request #{change.pk} and cannot {doing} it: "
             "a different reviewer must decide (four-eyes rule; this applies to admins too)."
         )
     _require(reviewer, "approve_changerequest", f"{doing} change requests")
     group = change.agent.approver_group
     if not reviewer.groups.filter(name=group).exists():
-        raise DomainError(
+        raise PermissionRefused(
             f"{reviewer.username} may not {doing} changes to {change.agent.name}: only members of the "
             f"{group!r} group may. Ask an admin to add them, or to pick another reviewer."
         )
@@ -240,6 +248,7 @@ def change_request_approve(*, change: ChangeRequest, reviewer: Any, comment: str
                 before=before,
                 after=_change_snapshot(change),
             )
+        change_notify(change=change, event="change.approved", actor=reviewer)
     return approval
 
 
@@ -262,6 +271,7 @@ def change_request_reject(*, change: ChangeRequest, reviewer: Any, comment: str)
             actor=reviewer,
             reason=f"rejected by {reviewer.username}: {comment}",
         )
+        change_notify(change=change, event="change.rejected", actor=reviewer)
     return approval
 
 
@@ -277,6 +287,7 @@ def change_request_withdraw(*, change: ChangeRequest, actor: Any) -> ChangeReque
         if change.status not in ChangeRequest.OPEN_STATUSES:
             raise _state_refusal(change, "withdraw")
         _close(change, status=ChangeRequest.Status.WITHDRAWN, actor=actor, reason=f"withdrawn by {actor.username}")
+        change_notify(change=change, event="change.withdrawn", actor=actor)
     return change
 
 
@@ -381,7 +392,8 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                     reason=_moved_message(change=other, pin=pin),
                 )
     if superseded_message is not None:
-        raise DomainError(superseded_message)
+        raise ChangeConflict(superseded_message)
+    change_notify(change=change, event="change.applied", actor=actor)
     assert pin is not None  # moved just now, or (route) the production pin the request was filed on
     return pin
 

@@ -15,6 +15,14 @@ from promptctl.models import Agent, AgentVersion, ChangeRequest, Pin
 from promptctl.selectors import change_request_as_dict
 
 
+class PermissionRefused(DomainError):
+    """The actor may not do this (missing permission, or the four-eyes rule); the API answers 403."""
+
+
+class ChangeConflict(DomainError):
+    """The request no longer fits the state it was filed or judged against (decided, superseded); the API answers 409."""
+
+
 def permission_require(*, user: Any, permission: str, doing: str, next_step: str) -> None:
     """Refuse unless ``user`` is active and holds ``permission`` ("app_label.codename"); every app's services use it.
 
@@ -22,7 +30,7 @@ def permission_require(*, user: Any, permission: str, doing: str, next_step: str
     """
     if user is None or not user.is_active or not user.has_perm(permission):
         who = getattr(user, "username", None) or "An anonymous user"
-        raise DomainError(f"{who} may not {doing}: that needs the {permission} permission. {next_step}")
+        raise PermissionRefused(f"{who} may not {doing}: that needs the {permission} permission. {next_step}")
 
 
 def _require(user: Any, permission: str, doing: str) -> None:

@@ -22,6 +22,7 @@ from promptctl.models import PRODUCTION, Agent, ChangeRequest, Pin
 from promptctl.records import saved_by
 from promptctl.registry import change_applier
 from promptctl.services.common import _change_snapshot
+from promptctl.services.notifications import change_notify
 
 
 def route_request_create(
@@ -69,4 +70,5 @@ def route_request_create(
         audit_record(
             actor=actor, verb="change.request", target=change, agent_id=agent.pk, after=_change_snapshot(change)
         )
+        change_notify(change=change, event="change.filed", actor=actor)
     return change

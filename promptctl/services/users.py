@@ -1,4 +1,14 @@
-"""Users and their roles: the role groups and the permissions each holds, and creating staff users."""
+"""Users and their roles: the role groups and the permissions each holds, and creating staff users.
+
+Roles: ``requester``, ``reviewer``, ``admin`` (a superuser in both groups) and
+``bot``, a service account for CI: requester permissions plus membership of
+``bots``, which the approval services refuse (``change_request_approve`` and
+``_reject``), so a bot's token can file and apply changes but never pass the
+four-eyes gate, even if someone later adds it to a reviewer group.
+
+The first admin is made by the operator without an actor (bootstrap); every
+later user is made by an actor holding ``auth.add_user``.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +23,12 @@ from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.registry import registry
 from promptctl.services.access import access_recorded_by_service
+from promptctl.services.common import permission_require
 
 REQUESTERS = "requesters"
 REVIEWERS = "reviewers"
-ROLES = ("requester", "reviewer", "admin")
+BOTS = "bots"
+ROLES = ("requester", "reviewer", "admin", "bot")
 
 # Who may do what in change control, as "app_label.codename"; apps above add theirs through the
 # registry (frozen copies live in promptctl migration 0003 and evals migration 0002;
@@ -65,8 +77,18 @@ def roles_ensure() -> dict[str, Group]:
     return groups
 
 
-def user_create(*, username: str, role: str, password: str | None = None, email: str = "") -> Any:
-    """A staff user in the role's group; ``admin`` is a superuser in both groups (so they may also review)."""
+def user_create(*, username: str, role: str, password: str | None = None, email: str = "", actor: Any = None) -> Any:
+    """A staff user in the role's group; ``admin`` is a superuser in both groups (so they may also review).
+
+    ``actor`` None is the operator's own bootstrap (and the demo); a given actor needs ``auth.add_user``.
+    """
+    if actor is not None:
+        permission_require(
+            user=actor,
+            permission="auth.add_user",
+            doing="create users",
+            next_step="Ask an admin to add the user.",
+        )
     if role not in ROLES:
         raise DomainError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
     user_model = get_user_model()
@@ -74,7 +96,7 @@ def user_create(*, username: str, role: str, password: str | None = None, email:
         raise DomainError(f"User {username!r} already exists (or the name is empty): pick another name.")
     groups = roles_ensure()
     with transaction.atomic(), access_recorded_by_service():
-        user = user_model(username=username, email=email, is_staff=True, is_superuser=(role == "admin"))
+        user = user_model(username=username, email=email, is_staff=(role != "bot"), is_superuser=(role == "admin"))
         if password:
             user.set_password(password)
         else:
@@ -84,7 +106,9 @@ def user_create(*, username: str, role: str, password: str | None = None, email:
             user.groups.add(groups[REQUESTERS])
         elif role == "reviewer":
             user.groups.add(groups[REVIEWERS])
+        elif role == "bot":
+            user.groups.add(groups[REQUESTERS], Group.objects.get_or_create(name=BOTS)[0])
         else:
             user.groups.add(groups[REQUESTERS], groups[REVIEWERS])
-        audit_record(actor=None, verb="user.create", target=user, after={"username": username, "role": role})
+        audit_record(actor=actor, verb="user.create", target=user, after={"username": username, "role": role})
     return user

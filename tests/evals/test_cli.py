@@ -13,6 +13,7 @@ from django.core.management import call_command
 
 from evals.models import Comparison, EvalRun
 from promptctl.models import Pin
+from tests.cli_support import token_env_for_as
 from tests.evals.support import TICKETS, execute_all
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,8 @@ def promptctl(*args: str, expect_exit: int = 0) -> tuple[dict | list | None, str
     stdout, stderr = io.StringIO(), io.StringIO()
     code = 0
     try:
-        call_command("promptctl", "--json", *args, stdout=stdout, stderr=stderr)
+        with token_env_for_as(args):
+            call_command("promptctl", "--json", *args, stdout=stdout, stderr=stderr)
     except SystemExit as exit_:
         code = exit_.code
     assert code == expect_exit, (code, stderr.getvalue(), stdout.getvalue())

@@ -14,6 +14,7 @@ from evals.models import EvalRun, TestSet
 from promptctl import services as promptctl_services
 from promptctl.errors import DomainError
 from promptctl.models import AuditEvent, ChangeRequest, Pin
+from tests.cli_support import token_env, token_secret_for
 from tests.evals.support import TICKETS, execute_all
 
 pytestmark = pytest.mark.usefixtures("generous_budget")
@@ -95,9 +96,18 @@ def test_cli_import_of_a_gating_set_names_the_acting_user(agent, gating_set, req
     with pytest.raises(SystemExit):
         call_command("promptctl", "testset", "import", str(path), "--name", "support-tickets", stderr=stderr)
     assert "An anonymous user may not change the gating test set" in stderr.getvalue()
-    call_command(
-        "promptctl", "testset", "import", str(path), "--name", "support-tickets", "--as", "gina", stdout=io.StringIO()
-    )
+    with token_env(token_secret_for(gatekeeper)):
+        call_command(
+            "promptctl",
+            "testset",
+            "import",
+            str(path),
+            "--name",
+            "support-tickets",
+            "--as",
+            "gina",
+            stdout=io.StringIO(),
+        )
     assert AuditEvent.objects.get(verb="testset.gating_version").after["removed"] == ["TKT-1002"]
 
 

@@ -32,3 +32,36 @@ def checkpointed_history(agent, requester, reviewer, django_capture_on_commit_ca
     events = list(AuditEvent.objects.order_by("sequence"))
     assert len(events) >= 8
     return events
+
+
+@pytest.fixture
+def webhook_receiver():
+    """A real HTTP receiver on loopback that records and verifies signed deliveries (``tests.promptctl.webhook_support``)."""
+    from tests.promptctl.webhook_support import Receiver
+
+    receiver = Receiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def eager_tasks():
+    """Celery tasks run in the calling thread (for tests of what a task does, not of workers)."""
+    from config.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def webhook_workers(transactional_db, emulator):
+    """Real Celery worker processes for delivery tests (``tests.evals.support.Workers``)."""
+    from tests.evals.support import Workers
+
+    pool = Workers(emulator_url=emulator.base_url)
+    pool.purge()
+    yield pool
+    pool.stop_all()
+    pool.purge()

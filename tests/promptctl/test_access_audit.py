@@ -23,6 +23,7 @@ from promptctl.models import AuditEvent
 from promptctl.services.access import acting_user_bind
 from tests.browser_support import admin_login
 from tests.change_control_support import PASSWORD
+from tests.cli_support import token_env, token_secret_for
 
 
 def _events(verb: str, **filters) -> list[AuditEvent]:
@@ -89,16 +90,21 @@ def test_shell_changes_are_recorded_without_an_actor_from_either_side_of_the_rel
 @pytest.mark.django_db
 def test_group_permission_changes_are_recorded_and_saves_that_change_no_access_are_not():
     reviewers = services.roles_ensure()[services.REVIEWERS]
-    before = AuditEvent.objects.count()
+    before = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first() or 0
+
+    def verbs() -> list[str]:
+        return list(AuditEvent.objects.filter(sequence__gt=before).order_by("sequence").values_list("verb", flat=True))
+
     user = services.user_create(username="victor", role="reviewer", password=PASSWORD)
-    assert AuditEvent.objects.count() == before + 1  # the service's own event, no copy from the edge
+    # The service's own event (no copy from the edge), and the password it set.
+    assert verbs() == ["user.credentials", "user.create"]
 
     user.set_password("another-one")
     user.first_name = "Victor"
-    user.save()
+    user.save()  # a new password: recorded; a new first name: not access
     user.last_login = user.date_joined
-    user.save(update_fields=["last_login"])
-    assert AuditEvent.objects.count() == before + 1
+    user.save(update_fields=["last_login"])  # not recorded
+    assert verbs() == ["user.credentials", "user.create", "user.credentials"]
 
     pin_change = Permission.objects.get(content_type__app_label="promptctl", codename="change_pin")
     last = AuditEvent.objects.order_by("-sequence").values_list("sequence", flat=True).first()
@@ -150,11 +156,13 @@ def test_api_keys_issued_and_revoked_are_recorded_without_their_secret(emulator,
 
 
 @pytest.mark.django_db
-def test_the_cli_records_access_changes_as_its_as_user(capsys):
+def test_the_cli_records_access_changes_as_its_token_user(capsys):
     admin = services.user_create(username="root", role="admin", password=PASSWORD)
-    call_command("promptctl", "user", "add", "carol", "--role", "reviewer")
+    with token_env(token_secret_for(admin)):
+        call_command("promptctl", "user", "add", "carol", "--role", "reviewer")
     carol = get_user_model().objects.get(username="carol")
-    assert len(_events("user.create", object_id=str(carol.pk))) == 1
+    [created] = _events("user.create", object_id=str(carol.pk))
+    assert created.actor_id == admin.pk and created.token_ref.split(":")[1].startswith("pctlu_")
     with acting_user_bind(admin):
         carol.groups.clear()
     assert _events("user.access", object_id=str(carol.pk))[-1].actor_id == admin.pk

@@ -17,12 +17,14 @@ from promptctl import services
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion, AuditEvent
 from tests.change_control_support import V1, V2
+from tests.cli_support import token_env_for_as
 
 
 def run(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     try:
-        call_command("promptctl", *args, stdout=out, stderr=err)
+        with token_env_for_as(args):
+            call_command("promptctl", *args, stdout=out, stderr=err)
     except SystemExit as exit_:
         return int(exit_.code), out.getvalue(), err.getvalue()
     return 0, out.getvalue(), err.getvalue()

@@ -9,12 +9,14 @@ import pytest
 from django.core.management import call_command
 
 from tests.change_control_support import CHANNEL, V1, V2
+from tests.cli_support import token_env_for_as
 
 
 def run(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     try:
-        call_command("promptctl", *args, stdout=out, stderr=err)
+        with token_env_for_as(args):
+            call_command("promptctl", *args, stdout=out, stderr=err)
     except SystemExit as exit_:
         return int(exit_.code), out.getvalue(), err.getvalue()
     return 0, out.getvalue(), err.getvalue()
@@ -36,12 +38,12 @@ def prompt_files(tmp_path):
 
 @pytest.fixture
 def people(db):
-    assert run_json("user", "add", "rita", "--role", "requester")["groups"] == ["requesters"]
-    assert run_json("user", "add", "victor", "--role", "reviewer", "--password", "pw-for-victor")["groups"] == [
-        "reviewers"
-    ]
-    admin = run_json("user", "add", "ada", "--role", "admin")
+    admin = run_json("user", "add", "ada", "--role", "admin")  # the bootstrap: no superuser yet, no token
     assert admin["is_superuser"] is True
+    assert run_json("user", "add", "rita", "--role", "requester", "--as", "ada")["groups"] == ["requesters"]
+    assert run_json("user", "add", "victor", "--role", "reviewer", "--password", "pw-for-victor", "--as", "ada")[
+        "groups"
+    ] == ["reviewers"]
 
 
 def test_the_whole_flow_from_the_command_line(emulator, people, prompt_files):
@@ -155,8 +157,8 @@ def test_refusals_are_one_line_with_exit_one(db, people, prompt_files):
     cases = [
         (("agent", "status", "--agent", "nope"), "No agent named 'nope'"),
         (("change", "approve", "999", "--as", "victor"), "No change request #999"),
-        (("change", "approve", "1", "--as", "ghost"), "Unknown user 'ghost'"),
-        (("user", "add", "rita", "--role", "reviewer"), "already exists"),
+        (("change", "approve", "1", "--as", "ghost"), "--as ghost needs ghost's own token"),
+        (("user", "add", "rita", "--role", "reviewer", "--as", "ada"), "already exists"),
         (
             (
                 "agent",

@@ -10,6 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from promptctl.errors import DomainError
+from tests.cli_support import token_env_for_as
 from tests.triage.support import Api, ticket
 from triage import services
 from triage.models import ApiKey, ApiKeyUsage
@@ -18,7 +19,8 @@ from triage.models import ApiKey, ApiKeyUsage
 def run_cli(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     try:
-        call_command("promptctl", *args, stdout=out, stderr=err)
+        with token_env_for_as(args):
+            call_command("promptctl", *args, stdout=out, stderr=err)
         code = 0
     except SystemExit as exit_:
         code = exit_.code or 0

@@ -18,6 +18,7 @@ from django.urls import reverse
 from promptctl import services as change_services
 from promptctl.errors import DomainError
 from promptctl.models import AuditEvent, ChangeRequest, Pin
+from tests.cli_support import token_env, token_secret_for
 from tests.triage.support import ProductionAgent, ticket
 from triage import services
 from triage.models import RoutingPolicy
@@ -131,14 +132,16 @@ def test_a_route_request_cannot_move_a_pin_in_the_database(production, people):
 def test_the_cli_files_and_applies_a_route_request(production, people):
     other = ProductionAgent(people, name="other", default=False)
     out = io.StringIO()
-    call_command(
-        "promptctl", "change", "request", "--agent", "other", "--kind", "route", "--reason", "serve it",
-        "--as", "rita", stdout=out,
-    )  # fmt: skip
+    with token_env(token_secret_for(people.requester)):
+        call_command(
+            "promptctl", "change", "request", "--agent", "other", "--kind", "route", "--reason", "serve it",
+            "--as", "rita", stdout=out,
+        )  # fmt: skip
     change = ChangeRequest.objects.get(kind="route", agent=other.agent)
     assert f"Filed change request #{change.pk}: route other/production → v{other.v1}" in out.getvalue()
-    call_command("promptctl", "change", "approve", str(change.pk), "--as", "victor", stdout=io.StringIO())
     out = io.StringIO()
-    call_command("promptctl", "change", "apply", str(change.pk), "--as", "victor", stdout=out)
+    with token_env(token_secret_for(people.reviewer)):
+        call_command("promptctl", "change", "approve", str(change.pk), "--as", "victor", stdout=io.StringIO())
+        call_command("promptctl", "change", "apply", str(change.pk), "--as", "victor", stdout=out)
     assert f"Applied change request #{change.pk}: other is now the default agent." in out.getvalue()
     assert RoutingPolicy.objects.get(is_default=True).agent == other.agent

@@ -27,3 +27,9 @@ def test_the_gating_set_dropped_in_the_database_is_named(production):
     as_owner(("UPDATE evals_testset SET gating = %s", [False]))
     (problem,) = _drift()
     assert "agent ticket-triage's gating test set is none, but the trail last recorded ticket-triage-gate v1" in problem
+
+
+def test_gating_tickets_relabelled_in_the_database_are_named(production):
+    as_owner(("UPDATE evals_testcase SET team = %s WHERE team = %s", ["api-platform", "billing"]))
+    (problem,) = _drift()
+    assert "ticket-triage-gate v1 holds" in problem and "no longer match its contents hash" in problem

@@ -27,7 +27,7 @@ from triage.services.common import _require
 
 def _route_command(agent_name: str) -> str:
     return (
-        f"`promptctl change request --agent {agent_name} --kind route --reason TEXT --as USER` (admin: Change "
+        f"`promptctl change request --agent {agent_name} --kind route --reason TEXT` (admin: Change "
         "requests › File a change request, kind 'make default agent'); a reviewer approves it, then it is applied"
     )
 

@@ -1,7 +1,8 @@
 """``python manage.py promptctl <group> <action> ...``: the scriptable front door.
 
 Human-readable output by default, ``--json`` for machines, exit 1 with a
-one-line reason on any refusal. Groups live in modules listed in
+one-line reason on any refusal. A command that acts as a person needs that
+person's token in ``$PROMPTCTL_TOKEN`` (``promptctl.cli.common.cli_principal``). Groups live in modules listed in
 ``promptctl.registry.registry.cli_groups``; each handler is a thin caller of services.
 """
 
@@ -10,12 +11,11 @@ from __future__ import annotations
 import importlib
 import sys
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 
-from promptctl.cli.common import Output
+from promptctl.cli.common import Output, cli_principal
 from promptctl.errors import DomainError
-from promptctl.middleware import request_id_bind
+from promptctl.middleware import request_id_bind, token_bind
 from promptctl.registry import registry
 from promptctl.services.access import acting_user_bind
 
@@ -51,9 +51,18 @@ class Command(BaseCommand):
             self.stderr.write("error: choose an action; see --help")
             sys.exit(2)
         try:
-            # One request id per command, so its audit events can be found together; access changes
-            # made by the command are recorded as the --as user's (promptctl.services.access).
-            with request_id_bind(), acting_user_bind(_named_user(getattr(namespace, "actor", None))):
+            # A person-acting command (one with --as) acts as the owner of $PROMPTCTL_TOKEN, checked here;
+            # others (bootstrap, audit, db roles, reads) are the operator's. One request id per command, so
+            # its audit events can be found together; they name the token, and access changes made by the
+            # command are recorded as the token's user's (promptctl.services.access).
+            principal = cli_principal(namespace) if "actor" in options else None
+            namespace.principal = principal
+            user = principal.user if principal is not None else None
+            with (
+                request_id_bind(),
+                token_bind(principal.ref if principal is not None else "", user),
+                acting_user_bind(user),
+            ):
                 result = handler(namespace, out)
         except DomainError as error:
             self.stderr.write(f"error: {error}")
@@ -65,10 +74,3 @@ class Command(BaseCommand):
             out.emit_json(result)
         if exit_code:
             sys.exit(exit_code)
-
-
-def _named_user(username: str | None):
-    """The active user ``--as`` names, or None (the handler itself refuses an unknown name, with the reason)."""
-    if not username:
-        return None
-    return get_user_model().objects.filter(username=username, is_active=True).first()

@@ -1,0 +1,3 @@
+"""Names every model module shares."""
+
+PRODUCTION = "production"

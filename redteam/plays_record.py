@@ -1,0 +1,94 @@
+"""Attacks on the record itself: the audit table, its chain head and its checkpoints."""
+
+from __future__ import annotations
+
+from redteam.context import Context, verify_outcome
+
+
+def control(context: Context) -> tuple[str, str]:
+    """The honest baseline must verify: a check that cries wolf would hide real findings."""
+    from promptctl.audit import audit_verify
+
+    result = audit_verify()
+    if result.ok:
+        return "clean", result.message
+    return "FALSE ALARM", result.message
+
+
+def audit_truncate(context: Context) -> tuple[str, str]:
+    context.owner_sql(["DELETE FROM promptctl_auditevent", "DELETE FROM promptctl_auditchainhead"])
+    return verify_outcome()
+
+
+def audit_delete_tail(context: Context) -> tuple[str, str]:
+    (last,) = context.rows("SELECT max(sequence) FROM promptctl_auditevent")[0]
+    keep = last - 5
+    context.owner_sql(
+        [
+            f"DELETE FROM promptctl_auditevent WHERE sequence > {keep}",
+            "UPDATE promptctl_auditchainhead SET sequence = (SELECT sequence FROM promptctl_auditevent "
+            f"WHERE sequence = {keep}), hash = (SELECT hash FROM promptctl_auditevent WHERE sequence = {keep})",
+        ]
+    )
+    return verify_outcome()
+
+
+def audit_rewrite(context: Context) -> tuple[str, str]:
+    """Make carol, not bob, the one who approved v2, then re-link and re-hash every later event and the head.
+
+    The attacker has the code and the database, not the key: they re-seal with
+    the formula anyone can compute (plain SHA-256, as events were sealed before
+    the keyed chain).
+    """
+    from promptctl.audit.macs import legacy_event_hash
+    from promptctl.models import AuditEvent
+
+    target = AuditEvent.objects.filter(actor_username="bob", verb__contains="approve").order_by("sequence").first()
+    events = list(AuditEvent.objects.filter(sequence__gte=target.sequence).order_by("sequence"))
+    previous = AuditEvent.objects.get(sequence=target.sequence - 1).hash
+    statements: list[str | tuple[str, list]] = []
+    for event in events:
+        if event.pk == target.pk:
+            event.actor_username = "carol"
+            event.actor_id = context.user("carol").pk
+        event.previous_hash = previous
+        event.key_id = ""
+        event.hash = legacy_event_hash(event)
+        previous = event.hash
+        statements.append(
+            (
+                "UPDATE promptctl_auditevent SET actor_username = %s, actor_id = %s, previous_hash = %s, "
+                "key_id = %s, hash = %s WHERE id = %s",
+                [event.actor_username, event.actor_id, event.previous_hash, event.key_id, event.hash, event.pk],
+            )
+        )
+    statements.append(("UPDATE promptctl_auditchainhead SET sequence = %s, hash = %s", [events[-1].sequence, previous]))
+    context.owner_sql(statements)
+    return verify_outcome()
+
+
+def junk_in_the_record(context: Context) -> tuple[str, str]:
+    """A checkpoint line with the wrong types and an audit row with a date that is not one: named, not a crash."""
+    from promptctl.audit.checkpoints import checkpoint_path
+    from promptctl.audit.keys import audit_key_ring
+
+    key_id = audit_key_ring().current.key_id
+    with checkpoint_path().open("a") as handle:
+        handle.write(
+            '{"format": "promptctl.audit.checkpoint/1", "sequence": 1, "mac": "x", "published_at": "x", '
+            f'"key_id": ["{key_id}"], "legacy_until": 0, "reason": "x", "checkpoint_mac": 5}}\n'
+        )
+    return verify_outcome()
+
+
+def checkpoints_deleted(context: Context) -> tuple[str, str]:
+    """The checkpoint file deleted, once the grace for the last pin move's checkpoint has passed."""
+    import time
+
+    from django.conf import settings
+
+    from promptctl.audit.checkpoints import checkpoint_path
+
+    time.sleep(2 * settings.PROMPTCTL_AUDIT_CHECKPOINT_SECONDS + 0.2)
+    checkpoint_path().unlink()
+    return verify_outcome()
