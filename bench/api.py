@@ -12,11 +12,9 @@ import asyncio
 import json
 import math
 import os
-import secrets
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -24,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.child import clean_child_run
 from config.children import ApiServer, child_env
 from config.processes import BASE_DIR
 from config.stack import free_port
@@ -37,8 +36,6 @@ from managed_agents.tickets import ticket_text
 # --database-url for PostgreSQL), so it never touches a real installation. The
 # emulator runs in a process of its own; the API runs as uvicorn workers; this
 # process drives the load with the same async HTTP stack the SDK uses.
-
-BENCH_CHILD = "PROMPTCTL_BENCH_CHILD"
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -406,28 +403,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     options = _arguments(argv)
-    if os.environ.get(BENCH_CHILD) != "1":
-        # Re-run in a clean environment: a temporary var dir and database, never the installation's own.
-        with tempfile.TemporaryDirectory(prefix="promptctl-bench-") as scratch:
-            env = {
-                **os.environ,
-                BENCH_CHILD: "1",
-                "PROMPTCTL_VAR_DIR": scratch,
-                "PROMPTCTL_RATE_LIMITER": "off",
-                "CELERY_BROKER_URL": "filesystem://localhost//",
-                # The API is measured as deployed: production settings (DEBUG off), plain HTTP on loopback.
-                "DJANGO_DEBUG": "false",
-                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-                "PROMPTCTL_AUDIT_KEY": secrets.token_urlsafe(48),
-                "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-                "DJANGO_SECURE_SSL_REDIRECT": "false",
-            }
-            env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-            env.pop("DATABASE_URL", None)
-            if options.database_url:
-                env["DATABASE_URL"] = options.database_url
-            argv_child = [sys.executable, "-m", "bench.api", *(argv if argv is not None else sys.argv[1:])]
-            return subprocess.call(argv_child, cwd=BASE_DIR, env=env)
+    exit_code = clean_child_run(module="bench.api", argv=argv, database_url=options.database_url)
+    if exit_code is not None:
+        return exit_code
     import django
 
     django.setup()

@@ -19,17 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from bench.child import clean_child_run
 from config.processes import BASE_DIR
 
-BENCH_CHILD = "PROMPTCTL_BENCH_CHILD"
 TARGET_SECONDS = 0.5
 
 
@@ -154,28 +152,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     options = _arguments(argv)
-    if os.environ.get(BENCH_CHILD) != "1":
-        # Re-run in a clean environment: a temporary var dir and database, never the installation's own.
-        with tempfile.TemporaryDirectory(prefix="promptctl-bench-cli-") as scratch:
-            env = {
-                **os.environ,
-                BENCH_CHILD: "1",
-                "PROMPTCTL_VAR_DIR": scratch,
-                "PROMPTCTL_RATE_LIMITER": "off",
-                "CELERY_BROKER_URL": "filesystem://localhost//",
-                # Measured as deployed: production settings (DEBUG off), plain HTTP on loopback.
-                "DJANGO_DEBUG": "false",
-                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
-                "PROMPTCTL_AUDIT_KEY": secrets.token_urlsafe(48),
-                "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-                "DJANGO_SECURE_SSL_REDIRECT": "false",
-            }
-            env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-            env.pop("DATABASE_URL", None)
-            if options.database_url:
-                env["DATABASE_URL"] = options.database_url
-            argv_child = [sys.executable, "-m", "bench.cli", *(argv if argv is not None else sys.argv[1:])]
-            return subprocess.call(argv_child, cwd=BASE_DIR, env=env)
+    exit_code = clean_child_run(module="bench.cli", argv=argv, database_url=options.database_url)
+    if exit_code is not None:
+        return exit_code
     import django
 
     django.setup()
