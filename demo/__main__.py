@@ -84,10 +84,13 @@ def main(argv: list[str]) -> int:
             print(f"demo: the story stopped with exit code {story.returncode}; logs are in {DEMO_VAR_DIR}/logs")
             return story.returncode
         if options.serve == "1":
-            print(f"\nServing the admin at {web_url}/admin/ until Ctrl-C.")
+            print(f"\nServing the admin at {web_url}/admin/ (and the API the client calls) until Ctrl-C.")
             while stack.alive():
                 time.sleep(0.5)
             print("demo: a process exited; stopping")
+        else:
+            print("\ndemo: not serving (SERVE=0): the client lines above need `make demo` serving; the operator's line")
+            print("      works on var/demo as it is now")
         return 0
     except RuntimeError as failure:
         print(f"demo: {failure}")

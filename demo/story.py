@@ -9,8 +9,11 @@ stops the story with its message.
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from evals import selectors as eval_selectors
@@ -29,6 +32,7 @@ DEMO_USERS = (
     ("carol", "reviewer", "carol-demo-pass"),
     ("admin", "admin", "admin-demo-pass"),
 )
+TOKEN_DAYS = 7  # long enough to try the client after the demo; short, since the secrets are printed
 
 
 class Story:
@@ -40,6 +44,7 @@ class Story:
         self.write = write
         self.run_timeout = run_timeout
         self.users: dict[str, Any] = {}
+        self.tokens: dict[str, str] = {}
         self.runs: list[Any] = []
 
     # --- output ---------------------------------------------------------------
@@ -57,8 +62,11 @@ class Story:
 
         self.step(0, "Users and roles")
         for username, role, password in DEMO_USERS:
-            self.users[username] = services.user_create(username=username, role=role, password=password)
-            self.say(f"{username:6} {role:9} password: {password}")
+            user = self.users[username] = services.user_create(username=username, role=role, password=password)
+            # Each person makes their own token (as in the admin's Personal tokens): the client acts as its owner.
+            issued = services.token_create(user=user, actor=user, name="demo", expires_in_days=TOKEN_DAYS)
+            self.tokens[username] = issued.secret
+            self.say(f"{username:6} {role:9} password: {password:16} token: {issued.secret}")
         alice, bob, carol = self.users["alice"], self.users["bob"], self.users["carol"]
 
         self.step(1, f"alice creates the {AGENT_NAME} agent with the v1 prompt; admin imports its gating test set")
@@ -298,6 +306,30 @@ class Story:
             self.say(f"change #{change.pk}: {change.kind} v{change.target_version.number} — {change.status}")
         self.say("")
         self.say(f"admin: {self.web_url}/admin/   (logins above; try alice, then bob)")
+        self.say("")
+        self.say("the promptctl client, as alice (bob's token above approves), while the demo serves:")
+        self.say(f"   export PROMPTCTL_URL={self.web_url} PROMPTCTL_TOKEN={self.tokens['alice']}")
+        self.say(f"   {client_command()} change list")
+        self.say("the operator's CLI on the demo's database:")
+        python = _shown(Path(sys.executable))
+        self.say(f"   DJANGO_DEBUG=true PROMPTCTL_VAR_DIR=var/demo {python} manage.py promptctl audit verify")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def client_command() -> str:
+    """How to run the ``promptctl`` client here: on PATH, beside this Python (``make venv``), or as a module."""
+    if shutil.which("promptctl"):
+        return "promptctl"
+    script = Path(sys.executable).with_name("promptctl")
+    if script.exists():
+        return _shown(script)
+    return f"{_shown(Path(sys.executable))} -m promptctl_client"
 
 
 def story_play(*, web_url: str, write: Callable[[str], None] = lambda line: print(line, flush=True)) -> int:

@@ -206,3 +206,22 @@ def dev_zero_import(context: Context) -> tuple[str, str]:
     finally:
         os.environ.pop("PROMPTCTL_TOKEN", None)
     return outcome, f"{how} (after {time.monotonic() - started:.1f}s)"
+
+
+def cli_as_another(context: Context) -> tuple[str, str]:
+    """alice, at the operator's CLI with her own token, approves her own request as bob (``--as bob``)."""
+    import os
+    import uuid
+
+    from promptctl import services
+
+    alice = context.user("alice")
+    change = services.change_request_create(
+        agent=context.agent(), kind="rollback", target_number=_v2(context).number, reason="x", actor=alice
+    )
+    issued = services.token_create(user=alice, actor=alice, name=f"redteam-{uuid.uuid4().hex[:8]}", expires_in_days=1)
+    os.environ["PROMPTCTL_TOKEN"] = issued.secret
+    try:
+        return cli_refused("change", "approve", str(change.pk), "--as", "bob")
+    finally:
+        os.environ.pop("PROMPTCTL_TOKEN", None)

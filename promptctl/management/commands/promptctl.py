@@ -12,6 +12,7 @@ import importlib
 import sys
 
 from django.core.management.base import BaseCommand, CommandParser
+from django.db import DatabaseError, connection
 
 from promptctl.cli.common import Output, cli_principal
 from promptctl.errors import DomainError
@@ -28,6 +29,23 @@ def _group_module(module_name: str):
         if error.name == module_name:
             return None
         raise
+
+
+def _unmigrated_database() -> str | None:
+    """One line naming the database and what to do, when it lacks migrations (``None`` when it has them all)."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except DatabaseError:
+        return None  # the database cannot be read at all (not there, refused): its own error says more
+    if not pending:
+        return None
+    return (
+        f"the database {connection.settings_dict['NAME']} is not migrated: run `python manage.py migrate`, or set "
+        "PROMPTCTL_VAR_DIR (or DATABASE_URL) to the state you mean, e.g. PROMPTCTL_VAR_DIR=var/demo after make demo."
+    )
 
 
 class Command(BaseCommand):
@@ -66,6 +84,12 @@ class Command(BaseCommand):
                 result = handler(namespace, out)
         except DomainError as error:
             self.stderr.write(f"error: {error}")
+            sys.exit(1)
+        except DatabaseError:
+            unmigrated = _unmigrated_database()
+            if unmigrated is None:
+                raise
+            self.stderr.write(f"error: {unmigrated}")
             sys.exit(1)
         exit_code = 0
         if isinstance(result, tuple):
