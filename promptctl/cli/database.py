@@ -7,9 +7,11 @@ it may grant, so it takes no ``--as``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connections
 
 from promptctl.errors import DomainError
 from promptctl.services.database_roles import runtime_role_apply, runtime_role_check, runtime_role_sql
@@ -23,7 +25,11 @@ def register(groups) -> None:
         help="create or update the runtime role and grant it what the app needs (re-run after every migrate)",
     )
     roles.add_argument("--runtime-role", required=True, metavar="ROLE", help="the login DATABASE_URL uses")
-    roles.add_argument("--password-file", metavar="FILE", help="set the role's password from the first line of FILE")
+    secret = roles.add_mutually_exclusive_group()
+    secret.add_argument("--password-file", metavar="FILE", help="set the role's password from the first line of FILE")
+    secret.add_argument(
+        "--password-env", metavar="VAR", help="set the role's password from environment variable VAR (compose)"
+    )
     roles.add_argument(
         "--database", metavar="ALIAS", help="the alias to grant through (default: owner if set, else default)"
     )
@@ -36,6 +42,16 @@ def register(groups) -> None:
     )
     roles.set_defaults(handler=db_roles)
 
+    migrate = actions.add_parser(
+        "migrate",
+        help="migrate as the tables' owner, then (PostgreSQL) grant the runtime role what the new schema needs",
+    )
+    migrate.add_argument("--runtime-role", metavar="ROLE", help="PostgreSQL: the login DATABASE_URL uses")
+    secret = migrate.add_mutually_exclusive_group()
+    secret.add_argument("--password-file", metavar="FILE", help="set the role's password from the first line of FILE")
+    secret.add_argument("--password-env", metavar="VAR", help="set the role's password from environment variable VAR")
+    migrate.set_defaults(handler=db_migrate, database=None, sql=False, check=False)
+
 
 def _alias(options) -> str:
     if options.database:
@@ -46,6 +62,11 @@ def _alias(options) -> str:
 
 
 def _password(options) -> str | None:
+    if options.password_env:
+        value = os.environ.get(options.password_env, "").strip()
+        if not value:
+            raise DomainError(f"--password-env {options.password_env}: that variable is not set or empty.")
+        return value
     if not options.password_file:
         return None
     try:
@@ -85,3 +106,16 @@ def db_roles(options, out):
             f"Role {report.role} does not hold the privileges it should ({len(report.problems)} differences above)."
         )
     return report.as_dict()
+
+
+def db_migrate(options, out):
+    """The deployment's one-shot: ``migrate`` through the owner alias, then ``db roles`` (compose's ``migrate``)."""
+    from django.core.management import call_command
+
+    alias = _alias(options)
+    call_command("migrate", database=alias, interactive=False, verbosity=1, stdout=out.stream)
+    vendor = connections[alias].vendor
+    if vendor != "postgresql" or not options.runtime_role:
+        out.human(f"Migrated through {alias!r}; no runtime role to grant ({vendor}, one login does everything).")
+        return {"migrated": alias, "runtime_role": None}
+    return db_roles(options, out)

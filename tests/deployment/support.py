@@ -36,8 +36,25 @@ ENV_EXAMPLE = ROOT / ".env.example"
 OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
 CODE_DIRS = ("config", "managed_agents", "promptctl", "evals", "triage", "bench", "demo", "redteam")
 APP_IMAGE = "promptctl:latest"
-SECRETS = {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "ANTHROPIC_API_KEY", "PROMPTCTL_AUDIT_KEY"}
-MIGRATE_COMMAND = ["python", "manage.py", "migrate", "--noinput"]
+SECRETS = {
+    "DJANGO_SECRET_KEY",
+    "POSTGRES_PASSWORD",
+    "POSTGRES_APP_PASSWORD",
+    "ANTHROPIC_API_KEY",
+    "PROMPTCTL_AUDIT_KEY",
+}
+# As the owner, then the runtime role's grants (docker-compose.yml, docs/OPERATIONS.md "Database roles").
+MIGRATE_COMMAND = [
+    "python",
+    "manage.py",
+    "promptctl",
+    "db",
+    "migrate",
+    "--runtime-role",
+    "promptctl_app",
+    "--password-env",
+    "POSTGRES_APP_PASSWORD",
+]
 
 
 # --- reading the files ---------------------------------------------------------------------

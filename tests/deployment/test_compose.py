@@ -113,7 +113,7 @@ def test_every_compose_variable_is_named_in_env_example_and_read_by_someone():
     example = env_example()
     read_by_code = variables_read_by_code()
 
-    assert interpolated == {"POSTGRES_PASSWORD"}
+    assert interpolated == {"POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD"}
     assert interpolated <= set(example)
     # Each variable in .env.example is read by promptctl (or the SDK through settings), or by compose itself.
     assert set(example) - set(read_by_code) - interpolated == set()

@@ -80,6 +80,7 @@ def container_env(root: Path, **extra: str) -> dict[str, str]:
         DJANGO_SECRET_KEY=secrets.token_urlsafe(64),
         PROMPTCTL_AUDIT_KEY=secrets.token_urlsafe(48),
         POSTGRES_PASSWORD=secrets.token_hex(24),
+        POSTGRES_APP_PASSWORD=secrets.token_hex(24),
         PROMPTCTL_BIND_HOST="127.0.0.1",
         ANTHROPIC_API_KEY="",
     )
