@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from typing import Any
 
 from promptctl import services
 from promptctl.errors import DomainError
 from promptctl.services import TokenPrincipal
 
-
-class Output:
-    """Human lines go to stdout unless ``--json`` is set, in which case only the JSON does."""
-
-    def __init__(self, *, json_mode: bool, stream=None) -> None:
-        self.json_mode = json_mode
-        self.stream = stream or sys.stdout
-
-    def human(self, text: str = "") -> None:
-        if not self.json_mode:
-            self.stream.write(text + "\n")
-
-    def table(self, rows: list[list[Any]], headers: list[str]) -> None:
-        if self.json_mode:
-            return
-        cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
-        widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-        for index, row in enumerate(cells):
-            self.human("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
-            if index == 0:
-                self.human("  ".join("-" * w for w in widths))
-
-    def emit_json(self, data: Any) -> None:
-        self.stream.write(json.dumps(data, indent=2, default=str, sort_keys=True) + "\n")
-
+# One table and JSON printer for both CLIs: the person's client (stdlib only) owns it, the operator's reuses it.
+from promptctl_client.output import Output  # noqa: F401 - re-exported for the CLI groups
 
 TOKEN_ENV = "PROMPTCTL_TOKEN"
 
