@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(DEV_ENV) $(BIN)/python bench/run.py --output var/bench-evals.json
 	$(DEV_ENV) $(BIN)/python -m bench.api --json var/bench-api.json
 	$(DEV_ENV) $(BIN)/python -m bench.cli --json var/bench-cli.json
+	$(DEV_ENV) $(BIN)/python -m bench.soak --broker both --json var/bench-soak.json
 
 emulator: $(STAMP)
 	$(DEV_ENV) $(BIN)/python manage.py emulator --port 8765

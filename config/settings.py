@@ -260,6 +260,8 @@ PROMPTCTL_SESSION_CREATE_MARGIN = env.float(
 PROMPTCTL_EVAL_STALL_SECONDS = env.float("PROMPTCTL_EVAL_STALL_SECONDS", default=300.0)
 PROMPTCTL_EVAL_SWEEP_SECONDS = env.float("PROMPTCTL_EVAL_SWEEP_SECONDS", default=30.0)
 PROMPTCTL_EVAL_WORKER_SWEEP = env.bool("PROMPTCTL_EVAL_WORKER_SWEEP", default=True)
+# Workers write a heartbeat row every third of this; none newer than this means no live worker (evals.selectors).
+PROMPTCTL_WORKER_STALE_SECONDS = env.float("PROMPTCTL_WORKER_STALE_SECONDS", default=15.0)
 
 # --- The audit key and checkpoints (docs/OPERATIONS.md) -------------------
 # The key that MACs the audit chain lives outside the database: PROMPTCTL_AUDIT_KEY, or the first line of

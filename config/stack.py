@@ -89,6 +89,23 @@ class Stack:
     def alive(self) -> bool:
         return all(process.poll() is None for process in self.processes.values())
 
+    def exited(self) -> list[str]:
+        """The names of the processes that have ended, in start order."""
+        return [name for name, process in self.processes.items() if process.poll() is not None]
+
+    def death_report(self, name: str, *, lines: int = 20) -> str:
+        """Which process ended, how, and the last ``lines`` lines of its log: what a person needs first."""
+        process = self.processes[name]
+        log = self.log_dir / f"{name}.log"
+        try:
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            tail = []
+        code = process.returncode
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        head = f"the {name} process (pid {process.pid}) exited ({how}); last {len(tail)} lines of {log}:"
+        return "\n".join([head, *("    " + line for line in tail)])
+
     def stop(self, name: str | None = None, *, sig: int = signal.SIGTERM, grace: float = 15.0) -> None:
         """Stop one process (or all), escalating to SIGKILL after ``grace`` seconds."""
         names = [name] if name else list(self.processes)

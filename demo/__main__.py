@@ -5,7 +5,10 @@ Runs on embedded defaults only (SQLite and the filesystem broker under
 emulator (unless ``ANTHROPIC_API_KEY`` is set and ``ANTHROPIC_BASE_URL`` is
 not: then the live API is used), a real Celery worker process and the web
 server, all on loopback, through the same process list docker-compose uses.
-Every process it starts is stopped on exit, Ctrl-C included.
+Every process it starts is stopped on exit, Ctrl-C included. It watches its
+children while the story plays and while it serves: when one exits, it stops
+within a second, naming the process and printing the tail of its log.
+``PROMPTCTL_DEMO_VAR_DIR`` moves the state folder (tests use a temporary one).
 """
 
 from __future__ import annotations
@@ -20,7 +23,38 @@ import time
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parents[1]
-DEMO_VAR_DIR = BASE_DIR / "var" / "demo"
+DEMO_VAR_DIR = Path(os.environ.get("PROMPTCTL_DEMO_VAR_DIR") or BASE_DIR / "var" / "demo").resolve()
+WATCH_SECONDS = 0.5
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(BASE_DIR)) if path.is_relative_to(BASE_DIR) else str(path)
+
+
+def _child_died(stack) -> str | None:
+    """A report on the first of the stack's processes that has ended, or None while all run."""
+    exited = stack.exited()
+    return stack.death_report(exited[0]) if exited else None
+
+
+def _play(stack, argv: list[str], env: dict[str, str]) -> int | str:
+    """Run the story, watching the stack: its exit code, or the death report of a process that ended."""
+    story = subprocess.Popen(argv, cwd=BASE_DIR, env=env)
+    try:
+        while story.poll() is None:
+            report = _child_died(stack)
+            if report:
+                return report
+            time.sleep(WATCH_SECONDS)
+        return story.returncode
+    finally:
+        if story.poll() is None:
+            story.terminate()
+            try:
+                story.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                story.kill()
+                story.wait()
 
 
 def main(argv: list[str]) -> int:
@@ -33,14 +67,17 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     for variable in ("DATABASE_URL", "CELERY_BROKER_URL"):
         if env.pop(variable, None):
-            print(f"demo: ignoring {variable}: the demo runs on embedded defaults under var/demo")
+            print(f"demo: ignoring {variable}: the demo runs on embedded defaults under {_shown(DEMO_VAR_DIR)}")
     env["PROMPTCTL_VAR_DIR"] = str(DEMO_VAR_DIR)
     env.setdefault("DJANGO_DEBUG", "true")
     env["PYTHONUNBUFFERED"] = "1"
     live = bool(env.get("ANTHROPIC_API_KEY")) and not env.get("ANTHROPIC_BASE_URL")
 
+    if DEMO_VAR_DIR.exists() and any(DEMO_VAR_DIR.iterdir()) and not (DEMO_VAR_DIR / "logs").is_dir():
+        print(f"demo: {DEMO_VAR_DIR} holds files but no earlier demo's logs/; refusing to delete it")
+        return 2
     if DEMO_VAR_DIR.exists():
-        print(f"demo: resetting the demo state from an earlier run ({DEMO_VAR_DIR.relative_to(BASE_DIR)})")
+        print(f"demo: resetting the demo state from an earlier run ({_shown(DEMO_VAR_DIR)})")
         shutil.rmtree(DEMO_VAR_DIR)
     DEMO_VAR_DIR.mkdir(parents=True)
 
@@ -72,22 +109,26 @@ def main(argv: list[str]) -> int:
             )
             stack.wait_http("emulator", f"{env['ANTHROPIC_BASE_URL']}/_emulator/stats", seconds=30)
             print(f"demo: Managed Agents emulator at {env['ANTHROPIC_BASE_URL']}")
-        stack.start("worker", process_argv("worker"))
+        worker = stack.start("worker", process_argv("worker"))
         web_port = free_port(8000)
         stack.start("web", process_argv("web", port=web_port))
         web_url = f"http://127.0.0.1:{web_port}"
         stack.wait_http("web", f"{web_url}/healthz", seconds=60)
-        print(f"demo: web server at {web_url}, Celery worker started (embedded filesystem broker)")
+        print(f"demo: web server at {web_url}, Celery worker started (pid {worker.pid}, embedded filesystem broker)")
         print()
-        story = subprocess.run([python, "-m", "demo.play", "--web-url", web_url], cwd=BASE_DIR, env=env)
-        if story.returncode != 0:
-            print(f"demo: the story stopped with exit code {story.returncode}; logs are in {DEMO_VAR_DIR}/logs")
-            return story.returncode
+        story = _play(stack, [python, "-m", "demo.play", "--web-url", web_url], env)
+        if isinstance(story, str):
+            print(f"\ndemo: stopping the story: {story}")
+            return 1
+        if story != 0:
+            print(f"demo: the story stopped with exit code {story}; logs are in {DEMO_VAR_DIR}/logs")
+            return story
         if options.serve == "1":
             print(f"\nServing the admin at {web_url}/admin/ (and the API the client calls) until Ctrl-C.")
-            while stack.alive():
-                time.sleep(0.5)
-            print("demo: a process exited; stopping")
+            while (report := _child_died(stack)) is None:
+                time.sleep(WATCH_SECONDS)
+            print(f"demo: stopping: {report}")
+            return 1
         else:
             print("\ndemo: not serving (SERVE=0): the client lines above need `make demo` serving; the operator's line")
             print("      works on var/demo as it is now")

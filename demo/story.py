@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+
 from evals import selectors as eval_selectors
 from evals import services as eval_services
 from evals.models import EvalRun
@@ -233,6 +235,7 @@ class Story:
         self.say(f"eval run #{run.pk}: v{agent_version.number} × {run.unit_total} tickets on the Celery worker")
         deadline = time.monotonic() + self.run_timeout
         last_line = ""
+        last_alive = time.monotonic()
         while True:
             run.refresh_from_db()
             progress = eval_selectors.eval_run_progress(run=run)
@@ -243,6 +246,10 @@ class Story:
                 last_line = line
             if run.status not in (EvalRun.Status.QUEUED, EvalRun.Status.RUNNING):
                 break
+            if eval_selectors.workers_alive():
+                last_alive = time.monotonic()
+            elif time.monotonic() - last_alive > settings.PROMPTCTL_WORKER_STALE_SECONDS:
+                raise DomainError(f"Eval run #{run.pk}: " + eval_selectors.workers_missing_message(status=run.status))
             if time.monotonic() > deadline:
                 raise DomainError(
                     f"Eval run #{run.pk} did not finish within {self.run_timeout:.0f}s; is the worker running?"

@@ -5,6 +5,9 @@ tokens; same rules (thin views over ``evals.services`` and ``evals.selectors``,
 the CLI's JSON shapes, writes inside ``acting(request)``). ``POST /runs``
 answers at once with the queued run (its units are enqueued on commit for the
 Celery workers); ``GET /runs/{id}`` shows its progress as ``eval show`` does.
+Both run answers add ``workers_alive`` (workers with a fresh heartbeat),
+``worker_stale_seconds`` and ``worker_warning`` (set while the run waits on no
+live worker), so ``promptctl eval run --wait`` can say when nothing consumes.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def eval_run(request: HttpRequest, payload: RunIn):
         run = services.eval_run_start(
             agent_version=version, testset_version=testset_version, repeats=payload.repeats, actor=request.auth.user
         )
-    return Status(201, selectors.eval_run_summary(run=run, with_scores=False))
+    return Status(201, selectors.eval_run_shown(run=run, with_scores=False))
 
 
 @router.get(
@@ -77,7 +80,8 @@ def eval_run(request: HttpRequest, payload: RunIn):
 )
 @in_db_step
 def eval_show(request: HttpRequest, run_id: int):
-    return selectors.eval_run_summary(run=selectors.eval_run_get(run_id=run_id))
+    run = selectors.eval_run_get(run_id=run_id)
+    return selectors.eval_run_shown(run=run)
 
 
 @router.post(

@@ -2,7 +2,9 @@
 
 Handlers are thin callers of ``evals.services`` and ``evals.selectors``.
 ``eval compare`` exits 1 when the comparison regresses, so CI can gate on it;
-``eval run --wait`` exits 1 when the run ends other than finished.
+``eval run --wait`` exits 1 when the run ends other than finished, and stops
+with the worker hint when no worker has been alive for
+``PROMPTCTL_WORKER_STALE_SECONDS`` while the run waits (the run goes on).
 """
 
 from __future__ import annotations
@@ -170,6 +172,8 @@ def _wait(run: EvalRun, *, show_bar: bool, timeout: float | None) -> EvalRun:
     stream = sys.stderr
     deadline = None if timeout is None else time.monotonic() + timeout
     interval = 0.05
+    stale = settings.PROMPTCTL_WORKER_STALE_SECONDS
+    last_alive = time.monotonic()  # a worker starting as the wait begins gets the whole window to say so
     while True:
         run.refresh_from_db()
         if show_bar:
@@ -177,6 +181,12 @@ def _wait(run: EvalRun, *, show_bar: bool, timeout: float | None) -> EvalRun:
             stream.flush()
         if not run.is_active:
             break
+        if selectors.workers_alive():
+            last_alive = time.monotonic()
+        elif time.monotonic() - last_alive > stale:
+            if show_bar:
+                stream.write("\n")
+            raise DomainError(f"Run #{run.pk}: " + selectors.workers_missing_message(status=run.status))
         if deadline is not None and time.monotonic() > deadline:
             if show_bar:
                 stream.write("\n")
@@ -248,7 +258,7 @@ def eval_run(options, out):
         f"{run.unit_total} unit(s)."
     )
     if not options.wait:
-        return selectors.eval_run_summary(run=run, with_scores=False)
+        return selectors.eval_run_shown(run=run, with_scores=False)
     run = _wait(run, show_bar=not out.json_mode and sys.stderr.isatty(), timeout=options.timeout)
     summary = selectors.eval_run_summary(run=run)
     _show_run(out, summary)
@@ -257,7 +267,7 @@ def eval_run(options, out):
 
 def eval_show(options, out):
     run = selectors.eval_run_get(run_id=options.run_id)
-    summary = selectors.eval_run_summary(run=run)
+    summary = selectors.eval_run_shown(run=run)
     _show_run(out, summary)
     return summary
 

@@ -273,3 +273,24 @@ class Comparison(ImmutableRecord):
 
     def __str__(self) -> str:
         return f"comparison #{self.pk}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A live Celery worker's heartbeat: written every few seconds, deleted on a clean shutdown.
+
+    A row whose ``seen_at`` is older than ``PROMPTCTL_WORKER_STALE_SECONDS`` is a
+    worker that died without saying so (SIGKILL, a lost host). A database row
+    works for every broker and every host, so the CLI, the admin and the API
+    can all tell whether anything is consuming the queue.
+    """
+
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hostname", "pid"], name="workerheartbeat_one_per_process")]
+
+    def __str__(self) -> str:
+        return f"worker {self.hostname} pid {self.pid}"

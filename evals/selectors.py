@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Max, Q
+from django.utils import timezone
 
-from evals.models import Comparison, EvalResult, EvalRun, TestSet, TestSetVersion
+from evals.models import Comparison, EvalResult, EvalRun, TestSet, TestSetVersion, WorkerHeartbeat
 from evals.scoring import CaseLabel, Outcome, run_score
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion
@@ -223,3 +226,36 @@ def testset_list_summary() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# --- workers' liveness ----------------------------------------------------------------
+
+
+def workers_alive(*, max_age: float | None = None) -> int:
+    """How many worker processes wrote a heartbeat within ``max_age`` seconds (default: the stale window)."""
+    seconds = settings.PROMPTCTL_WORKER_STALE_SECONDS if max_age is None else max_age
+    return WorkerHeartbeat.objects.filter(seen_at__gte=timezone.now() - timedelta(seconds=seconds)).count()
+
+
+def workers_missing_message(*, what: str = "the run", status: str = "queued") -> str:
+    """The one line every door shows when nothing consumes the queue, with the command that fixes it."""
+    return (
+        f"no Celery worker is consuming (none seen for {settings.PROMPTCTL_WORKER_STALE_SECONDS:g} s): "
+        f"start one with `celery -A config worker` (or `make worker`); {what} stays {status} and resumes when one starts."
+    )
+
+
+def eval_run_shown(*, run: EvalRun, with_scores: bool = True) -> dict[str, Any]:
+    """A run as ``eval show`` and ``GET /api/v1/runs/{id}`` answer: its summary and whether a worker is alive."""
+    return {**eval_run_summary(run=run, with_scores=with_scores), **eval_run_liveness(run=run)}
+
+
+def eval_run_liveness(*, run: EvalRun) -> dict[str, Any]:
+    """For the run's API answer and page: live workers, the stale window, and a warning when the run waits on none."""
+    alive = workers_alive()
+    warning = workers_missing_message(status=run.status) if run.is_active and not alive else None
+    return {
+        "workers_alive": alive,
+        "worker_stale_seconds": settings.PROMPTCTL_WORKER_STALE_SECONDS,
+        "worker_warning": warning,
+    }

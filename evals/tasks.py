@@ -11,19 +11,27 @@
   ``CELERY_BEAT_SCHEDULE`` for deployments running ``celery beat``, and run
   by every worker on a timer as well (``PROMPTCTL_EVAL_WORKER_SWEEP``), so a
   lone ``celery -A config worker`` recovers lost units on its own.
+
+Every worker also writes a heartbeat row (``evals.services.workers``) from a
+timer thread started on ``worker_ready`` and deletes it on ``worker_shutdown``,
+so the CLI, the run page and the APIs can say when nothing consumes the queue.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
 from evals import services
+from evals.services import workers as worker_services
 
 logger = logging.getLogger(__name__)
 
@@ -89,3 +97,52 @@ def _start_sweep_timer(**_kwargs) -> None:
 @worker_shutdown.connect
 def _stop_sweep_timer(**_kwargs) -> None:
     _stop.set()
+
+
+# --- the worker's heartbeat ---------------------------------------------------------
+
+_heartbeat_stop = threading.Event()
+_heartbeat_threads: list[threading.Thread] = []
+_heartbeat_identity: list[tuple[str, int]] = []  # (hostname, pid) of this worker, once ready
+
+
+def _heartbeat_forever(hostname: str, pid: int) -> None:
+    started_at = timezone.now()
+    interval = max(0.5, settings.PROMPTCTL_WORKER_STALE_SECONDS / 3)
+    delay = 0.0  # the first beat at once: a waiting `eval run --wait` sees the worker as soon as it is ready
+    while not _heartbeat_stop.wait(delay):
+        delay = interval
+        try:
+            close_old_connections()
+            worker_services.worker_heartbeat_beat(hostname=hostname, pid=pid, started_at=started_at)
+        except Exception:  # noqa: BLE001 - a missed beat (database restarting) must not end the heartbeat
+            logger.exception("worker heartbeat failed; trying again in %.0fs", interval)
+        finally:
+            connection.close()
+
+
+@worker_ready.connect
+def _start_heartbeat(sender=None, **_kwargs) -> None:
+    _heartbeat_stop.clear()
+    # The Celery node name (``-n test-1@host``) when there is one: it tells two workers on one host apart.
+    hostname = str(getattr(sender, "hostname", None) or socket.gethostname())[:255]
+    _heartbeat_identity[:] = [(hostname, os.getpid())]
+    thread = threading.Thread(
+        target=_heartbeat_forever, args=_heartbeat_identity[0], name="evals-heartbeat", daemon=True
+    )
+    thread.start()
+    _heartbeat_threads.append(thread)
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_kwargs) -> None:
+    _heartbeat_stop.set()
+    while _heartbeat_threads:  # a beat in flight must not write the row back after it is removed
+        _heartbeat_threads.pop().join(timeout=5)
+    try:
+        for hostname, pid in _heartbeat_identity:
+            worker_services.worker_heartbeat_remove(hostname=hostname, pid=pid)
+    except Exception:  # noqa: BLE001 - a shutdown must finish; the row goes stale on its own
+        logger.exception("could not remove this worker's heartbeat; it goes stale on its own")
+    finally:
+        connection.close()

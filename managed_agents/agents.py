@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from managed_agents import confighash
 from managed_agents.client import (
     GatewayError,
     UpstreamUnavailable,
@@ -51,7 +52,8 @@ class RemoteAgentVersion:
     model: str
     system: str
     config: dict
-    config_sha256: str
+    config_sha256: str  # over the whole dump: moves with SDK upgrades; kept for the record only
+    config_canonical_sha256: str  # over the behaviour-defining fields (managed_agents.confighash): compare this
     created_at: datetime | None
 
 
@@ -97,6 +99,7 @@ def _agent_version(agent: Any) -> RemoteAgentVersion:
         system=agent.system or "",
         config=config,
         config_sha256=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+        config_canonical_sha256=confighash.config_sha256(config),
         created_at=agent.updated_at or agent.created_at,
     )
 

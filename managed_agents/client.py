@@ -11,6 +11,13 @@ Rules this module keeps, and why:
   (429 honouring ``retry-after``, 5xx, connection errors) with bounded,
   jittered backoff and count the attempts. Both loops ask one ``_Retries``
   object what to do, so the sync and async paths cannot drift apart.
+- A retry must not do the work twice. After a failure whose outcome is
+  unknown (a connection error, a timeout, a 5xx: the server may have carried
+  the request out and lost only the answer), a call that is not idempotent
+  passes ``landed``: a read that finds the earlier attempt's result by a
+  client-generated marker. It runs before the next attempt, and what it finds
+  is returned instead of sending again. A 429 is known not to have been
+  carried out, so it is retried without looking.
 """
 
 from __future__ import annotations
@@ -156,6 +163,8 @@ def client_reset() -> None:
 class Attempts:
     total: int = 0
     retries: int = 0
+    unknown_outcomes: int = 0  # failures after which the request may have been carried out
+    adopted: int = 0  # retries answered by what an earlier attempt had already done
 
 
 def retry_after_seconds(error: anthropic.APIStatusError) -> float | None:
@@ -177,6 +186,13 @@ def is_transient(error: Exception) -> bool:
     if isinstance(error, anthropic.APIStatusError):
         return error.status_code == 429 or error.status_code >= 500 or error.status_code == 408
     return False
+
+
+def outcome_unknown(error: Exception) -> bool:
+    """A failure after which the server may have carried the request out (only its answer was lost)."""
+    if isinstance(error, anthropic.APIConnectionError):  # timeouts included
+        return True
+    return isinstance(error, anthropic.APIStatusError) and (error.status_code >= 500 or error.status_code == 408)
 
 
 def _backoff_seconds(retry_number: int, error: Exception) -> float:
@@ -203,14 +219,22 @@ class _Retries:
         self.deadline = deadline
         self.max_attempts = max(1, settings.PROMPTCTL_MAX_ATTEMPTS)
         self.attempt_number = -1
+        self.checks = False  # the call has a ``landed`` lookup
+        self.must_check = False  # look for the earlier attempt's result before sending again
 
     def begin(self) -> None:
         self.attempt_number += 1
         self.counter.total += 1
 
-    def pause_after(self, error: Exception) -> float:
+    def pause_after(self, error: Exception, *, checking: bool = False) -> float:
+        """Seconds to wait before the next attempt; ``checking``: ``error`` came from a ``landed`` lookup."""
         if not is_transient(error):
             raise error
+        if not checking and outcome_unknown(error):
+            self.counter.unknown_outcomes += 1
+            self.must_check = self.checks
+        elif not checking:
+            self.must_check = False
         pause = None
         if self.attempt_number + 1 < self.max_attempts:
             pause = _backoff_seconds(self.attempt_number, error)
@@ -221,6 +245,10 @@ class _Retries:
         self.counter.retries += 1
         logger.info("%s failed (%s); retry %d in %.2fs", self.what, describe(error), self.attempt_number + 1, pause)
         return pause
+
+    def adopt(self) -> None:
+        self.counter.adopted += 1
+        logger.info("%s: the earlier attempt had been carried out; using it instead of sending again", self.what)
 
     def _exhausted(self, last: Exception) -> UpstreamUnavailable:
         error = UpstreamUnavailable(
@@ -233,26 +261,56 @@ class _Retries:
 
 
 def with_retries(
-    call: Callable[[], T], *, what: str, attempts: Attempts | None = None, deadline: float | None = None
+    call: Callable[[], T],
+    *,
+    what: str,
+    attempts: Attempts | None = None,
+    deadline: float | None = None,
+    landed: Callable[[], T | None] | None = None,
 ) -> T:
-    """Run ``call``, retrying transient failures; raise ``UpstreamUnavailable`` when they outlast the budget."""
+    """Run ``call``, retrying transient failures; raise ``UpstreamUnavailable`` when they outlast the budget.
+
+    With ``landed``, a retry after an unknown outcome first asks it for the
+    earlier attempt's result and returns that when it finds one.
+    """
     policy = _Retries(what=what, attempts=attempts, deadline=deadline)
+    policy.checks = landed is not None
     while True:
         policy.begin()
+        checking = policy.must_check
         try:
+            if checking and landed is not None:
+                found = landed()
+                if found is not None:
+                    policy.adopt()
+                    return found
+                policy.must_check = checking = False
             return call()
         except Exception as error:  # noqa: BLE001 - the policy re-raises what is not transient
-            time.sleep(policy.pause_after(error))
+            time.sleep(policy.pause_after(error, checking=checking))
 
 
 async def with_retries_async(
-    call: Callable[[], Awaitable[T]], *, what: str, attempts: Attempts | None = None, deadline: float | None = None
+    call: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    attempts: Attempts | None = None,
+    deadline: float | None = None,
+    landed: Callable[[], Awaitable[T | None]] | None = None,
 ) -> T:
-    """``with_retries`` for coroutines: the same policy object, so the same budget and backoff."""
+    """``with_retries`` for coroutines: the same policy object, so the same budget, backoff and lookups."""
     policy = _Retries(what=what, attempts=attempts, deadline=deadline)
+    policy.checks = landed is not None
     while True:
         policy.begin()
+        checking = policy.must_check
         try:
+            if checking and landed is not None:
+                found = await landed()
+                if found is not None:
+                    policy.adopt()
+                    return found
+                policy.must_check = checking = False
             return await call()
         except Exception as error:  # noqa: BLE001 - the policy re-raises what is not transient
-            await asyncio.sleep(policy.pause_after(error))
+            await asyncio.sleep(policy.pause_after(error, checking=checking))

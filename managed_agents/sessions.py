@@ -10,6 +10,18 @@ Rules this module keeps, and why:
 - Every session is archived, in a shielded task that outlives a cancelled
   caller (an HTTP client that went away); a failed archive is logged and
   reported in the transcript, never raised over the real outcome.
+- Creating a session and sending the ticket are not idempotent, so neither is
+  simply repeated after a failure whose outcome is unknown (a 5xx, a timeout, a
+  dropped connection: the work may have been done and only the answer lost).
+  Every create carries a ``promptctl_call`` marker in its metadata, made once
+  per logical create and reused by every retry; before a retry the agent's
+  recent sessions are listed (the API cannot filter by metadata, so the
+  marker is matched here, over a bounded scan) and a session that landed is
+  adopted. Before re-sending the ticket, the session's ``user.message`` events
+  are listed and a message with exactly the ticket's text counts as sent (the
+  session is new and only ever receives this one message). When a create had
+  an unknown outcome, any other session carrying the same marker (a lookup
+  that missed) is archived when the run ends.
 - The flow is async; ``session_run`` and ``sessions_archive_tagged`` are thin
   sync wrappers that run it on the process's background loop
   (``managed_agents.loop``). There is no second, synchronous copy to drift.
@@ -18,6 +30,7 @@ Rules this module keeps, and why:
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import logging
 import time
@@ -123,11 +136,50 @@ def _pinned(agent_id: str, version: int) -> BetaManagedAgentsAgentParams:
     return {"type": "agent", "id": agent_id, "version": int(version)}
 
 
+# The metadata key of the client-generated marker of one logical session create.
+CALL_MARKER = "promptctl_call"
+# How many of the agent's recent sessions a lookup for a landed create reads at most.
+LANDED_SCAN_LIMIT = 500
+# Creation times are the server's clock: look back this far past our own start.
+LANDED_CLOCK_SLACK = datetime.timedelta(seconds=120)
+# The most a sweep of a retried create's strays may add to a run (the service may be down).
+STRAYS_SWEEP_SECONDS = 10.0
+
+
 def _session_tags(metadata: dict[str, str] | None) -> dict[str, str]:
     """Metadata within the API's size limits, with a unique call id so strays can be found and archived."""
     tags = {str(k)[:64]: str(v)[:512] for k, v in (metadata or {}).items()}
-    tags.setdefault("promptctl_call", uuid.uuid4().hex)
+    tags.setdefault(CALL_MARKER, uuid.uuid4().hex)
     return tags
+
+
+async def _session_landed(
+    api: Any, *, pinned: BetaManagedAgentsAgentParams, marker: str, since: datetime.datetime
+) -> Any | None:
+    """The session an earlier create attempt made, found by its marker among the agent's recent sessions."""
+    scanned = 0
+    listing = api.list(
+        agent_id=pinned["id"], agent_version=pinned["version"], created_at_gte=since, order="desc", limit=100
+    )
+    async for session in listing:
+        if (session.metadata or {}).get(CALL_MARKER) == marker:
+            return session
+        scanned += 1
+        if scanned >= LANDED_SCAN_LIMIT:
+            break
+    return None
+
+
+def _event_text(event: Any) -> str:
+    return "".join(getattr(block, "text", "") for block in getattr(event, "content", None) or [])
+
+
+async def _message_landed(api: Any, session_id: str, text: str) -> Any | None:
+    """Our ticket, if an earlier send attempt delivered it: the new session's user.message with exactly its text."""
+    async for event in api.events.list(session_id, types=["user.message"]):
+        if _event_text(event) == text:
+            return event
+    return None
 
 
 async def _before_create(hook: BeforeCreate | None) -> None:
@@ -166,15 +218,28 @@ async def session_run_async(
     tags = _session_tags(metadata)
     pinned = _pinned(agent_id, version)
 
+    since = datetime.datetime.now(datetime.UTC) - LANDED_CLOCK_SLACK
+
     async def create() -> Any:
         await _before_create(before_create)
         return await api.create(agent=pinned, environment_id=environment_id, metadata=tags)
 
+    async def landed() -> Any | None:
+        return await _session_landed(api, pinned=pinned, marker=tags[CALL_MARKER], since=since)
+
     try:
-        session = await with_retries_async(create, what="create a session", attempts=attempts, deadline=deadline)
-    except anthropic.APIStatusError as error:
+        session = await with_retries_async(
+            create, what="create a session", attempts=attempts, deadline=deadline, landed=landed
+        )
+    except (anthropic.APIStatusError, UpstreamUnavailable) as error:
+        if attempts.unknown_outcomes:  # an attempt may have landed after all: archive it before giving up
+            await asyncio.shield(asyncio.ensure_future(_strays_sweep({CALL_MARKER: tags[CALL_MARKER]}, agent_id)))
+        if isinstance(error, UpstreamUnavailable):
+            raise
         raise refusal(error, what=f"create a session for agent {agent_id} version {version}") from error
     session_id = session.id
+    # A create whose answer was lost may have left a session the lookup missed: sweep the marker at the end.
+    sweep = {CALL_MARKER: tags[CALL_MARKER]} if attempts.unknown_outcomes else None
     used_fallback = False
     timed_out = False
     finished = False
@@ -185,7 +250,9 @@ async def session_run_async(
     finally:
         # Interrupt (when the turn did not end) and archive in a task of its own,
         # so a cancellation of this coroutine cannot leave the session running.
-        cleanup = asyncio.ensure_future(_end_session(api, session_id, interrupt_first=not finished or timed_out))
+        cleanup = asyncio.ensure_future(
+            _end_session(api, session_id, interrupt_first=not finished or timed_out, sweep=sweep, agent_id=agent_id)
+        )
         archived = await asyncio.shield(cleanup)
     if timed_out:
         raise SessionTimeout(
@@ -223,6 +290,7 @@ async def _collect_turn(
             what="send the ticket",
             attempts=attempts,
             deadline=deadline,
+            landed=lambda: _message_landed(api, session_id, text),
         )
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
@@ -279,7 +347,34 @@ async def _interrupt(api: Any, session_id: str) -> None:
         logger.warning("could not interrupt session %s: %s", session_id, describe(error))
 
 
-async def _end_session(api: Any, session_id: str, *, interrupt_first: bool) -> bool:
+async def _end_session(
+    api: Any,
+    session_id: str,
+    *,
+    interrupt_first: bool,
+    sweep: dict[str, str] | None = None,
+    agent_id: str | None = None,
+) -> bool:
+    """Interrupt when asked, archive, then archive the strays tagged ``sweep``; never raises."""
+    archived = await _archive(api, session_id, interrupt_first=interrupt_first)
+    if sweep:
+        await _strays_sweep(sweep, agent_id)
+    return archived
+
+
+async def _strays_sweep(tags: dict[str, str], agent_id: str | None) -> None:
+    """Archive the unarchived sessions a retried create left with ``tags``; logs, never raises."""
+    try:
+        async with asyncio.timeout(STRAYS_SWEEP_SECONDS):
+            strays = await sessions_archive_tagged_async(metadata=tags, agent_id=agent_id)
+    except Exception as error:  # noqa: BLE001 - a failed sweep must not hide the real outcome
+        logger.warning("could not sweep the sessions tagged %s: %s", tags, describe(error))
+    else:
+        if strays:
+            logger.info("archived %d stray session(s) of a retried create: %s", len(strays), strays)
+
+
+async def _archive(api: Any, session_id: str, *, interrupt_first: bool) -> bool:
     """Interrupt when asked, then archive (interrupting again if still running); never raises."""
     if interrupt_first:
         await _interrupt(api, session_id)
@@ -324,7 +419,7 @@ async def sessions_archive_tagged_async(*, metadata: dict[str, str], agent_id: s
         tags = session.metadata or {}
         if any(tags.get(key) != value for key, value in wanted.items()):
             continue
-        if await _end_session(api, session.id, interrupt_first=session.status == "running"):
+        if await _archive(api, session.id, interrupt_first=session.status == "running"):
             archived.append(session.id)
     return archived
 

@@ -126,7 +126,7 @@ def version_as_dict(version: AgentVersion) -> dict[str, Any]:
         "created_by": version.created_by.username if version.created_by else None,
         "created_at": version.created_at.isoformat(),
         "model": version.model,
-        "config_sha256": version.config_sha256,
+        "config_sha256": version.config_hash,  # the canonical hash (managed_agents.confighash)
     }
 
 

@@ -190,6 +190,18 @@ def emulator(emulator_server, settings):
     yield emulator_server
 
 
+@pytest.fixture
+def emulator_proxy(emulator, settings):
+    """A loopback proxy in front of the emulator that can hold requests and rewrite agents; the gateway uses it."""
+    from tests.proxy_support import EmulatorProxy
+
+    proxy = EmulatorProxy(emulator.base_url)
+    proxy.start()
+    settings.ANTHROPIC_BASE_URL = proxy.base_url
+    yield proxy
+    proxy.stop()
+
+
 # --- the tutorial's people and agent (change control and evals) --------------------------------
 
 

@@ -437,7 +437,7 @@ def _job_out(job: TriageJob) -> dict[str, Any]:
 )
 async def triage_job_get(request: HttpRequest, job_id: str = Path(..., min_length=1, max_length=100)):
     job = await db_step(services.triage_job_read, token=request.auth, job_id=job_id)
-    return _job_out(job)
+    return {**_job_out(job), **await db_step(selectors.triage_job_liveness, job=job)}
 
 
 # --- change control (promptctl.api, evals.api): personal tokens, not API keys --------------------

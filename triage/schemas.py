@@ -123,3 +123,5 @@ class JobOut(Schema):
     finished_at: datetime | None = None
     result: TriageOut | None = Field(None, description="Set when the job is done.")
     error: JobError | None = Field(None, description="Set when the job failed.")
+    workers_alive: int = Field(0, description="Celery workers with a fresh heartbeat (evals.selectors.workers_alive).")
+    warning: str | None = Field(None, description="Set while the job waits and no worker is alive: how to start one.")

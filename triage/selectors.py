@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db.models import Count, Q
 
+from evals import selectors as evals_selectors
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion
 from promptctl.selectors import TimelineEntry
@@ -281,6 +282,16 @@ def triage_job_get(*, api_key_id: int, job_id: str | uuid.UUID) -> TriageJob:
             "a job is visible only to the key that created it."
         )
     return job
+
+
+def triage_job_liveness(*, job: TriageJob) -> dict[str, Any]:
+    """Live workers for a job's status answer, and a warning while the job waits on none."""
+    alive = evals_selectors.workers_alive()
+    waiting = job.status in (TriageJob.Status.QUEUED, TriageJob.Status.RUNNING)
+    warning = (
+        evals_selectors.workers_missing_message(what="the job", status=job.status) if waiting and not alive else None
+    )
+    return {"workers_alive": alive, "warning": warning}
 
 
 def api_key_get(*, name: str) -> ApiKey:

@@ -175,6 +175,7 @@ class EvalRunAdmin(ReadOnlyHistoryAdmin):
             comparisons=comparisons,
             partners=partners if run.status == EvalRun.Status.FINISHED else [],
             progress_url=reverse("admin:evals_evalrun_progress", args=[run.pk]),
+            liveness=selectors.eval_run_liveness(run=run),
             can_act=request.user.has_perm("evals.change_evalrun"),
             can_compare=request.user.has_perm("evals.add_comparison"),
         )

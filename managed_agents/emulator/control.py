@@ -12,6 +12,7 @@ from typing import Any
 from . import errors
 from .eventlog import close_streams
 from .knobs import KnobError, knobs_updated
+from .routes import ROUTE_NAMES
 from .state import EmulatorState
 
 
@@ -19,7 +20,9 @@ def configure(state: EmulatorState, changes: Mapping[str, Any]) -> dict[str, Any
     """Apply knob changes (same names as the flags, with underscores); returns every knob's value."""
     with state.lock:
         try:
-            state.set_knobs(knobs_updated(state.knobs, changes), restart_dice="seed" in changes)
+            state.set_knobs(
+                knobs_updated(state.knobs, changes, route_names=ROUTE_NAMES), restart_dice="seed" in changes
+            )
         except KnobError as refusal:
             raise errors.invalid_request(str(refusal)) from None
         return state.knobs.as_dict()

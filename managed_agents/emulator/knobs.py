@@ -7,10 +7,11 @@ The same names work as command-line flags (``--fault-500``), as keyword argument
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 VERSION_STYLES = ("sequential", "timestamp")
+LOST_MODES = ("500", "close")  # how a lost response looks: a 500 after the work, or a dropped connection
 
 
 class KnobError(ValueError):
@@ -28,6 +29,8 @@ class Knobs:
     fault_malformed: float = 0.0
     fault_stuck: float = 0.0
     fault_lost: float = 0.0
+    lost_routes: str = ""  # comma-separated route names ("POST /v1/sessions"); empty = every route
+    lost_mode: str = "500"
     create_limit: int | None = None
     create_window: float = 60.0
     retry_after: float = 0.2
@@ -102,8 +105,30 @@ def _positive_seconds(name: str, value: Any) -> float:
     return seconds
 
 
-def knobs_updated(current: Knobs, changes: Mapping[str, Any]) -> Knobs:
+def _route_names(value: Any, known: Collection[str] | None) -> str:
+    """Route names as stats count them (``POST /v1/sessions/{session_id}/events``), comma-separated."""
+    if value is None:
+        return ""
+    names = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    wanted = [str(name).strip() for name in names if str(name).strip()]
+    unknown = [name for name in wanted if known is not None and name not in known]
+    if unknown:
+        raise KnobError(
+            f"lost_routes names unknown route(s) {', '.join(unknown)}; use names such as 'POST /v1/sessions'"
+        )
+    return ",".join(wanted)
+
+
+def lost_applies(knobs: Knobs, route_name: str) -> bool:
+    """Whether the lost-response fault may hit ``route_name`` (every route when ``lost_routes`` is empty)."""
+    return not knobs.lost_routes or route_name in knobs.lost_routes.split(",")
+
+
+def knobs_updated(current: Knobs, changes: Mapping[str, Any], *, route_names: Collection[str] | None = None) -> Knobs:
     """Return ``current`` with ``changes`` applied; unknown names and bad values are refused whole.
+
+    ``route_names`` are the routes ``lost_routes`` may name (the caller passes
+    ``routes.ROUTE_NAMES``: the routes import the state, which imports these knobs).
 
     Refusing the whole change keeps the running emulator in a state somebody asked for,
     instead of half of a configuration.
@@ -125,6 +150,12 @@ def knobs_updated(current: Knobs, changes: Mapping[str, Any]) -> Knobs:
             values[name] = _optional_int(name, value, minimum=0)
         elif name in ("create_window", "retry_after"):
             values[name] = _positive_seconds(name, value)
+        elif name == "lost_routes":
+            values[name] = _route_names(value, route_names)
+        elif name == "lost_mode":
+            if str(value) not in LOST_MODES:
+                raise KnobError(f"lost_mode {value!r} must be one of {', '.join(LOST_MODES)}")
+            values[name] = str(value)
         elif name == "versions":
             if value not in VERSION_STYLES:
                 raise KnobError(f"versions {value!r} must be one of {', '.join(VERSION_STYLES)}")

@@ -106,6 +106,7 @@ ROUTES = [
 ]
 
 _COMPILED = [(route, route.pattern) for route in ROUTES]
+ROUTE_NAMES = frozenset(route.name for route in ROUTES)
 
 
 def route_match(method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:

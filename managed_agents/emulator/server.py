@@ -21,8 +21,8 @@ from typing import Any
 from . import control, errors
 from .eventlog import STREAM_CLOSED
 from .events import stream_close, stream_open
-from .knobs import KnobError, Knobs, knobs_updated
-from .routes import STREAM, Request, route_match
+from .knobs import KnobError, Knobs, knobs_updated, lost_applies
+from .routes import ROUTE_NAMES, STREAM, Request, route_match
 from .state import EmulatorState
 
 log = logging.getLogger(__name__)
@@ -134,8 +134,8 @@ class EmulatorRequestHandler(http.server.BaseHTTPRequestHandler):
         if result is STREAM:
             self._stream(path_params["session_id"])
             return
-        if self._draw("fault_lost"):
-            raise errors.internal_error("Emulated fault: the request was carried out but its response was lost.")
+        if self._response_lost(route.name):
+            return
         self._send_json(200, result)
 
     def _check_headers(self) -> None:
@@ -157,6 +157,17 @@ class EmulatorRequestHandler(http.server.BaseHTTPRequestHandler):
             if hit:
                 state.fault_counts[knob] += 1
             return hit
+
+    def _response_lost(self, route_name: str) -> bool:
+        """The work is done; maybe lose its answer: a 500, or a connection closed with no response at all."""
+        with self.server.state.lock:
+            knobs = self.server.state.knobs
+        if not lost_applies(knobs, route_name) or not self._draw("fault_lost"):
+            return False
+        if knobs.lost_mode == "close":
+            self.close_connection = True
+            return True
+        raise errors.internal_error("Emulated fault: the request was carried out but its response was lost.")
 
     def _maybe_fault(self, route_name: str) -> None:
         if self._draw("fault_500"):
@@ -222,7 +233,7 @@ class EmulatorServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, **knobs: Any) -> None:
         try:
-            default_knobs = knobs_updated(Knobs(), knobs)
+            default_knobs = knobs_updated(Knobs(), knobs, route_names=ROUTE_NAMES)
         except KnobError as refusal:
             raise ValueError(str(refusal)) from None
         self.host = host

@@ -103,6 +103,7 @@ def session_create(state: EmulatorState, body: Mapping[str, Any]) -> dict[str, A
             updated_at=now,
         )
         state.sessions[session.id] = session
+        state.sessions_created += 1
         for content, text in initial_texts:
             user_message_received(state, session, content, text)
         return session.to_json()

@@ -187,6 +187,7 @@ class EmulatorState:
         self.environments: dict[str, Environment] = {}
         self.agents: dict[str, Agent] = {}
         self.sessions: dict[str, Session] = {}
+        self.sessions_created = 0  # deleted sessions included
         self.request_counts: collections.Counter[str] = collections.Counter()
         self.fault_counts: collections.Counter[str] = collections.Counter()
         self.session_create_times: collections.deque[float] = collections.deque()
@@ -219,6 +220,17 @@ class EmulatorState:
         self._clear(self.default_knobs)
         return dropped
 
+    def _user_message_stats(self) -> dict[str, Any]:
+        """How many ``user.message`` events each session received: a session with two answered twice."""
+        per_session = collections.Counter(
+            sum(event.get("type") == "user.message" for event in session.events) for session in self.sessions.values()
+        )
+        return {
+            "total": sum(count * sessions for count, sessions in per_session.items()),
+            "sessions_by_count": {str(count): per_session[count] for count in sorted(per_session)},
+            "sessions_with_duplicates": sum(sessions for count, sessions in per_session.items() if count > 1),
+        }
+
     def stats(self) -> dict[str, Any]:
         by_status = {status: 0 for status in SESSION_STATUSES}
         archived = 0
@@ -229,10 +241,12 @@ class EmulatorState:
         return {
             "sessions": {
                 "total": total,
+                "created": self.sessions_created,
                 "archived": archived,
                 "unarchived": total - archived,
                 "by_status": by_status,
             },
+            "user_messages": self._user_message_stats(),
             "agents": len(self.agents),
             "agent_versions": sum(len(agent.versions) for agent in self.agents.values()),
             "environments": len(self.environments),

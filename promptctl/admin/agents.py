@@ -57,7 +57,7 @@ class VersionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
     @admin.display(description="config sha256")
     def config_short(self, version: AgentVersion) -> str:
-        return version.config_sha256[:12]
+        return version.config_hash[:12]
 
 
 class PinInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -44,7 +44,7 @@ class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="config sha256")
     def config_short(self, version: AgentVersion) -> str:
-        return version.config_sha256[:12]
+        return version.config_hash[:12]
 
     def get_urls(self):
         urls = [

@@ -38,7 +38,7 @@ def version_create(options, out):
         actor=actor,
         model=options.model,
     )
-    out.human(f"Created version {version.number} of {agent.name} (config sha256 {version.config_sha256[:12]}).")
+    out.human(f"Created version {version.number} of {agent.name} (config sha256 {version.config_hash[:12]}).")
     return selectors.version_as_dict(version)
 
 

@@ -77,7 +77,17 @@ class AgentVersion(models.Model):
     system_prompt = models.TextField(editable=False)
     model = models.CharField(max_length=200, editable=False)
     config = models.JSONField(editable=False, help_text="the version's whole configuration as the server returned it")
-    config_sha256 = models.CharField(max_length=64, editable=False)
+    config_sha256 = models.CharField(
+        max_length=64, editable=False, help_text="SHA-256 of the whole stored config; moves with SDK upgrades"
+    )
+    # Nullable only so SQLite can add the column without rebuilding the table (which would drop its
+    # guard triggers); migration 0010 fills every row and services always set it.
+    config_canonical_sha256 = models.CharField(
+        max_length=64,
+        null=True,
+        editable=False,
+        help_text="SHA-256 of the behaviour-defining fields (managed_agents.confighash); what drift checks compare",
+    )
     origin = models.CharField(max_length=16, choices=Origin.choices, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
@@ -116,3 +126,16 @@ class AgentVersion(models.Model):
     @property
     def is_outside(self) -> bool:
         return self.origin == self.Origin.OUTSIDE
+
+    @property
+    def config_hash(self) -> str:
+        """The configuration hash to compare and show: the canonical one (``managed_agents.confighash``)."""
+        return self.config_canonical_sha256 or self.config_sha256
+
+    def config_hash_matches(self, sha256: str) -> bool:
+        """Whether ``sha256`` names this version's configuration.
+
+        Change requests filed before migration 0010 hold the whole-dump hash (their
+        columns are frozen), so it is accepted too: both hashes of an immutable row are fixed.
+        """
+        return sha256 in {self.config_hash, self.config_sha256}

@@ -143,14 +143,19 @@ class SyncResult:
 def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
     """Record every server version promptctl does not know as changed outside promptctl.
 
-    The agent row is locked while recording, and ``version_create`` holds the
-    same lock across its remote update, so a sync never mistakes a version
-    promptctl is making right now for an outside change.
+    The agent row is locked while recording, never across a network call. A
+    version promptctl is making right now (``version_create``: the remote
+    update first, then its record) may be recorded here first, as changed
+    outside promptctl; ``version_create`` then returns that row and audits
+    ``version.reconciled`` naming who made it.
     """
     remote_versions = gateway.agent_versions(agent_id=agent.remote_id)
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
-        known = dict(agent.versions.values_list("number", "config_sha256"))
+        known = {
+            version.number: version.config_hash
+            for version in agent.versions.only("number", "config_sha256", "config_canonical_sha256")
+        }
         new_versions: list[AgentVersion] = []
         unstorable: dict[int, str] = {}
         for remote in remote_versions:
@@ -171,7 +176,10 @@ def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
                 agent_id=agent.pk,
                 after={"unstorable": {str(number): why for number, why in unstorable.items()}},
             )
-        mismatched = [r.version for r in remote_versions if r.version in known and known[r.version] != r.config_sha256]
+        # The canonical hash (managed_agents.confighash): an SDK upgrade or a new server field flags nothing.
+        mismatched = [
+            r.version for r in remote_versions if r.version in known and known[r.version] != r.config_canonical_sha256
+        ]
         if mismatched:
             audit_record(
                 actor=actor,

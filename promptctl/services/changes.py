@@ -126,7 +126,7 @@ def change_request_create(
                 base_version=pinned,
                 base_pin_revision=pin.revision if pin else 0,
                 target_version=target,
-                target_config_sha256=target.config_sha256,
+                target_config_sha256=target.config_hash,
                 canary_percent=canary_percent or 0,
                 evidence_type=evidence.get("evidence_type", "") or "",
                 evidence_id=evidence.get("evidence_id"),
@@ -331,7 +331,7 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                 f"Cannot apply change request #{change.pk}: it has {decisions['approvals']} of the "
                 f"{change.approvals_required} approvals it needs."
             )
-        if change.target_version.config_sha256 != change.target_config_sha256:
+        if not change.target_version.config_hash_matches(change.target_config_sha256):
             raise DomainError(
                 f"Cannot apply change request #{change.pk}: version {change.target_version.number}'s configuration "
                 "no longer matches what was approved. Report this: versions are immutable."

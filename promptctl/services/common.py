@@ -67,6 +67,7 @@ def _version_snapshot(version: AgentVersion) -> dict[str, Any]:
         "origin": version.origin,
         "model": version.model,
         "config_sha256": version.config_sha256,
+        "config_canonical_sha256": version.config_canonical_sha256,
         "created_by": _username(version.created_by),
         "server_created_at": version.server_created_at,
     }
@@ -102,6 +103,7 @@ def _version_record(*, agent: Agent, remote: gateway.RemoteAgentVersion, origin:
         model=remote.model,
         config=remote.config,
         config_sha256=remote.config_sha256,
+        config_canonical_sha256=remote.config_canonical_sha256,
         origin=origin,
         created_by=actor if origin == AgentVersion.Origin.PROMPTCTL else None,
         server_created_at=remote.created_at,

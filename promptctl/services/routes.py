@@ -60,7 +60,7 @@ def route_request_create(
                 base_version=pin.version,
                 base_pin_revision=pin.revision,
                 target_version=pin.version,
-                target_config_sha256=pin.version.config_sha256,
+                target_config_sha256=pin.version.config_hash,
                 approvals_required=agent.required_approvals,
                 reason=reason,
                 requested_by=actor,

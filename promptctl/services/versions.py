@@ -1,85 +1,120 @@
 """Versions: making a new server version of an agent and recording it (versions are never updated).
 
 Input is checked before the remote update (``managed_agents.validation``), so a
-refused prompt makes no server version. Should the record still fail after the
-server made the version, the agent moves on to that number (so the next
-``version create`` is not refused as stale), the version stays unrecorded and
-unpinnable, an audit event names it, and ``agent sync`` names it again: the
-agent is never stuck on it.
+refused prompt makes no server version.
+
+No network call runs under a database write lock (on SQLite a write lock is
+the whole database, and an update may take up to a minute with retries): the
+agent row is read without a lock, the remote update is made conditional on the
+latest version promptctl knows (the server's 409 is the concurrency guard, so
+of two edits on one version exactly one lands), and only then is the new
+version recorded, in its own short transaction that locks the agent row.
+
+A failure between the two never leaves anything half-written. If a sync
+recorded the new version meanwhile (as changed outside promptctl: it could not
+know), that row is the version: it is returned, and an audit event names the
+actor who made it. If the record fails (the database refuses it, or is
+unreachable), the server's version stays unrecorded and the refusal says so;
+the next ``version create`` finds the server ahead, syncs, and records it, as
+``agent sync`` does. Should the record refuse only this version (say a prompt
+the database cannot store), the agent still moves on to that number so it is
+never stuck on it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from managed_agents import gateway, validation
 from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion
 from promptctl.records import saved_by
-from promptctl.services.agents import agent_sync, version_record_if_storable
+from promptctl.services.agents import agent_sync, database_error_text, version_record_if_storable
 from promptctl.services.common import _agent_snapshot, _require
 
 
 def version_create(*, agent: Agent, system_prompt: str, actor: Any, model: str | None = None) -> AgentVersion:
     """Make a new server version on top of the last one promptctl knows, and record it.
 
-    The remote update is conditional on that version; when the server has moved
-    on, the agent is synced and the refusal names what the server now has.
+    The remote update is conditional on that version and runs outside any
+    transaction; when the server has moved on, the agent is synced and the
+    refusal names what the server now has.
     """
     _require(actor, "add_agentversion", "create versions")
     if not (system_prompt or "").strip():
         raise DomainError("The system prompt is empty: a version needs instructions.")
     validation.agent_config_check(model=model, system=system_prompt)
-    conflict: gateway.VersionConflict | None = None
-    unrecorded = ""
-    with transaction.atomic():
-        agent = Agent.objects.select_for_update().get(pk=agent.pk)
-        expected = agent.latest_version_number
-        latest = agent.versions.filter(number=expected).first()
-        if latest is not None and latest.system_prompt == system_prompt and (model is None or model == latest.model):
-            raise DomainError(
-                f"Version {expected} of {agent.name} already has exactly this system prompt: nothing to create."
-            )
-        try:
-            remote = gateway.agent_update(
-                agent_id=agent.remote_id, expected_version=expected, system=system_prompt, model=model
-            )
-        except gateway.VersionConflict as error:
-            conflict = error
-        else:
-            before = _agent_snapshot(agent)
-            version, unrecorded = version_record_if_storable(
-                agent=agent, remote=remote, origin=AgentVersion.Origin.PROMPTCTL, actor=actor
-            )
-            agent.latest_version_number = max(agent.latest_version_number, remote.version)
-            saved_by(agent, actor)
-            after = _agent_snapshot(agent)
-            if unrecorded:
-                after["unrecorded"] = {str(remote.version): unrecorded}
-            audit_record(
-                actor=actor,
-                verb="agent.latest_version",
-                target=agent,
-                agent_id=agent.pk,
-                before=before,
-                after=after,
-            )
-            if version is not None:
-                return version
-    if unrecorded:
+    agent = Agent.objects.get(pk=agent.pk)
+    expected = agent.latest_version_number
+    latest = agent.versions.filter(number=expected).first()
+    if latest is not None and latest.system_prompt == system_prompt and (model is None or model == latest.model):
+        raise DomainError(
+            f"Version {expected} of {agent.name} already has exactly this system prompt: nothing to create."
+        )
+    try:
+        remote = gateway.agent_update(
+            agent_id=agent.remote_id, expected_version=expected, system=system_prompt, model=model
+        )
+    except gateway.VersionConflict as conflict:
+        raise _conflict_refusal(agent=agent, expected=expected, conflict=conflict, actor=actor) from conflict
+    try:
+        version, unrecorded = _remote_version_record(agent=agent, remote=remote, actor=actor)
+    except DatabaseError as error:
         raise DomainError(
             f"Managed Agents made version {remote.version} of {agent.name}, but promptctl could not record it "
-            f"({unrecorded}). It stays unrecorded and cannot be pinned; `promptctl agent sync --agent {agent.name}` "
-            "names it. The agent is not stuck: create your version again with a prompt promptctl can store."
+            f"({database_error_text(error)}). `promptctl agent sync --agent {agent.name}` records it once the "
+            "database is back; do not create it again."
+        ) from error
+    if version is not None:
+        return version
+    raise DomainError(
+        f"Managed Agents made version {remote.version} of {agent.name}, but promptctl could not record it "
+        f"({unrecorded}). It stays unrecorded and cannot be pinned; `promptctl agent sync --agent {agent.name}` "
+        "names it. The agent is not stuck: create your version again with a prompt promptctl can store."
+    )
+
+
+def _remote_version_record(
+    *, agent: Agent, remote: gateway.RemoteAgentVersion, actor: Any
+) -> tuple[AgentVersion | None, str]:
+    """Record the version the server just made, in one short transaction; reconcile with a sync that got there first."""
+    with transaction.atomic():
+        agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        existing = agent.versions.filter(number=remote.version).first()
+        if existing is not None:
+            # A sync ran during the remote call and recorded this version as made outside promptctl.
+            audit_record(
+                actor=actor,
+                verb="version.reconciled",
+                target=existing,
+                agent_id=agent.pk,
+                after={"number": existing.number, "made_by": getattr(actor, "username", None), "recorded_by": "sync"},
+            )
+            return existing, ""
+        before = _agent_snapshot(agent)
+        version, unrecorded = version_record_if_storable(
+            agent=agent, remote=remote, origin=AgentVersion.Origin.PROMPTCTL, actor=actor
         )
-    assert conflict is not None  # the remote update either made a version (returned above) or conflicted
+        agent.latest_version_number = max(agent.latest_version_number, remote.version)
+        saved_by(agent, actor)
+        after = _agent_snapshot(agent)
+        if unrecorded:
+            after["unrecorded"] = {str(remote.version): unrecorded}
+        audit_record(
+            actor=actor, verb="agent.latest_version", target=agent, agent_id=agent.pk, before=before, after=after
+        )
+    return version, unrecorded
+
+
+def _conflict_refusal(*, agent: Agent, expected: int, conflict: gateway.VersionConflict, actor: Any) -> DomainError:
+    """Sync the agent that moved on, and say in one line what the server now has and what to do."""
     result = agent_sync(agent=agent, actor=actor)
     found = ", ".join(f"v{v.number}" for v in result.new_versions) or "none new"
     server_version = conflict.server_version or result.latest_version_number
-    raise DomainError(
+    return DomainError(
         f"Agent {agent.name} changed on the server since promptctl last saw it: your edit was made against version "
         f"{expected}, but the server now has version {server_version}. promptctl synced and recorded the versions "
         f"changed outside promptctl ({found}). Nothing was created: review them with "

@@ -2,7 +2,9 @@
 
 ``eval run --wait`` polls ``GET /runs/{id}`` every half second: a progress bar
 on stderr when it is a terminal, one line per change of progress otherwise.
-It exits 1 when the run ends other than finished (or ``--timeout`` passes);
+It exits 1 when the run ends other than finished (or ``--timeout`` passes,
+or no worker has been alive for the server's ``worker_stale_seconds`` while
+the run waits: the message names the command that starts one);
 ``eval compare`` exits 1 when a team regresses, so CI can gate on either.
 """
 
@@ -115,6 +117,7 @@ def _wait(ctx, run: dict, *, show_bar: bool, timeout: float | None) -> dict:
     stream = sys.stderr
     deadline = None if timeout is None else time.monotonic() + timeout
     last = None
+    last_alive = time.monotonic()  # a worker starting as the wait begins gets the whole window to say so
     while True:
         progress = {"run": run["id"], **run["progress"], "status": run["status"]}
         if show_bar:
@@ -126,6 +129,12 @@ def _wait(ctx, run: dict, *, show_bar: bool, timeout: float | None) -> dict:
         last = (progress["done"], progress["status"])
         if run["status"] in FINAL:
             break
+        if run.get("workers_alive", 1):  # an older server without the field: never stop on it
+            last_alive = time.monotonic()
+        elif time.monotonic() - last_alive > float(run.get("worker_stale_seconds") or 15):
+            if show_bar:
+                stream.write("\n")
+            raise ClientError(f"Run #{run['id']}: {run.get('worker_warning') or 'no Celery worker is consuming.'}")
         if deadline is not None and time.monotonic() > deadline:
             if show_bar:
                 stream.write("\n")

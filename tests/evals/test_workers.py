@@ -47,7 +47,11 @@ def test_sigkill_mid_run_then_a_new_worker_finishes_it_without_duplicates(worker
     emulator.configure(latency=0.4)
     first = workers.start(concurrency=6)
     run = services.eval_run_start(agent_version=versions[0], testset_version=gating_set, repeats=3)
-    wait_for_run(run, timeout=60, until=lambda r: r.results.count() >= 8)
+    # Killed while it holds sessions in flight, so that some units are surely lost with it (on a busy machine
+    # the worker can be between units when the eighth result lands).
+    wait_for_run(
+        run, timeout=60, until=lambda r: r.results.count() >= 8 and emulator.stats()["sessions"]["unarchived"] > 0
+    )
     workers.kill(first)
     killed_at = run.results.count()
     assert killed_at < run.unit_total, "the run should still be in the middle when the worker dies"

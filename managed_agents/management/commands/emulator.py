@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from managed_agents.emulator.knobs import VERSION_STYLES
+from managed_agents.emulator.knobs import LOST_MODES, VERSION_STYLES
 from managed_agents.emulator.server import EmulatorServer
 
 KNOB_FLAGS = (
@@ -15,7 +15,8 @@ KNOB_FLAGS = (
     ("--fault-429", float, "probability that an API request is answered 429 with retry-after"),
     ("--fault-malformed", float, "probability that a reply is not the single JSON line"),
     ("--fault-stuck", float, "probability that a session stays running until interrupted"),
-    ("--fault-lost", float, "probability that a request is carried out but answered 500"),
+    ("--fault-lost", float, "probability that a request is carried out but its answer is lost"),
+    ("--lost-routes", str, "comma-separated route names the lost-response fault applies to (default: all)"),
     ("--create-limit", int, "session creates allowed per window before 429 (sliding window)"),
     ("--create-window", float, "length of the create-limit window in seconds (default 60)"),
     ("--retry-after", float, "seconds that injected 429s ask clients to wait (default 0.2)"),
@@ -33,11 +34,12 @@ class Command(BaseCommand):
             "--port", type=int, default=8765, help="port to listen on (default 8765; 0 = any free port)"
         )
         parser.add_argument("--versions", choices=VERSION_STYLES, default=None, help="agent version numbering")
+        parser.add_argument("--lost-mode", choices=LOST_MODES, default=None, help="a lost answer: 500, or close")
         for flag, kind, text in KNOB_FLAGS:
             parser.add_argument(flag, type=kind, default=None, help=text)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        names = [flag.removeprefix("--").replace("-", "_") for flag, _, _ in KNOB_FLAGS] + ["versions"]
+        names = [flag.removeprefix("--").replace("-", "_") for flag, _, _ in KNOB_FLAGS] + ["versions", "lost_mode"]
         knobs = {name: options[name] for name in names if options.get(name) is not None}
         try:
             server = EmulatorServer(host=options["host"], port=options["port"], **knobs)

@@ -49,10 +49,12 @@ def test_stats_count_sessions_by_status_and_requests(server, client, agent, envi
     stats = server.stats()
     assert stats["sessions"] == {
         "total": 3,
+        "created": 3,
         "archived": 1,
         "unarchived": 2,
         "by_status": {"idle": 2, "running": 1, "rescheduling": 0, "terminated": 0},
     }
+    assert stats["user_messages"] == {"total": 1, "sessions_by_count": {"0": 2, "1": 1}, "sessions_with_duplicates": 0}
     assert stats["agents"] == 1
     assert stats["requests"]["POST /v1/sessions"] == 3
     assert stats["requests"]["POST /v1/sessions/{session_id}/archive"] == 1
