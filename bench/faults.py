@@ -131,18 +131,9 @@ async def _phases(options: argparse.Namespace, server: Any, target: dict, chosen
 
 
 def _target_make() -> dict:
-    from managed_agents import gateway
-    from managed_agents.verdicts import allowed_labels
-    from promptctl.tutorial import V1_PROMPT
+    from promptctl.tutorial import tutorial_ticket_target
 
-    environment = gateway.environment_ensure(name="bench-faults")
-    created = gateway.agent_create(name="ticket-triage", model="claude-sonnet-4-6", system=V1_PROMPT)
-    return {
-        "agent_id": created.agent_id,
-        "version": created.version,
-        "environment_id": environment.id,
-        "allowed": allowed_labels(V1_PROMPT),
-    }
+    return tutorial_ticket_target(environment="bench-faults")
 
 
 def _bench_run(options: argparse.Namespace) -> dict:

@@ -29,3 +29,21 @@ TEAMS = ("billing", "auth", "api-platform", "dashboard")
 def tickets_load(path: Path = TICKETS_FILE) -> list[dict]:
     """The labelled tickets of a JSONL file (the tutorial's by default)."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def tutorial_ticket_target(*, environment: str) -> dict:
+    """A fresh agent at the tutorial's v1 on the configured API: the keyword arguments of a ticket run, minus the text.
+
+    For the gateway's tests and the fault benchmark, which run tickets without promptctl's records.
+    """
+    from managed_agents import gateway
+    from managed_agents.verdicts import allowed_labels
+
+    environment_id = gateway.environment_ensure(name=environment).id
+    created = gateway.agent_create(name="ticket-triage", model="claude-sonnet-4-6", system=V1_PROMPT)
+    return {
+        "agent_id": created.agent_id,
+        "version": created.version,
+        "environment_id": environment_id,
+        "allowed": allowed_labels(V1_PROMPT),
+    }
