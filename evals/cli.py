@@ -10,6 +10,7 @@ with the worker hint when no worker has been alive for
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -22,8 +23,7 @@ from promptctl import selectors as promptctl_selectors
 from promptctl.cli.common import actor_from_options, add_actor_argument
 from promptctl.errors import DomainError
 from promptctl.inputs import file_read_capped
-
-BAR_WIDTH = 30
+from promptctl_client.display import comparison_show, progress_bar, run_show
 
 
 def _json_flag(parser) -> None:
@@ -159,14 +159,6 @@ def testset_list(options, out):
 # --- runs -----------------------------------------------------------------------------
 
 
-def _bar(progress: dict) -> str:
-    filled = int(BAR_WIDTH * progress["done"] / progress["total"]) if progress["total"] else 0
-    bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-    extra = f" invalid {progress['invalid']}" if progress["invalid"] else ""
-    extra += f" errors {progress['errors']}" if progress["errors"] else ""
-    return f"\rrun #{progress['run']} [{bar}] {progress['done']}/{progress['total']} {progress['status']}{extra}"
-
-
 def _wait(run: EvalRun, *, show_bar: bool, timeout: float | None) -> EvalRun:
     """Follow the run in the database (the source of truth) until it is final."""
     stream = sys.stderr
@@ -177,7 +169,7 @@ def _wait(run: EvalRun, *, show_bar: bool, timeout: float | None) -> EvalRun:
     while True:
         run.refresh_from_db()
         if show_bar:
-            stream.write(_bar(selectors.eval_run_progress(run=run)))
+            stream.write(progress_bar(selectors.eval_run_progress(run=run), shutil.get_terminal_size((80, 24)).columns))
             stream.flush()
         if not run.is_active:
             break
@@ -201,50 +193,6 @@ def _wait(run: EvalRun, *, show_bar: bool, timeout: float | None) -> EvalRun:
     return run
 
 
-def _scores_table(out, scores: dict) -> None:
-    rows = []
-    for team, row in scores["teams"].items():
-        interval = row["interval"]
-        rows.append(
-            [
-                team,
-                f"{row['correct']}/{row['total']}",
-                f"{row['accuracy']:.0%}" if row["accuracy"] is not None else "-",
-                f"{interval[0]:.0%}–{interval[1]:.0%}" if interval else "-",
-                f"{row['priority_correct']}/{row['priority_total']}",
-                f"{row['invalid_rate']:.0%}" if row["invalid_rate"] is not None else "-",
-                f"{row['latency_p50']:.2f}s" if row["latency_p50"] is not None else "-",
-                f"{row['latency_p95']:.2f}s" if row["latency_p95"] is not None else "-",
-            ]
-        )
-    out.table(rows, ["team", "correct", "accuracy", "95% interval", "priority", "invalid", "p50", "p95"])
-    confusion = scores["confusion"]
-    out.human()
-    out.human("confusion (rows: label, columns: answer)")
-    out.table(
-        [[row] + [confusion["counts"][row][column] for column in confusion["columns"]] for row in confusion["rows"]],
-        ["label"] + confusion["columns"],
-    )
-    if scores.get("flaky"):
-        out.human(f"flaky tickets (answers differ across attempts): {', '.join(scores['flaky'])}")
-
-
-def _show_run(out, summary: dict) -> None:
-    progress = summary["progress"]
-    wall = f", {summary['wall_seconds']:.1f}s" if summary["wall_seconds"] is not None else ""
-    out.human(
-        f"run #{summary['id']}: {summary['agent']} v{summary['version']} on {summary['testset']} v{summary['testset_version']}"
-        f" ×{summary['repeats']} — {summary['status']} ({progress['done']}/{progress['total']}{wall})"
-    )
-    if summary["status_reason"]:
-        out.human(f"  {summary['status_reason']}")
-    for warning in summary["label_warnings"]:
-        out.human(f"  warning: {warning['message']}")
-    if "scores" in summary:
-        out.human()
-        _scores_table(out, summary["scores"])
-
-
 def eval_run(options, out):
     agent = promptctl_selectors.agent_get(name=options.agent)
     version = promptctl_selectors.version_get(agent=agent, number=options.version)
@@ -261,14 +209,14 @@ def eval_run(options, out):
         return selectors.eval_run_shown(run=run, with_scores=False)
     run = _wait(run, show_bar=not out.json_mode and sys.stderr.isatty(), timeout=options.timeout)
     summary = selectors.eval_run_summary(run=run)
-    _show_run(out, summary)
+    run_show(out, summary)
     return summary, 0 if run.status == EvalRun.Status.FINISHED else 1
 
 
 def eval_show(options, out):
     run = selectors.eval_run_get(run_id=options.run_id)
     summary = selectors.eval_run_shown(run=run)
-    _show_run(out, summary)
+    run_show(out, summary)
     return summary
 
 
@@ -317,46 +265,5 @@ def eval_compare(options, out):
             actor=actor,
         )
     summary = selectors.comparison_summary(comparison=comparison)
-    _show_comparison(out, summary)
+    comparison_show(out, summary)
     return summary, 1 if summary["regressed"] else 0
-
-
-def _show_comparison(out, summary: dict) -> None:
-    out.human(
-        f"comparison #{summary['id']}: {summary['agent']} v{summary['baseline']['version']} (run #{summary['baseline']['run']})"
-        f" → v{summary['candidate']['version']} (run #{summary['candidate']['run']}) on {summary['testset']}"
-        f" v{summary['testset_version']}, tolerance {summary['tolerance']}"
-    )
-    rows = []
-    for team, row in summary["teams"].items():
-        b, c = row["baseline"], row["candidate"]
-        rows.append(
-            [
-                team,
-                f"{b['correct']}/{b['total']}",
-                f"{c['correct']}/{c['total']}",
-                f"{row['delta']:+d}",
-                f"{c['interval'][0]:.0%}–{c['interval'][1]:.0%}" if c["interval"] else "-",
-                f"{row['mcnemar_p']:.3g}",
-                "REGRESSED" if row["regressed"] else "ok",
-            ]
-        )
-    out.table(rows, ["team", "baseline", "candidate", "delta", "candidate 95%", "McNemar p", "verdict"])
-    arrows = {"right_to_wrong": "right → wrong", "wrong_to_right": "wrong → right"}
-    for flip in summary["flips"]:
-        out.human(
-            f"  {flip['ticket']} ({flip['team']}): {arrows[flip['direction']]} "
-            f"[{flip['baseline_answer']} → {flip['candidate_answer']}]"
-        )
-    if summary["unpaired"]:
-        out.human(f"  not compared (no scored answer in one run): {', '.join(summary['unpaired'])}")
-    for warning in summary["label_warnings"]:
-        out.human(f"  warning: {warning['message']}")
-    out.human(f"exact McNemar p = {summary['mcnemar_p']:.3g} over {len(summary['flips'])} flipped ticket(s)")
-    if summary["regressed"]:
-        out.human(
-            f"REGRESSED: {', '.join(summary['regressed_teams'])}. Promoting the candidate needs "
-            f"--evidence {summary['evidence']} --accept-regression REASON (one more approval)."
-        )
-    else:
-        out.human(f"No team regressed. Evidence for a promotion: --evidence {summary['evidence']}")
