@@ -32,6 +32,7 @@ from promptctl.services.changes import (
     change_request_create,
     change_request_reject,
     change_request_withdraw,
+    reviewer_eligible,
 )
 from promptctl.services.notifications import change_notify, notification_email_send, webhook_delivery_attempt
 from promptctl.services.tokens import (
@@ -82,6 +83,7 @@ __all__ = [
     "change_request_create",
     "change_request_reject",
     "change_request_withdraw",
+    "reviewer_eligible",
     "change_notify",
     "notification_email_send",
     "roles_ensure",

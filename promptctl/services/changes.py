@@ -189,6 +189,17 @@ def _close(change: ChangeRequest, *, status: str, actor: Any, reason: str) -> No
     )
 
 
+def reviewer_eligible(*, user: Any, agent: Agent) -> bool:
+    """Whether ``user`` could approve a change to ``agent`` now: ``_require_reviewer``'s rule, four-eyes aside."""
+    return bool(
+        user is not None
+        and user.is_active
+        and not user.groups.filter(name=BOTS).exists()
+        and user.has_perm("promptctl.approve_changerequest")
+        and user.groups.filter(name=agent.approver_group).exists()
+    )
+
+
 def _require_reviewer(reviewer: Any, change: ChangeRequest, doing: str) -> None:
     if reviewer.groups.filter(name=BOTS).exists():
         raise PermissionRefused(
@@ -339,7 +350,8 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
         current_revision = pin.revision if pin else 0
         routing = change.kind == ChangeRequest.Kind.ROUTE
         stale = promotion_gate().stale_reason(change=change)
-        if not routing and current_revision != change.base_pin_revision:
+        # A route request names the production version it makes the default: a moved pin makes it stale too.
+        if current_revision != change.base_pin_revision:
             superseded_message = _moved_message(change=change, pin=pin)
             _close(change, status=ChangeRequest.Status.SUPERSEDED, actor=actor, reason=superseded_message)
         elif stale is not None:
@@ -353,6 +365,7 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
             _close(
                 change, status=ChangeRequest.Status.APPLIED, actor=actor, reason=f"applied by {actor.username}: {done}"
             )
+            change_notify(change=change, event="change.applied", actor=actor)
             duplicates = (
                 ChangeRequest.objects.select_for_update(of=("self",))
                 .select_related("agent", "target_version", "base_version", "requested_by")
@@ -376,6 +389,7 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                 actor=actor,
                 reason=f"applied by {actor.username}: {change.channel} pin now at v{pin.version.number}",
             )
+            change_notify(change=change, event="change.applied", actor=actor)
             others = (
                 ChangeRequest.objects.select_for_update(of=("self",))
                 .select_related("agent", "target_version", "base_version", "requested_by")
@@ -393,7 +407,6 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                 )
     if superseded_message is not None:
         raise ChangeConflict(superseded_message)
-    change_notify(change=change, event="change.applied", actor=actor)
     assert pin is not None  # moved just now, or (route) the production pin the request was filed on
     return pin
 

@@ -82,16 +82,6 @@ def system_user_ensure() -> Any:
     return user
 
 
-def _may_approve(user: Any, agent: Agent) -> bool:
-    """Whether ``user`` could approve a change to ``agent`` now (the rule ``change_request_approve`` applies)."""
-    return bool(
-        user is not None
-        and user.is_active
-        and user.has_perm("promptctl.approve_changerequest")
-        and user.groups.filter(name=agent.approver_group).exists()
-    )
-
-
 def _standing_groups_sync(*, actor: Any) -> None:
     """``promptctl-auto-end`` is in the reviewers group and each approver group of an agent with auto-end on, only."""
     reviewers = change_services.roles_ensure()[change_services.REVIEWERS]
@@ -151,7 +141,7 @@ def canary_policy_save(*, policy: CanaryPolicy, actor: Any) -> CanaryPolicy:
         before = _policy_snapshot(stored)
         was_on = bool(stored and stored.auto_end)
         if policy.auto_end and not was_on:
-            if not _may_approve(actor, agent):
+            if not change_services.reviewer_eligible(user=actor, agent=agent):
                 raise DomainError(
                     f"{actor.username} may not turn on automatic canary ending for {agent.name}: it approves "
                     f"promptctl's rollbacks in advance, so only a member of {agent.approver_group!r} who may approve "
@@ -212,7 +202,7 @@ def _standing_approval(agent: Agent) -> tuple[CanaryPolicy | None, str]:
             f"automatic ending is on in the database, but no audited canary policy change of {agent.name} says so "
             "(the policy row was written around canary_policy_save), so promptctl does not act on it"
         )
-    if not _may_approve(policy.auto_end_granted_by, agent):
+    if not change_services.reviewer_eligible(user=policy.auto_end_granted_by, agent=agent):
         return None, (
             f"automatic ending is on, but {_grantor(policy)}, who granted it, may no longer "
             f"approve changes to {agent.name}, so the standing approval has lapsed"
@@ -310,6 +300,11 @@ def canary_end(*, agent_id: int, pin_revision: int) -> CanaryCheck | None:
         how += f" ({lapsed}.)" if lapsed else ""
     try:
         with transaction.atomic():
+            # Re-read under lock: had the canary been promoted or ended since the first read, a rollback filed
+            # now (and approved by a standing policy) would undo a change people approved.
+            locked = Pin.objects.select_for_update().filter(pk=pin.pk).values("revision", "canary_version_id").first()
+            if locked is None or locked["revision"] != pin_revision or not locked["canary_version_id"]:
+                return None
             change = change_services.change_request_create(
                 agent=pin.agent,
                 kind=ChangeRequest.Kind.ROLLBACK,
