@@ -23,7 +23,12 @@ from promptctl.models import Agent, AuditEvent, Pin
 from promptctl.services.common import _agent_snapshot, _pin_snapshot
 
 POLICY_KEYS = ("required_approvals", "approver_group", "regression_tolerance", "canary_evidence_above_percent")
-ROLE_GROUPS = {"requester": ["requesters"], "reviewer": ["reviewers"], "admin": ["requesters", "reviewers"]}
+ROLE_GROUPS = {
+    "requester": ["requesters"],
+    "reviewer": ["reviewers"],
+    "admin": ["requesters", "reviewers"],
+    "bot": ["requesters", "bots"],
+}
 
 
 def _last_after(**filters: Any) -> dict[str, Any] | None:
@@ -155,7 +160,12 @@ def approvals_match_record() -> Iterator[str]:
             continue
         group = _approver_group_then(approval.change.agent_id, event["sequence"])
         access = _access_replayed(approval.reviewer_id, before=event["sequence"])
-        if not access.get("is_superuser") and group not in access.get("groups", ()):
+        if "bots" in access.get("groups", ()):
+            yield (
+                f"{who} decided on change request #{approval.change_id} at event #{event['sequence']}, but the trail "
+                f"says {who} was then a service account (in bots), which never approves: it left bots outside it."
+            )
+        elif not access.get("is_superuser") and group not in access.get("groups", ()):
             yield (
                 f"{who} decided on change request #{approval.change_id} at event #{event['sequence']}, but the trail "
                 f"says {who} was then neither in {group} nor a superuser: the power to approve was granted outside it."

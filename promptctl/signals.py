@@ -35,12 +35,12 @@ def _user_pre_save(sender, instance, update_fields=None, **_kwargs) -> None:
         username_check(instance.username)
     writes_password = update_fields is None or "password" in update_fields
     setattr(instance, _CREDENTIALS, writes_password and (stored is None or stored["password"] != instance.password))
-    if update_fields is not None and not set(update_fields) & {*ACCESS_FIELDS}:
+    if update_fields is not None and not set(update_fields) & {"username", *ACCESS_FIELDS}:
         return  # last_login, password, ...: not access
     if not access_edge_recording():
         return
     before = user_access_snapshot(instance)
-    if before and all(before[field] == getattr(instance, field) for field in ACCESS_FIELDS):
+    if before and all(before[field] == getattr(instance, field) for field in ("username", *ACCESS_FIELDS)):
         return  # a save that changes no access (a password, a name): anyone allowed to save it may
     access_change_check(target=instance)
     setattr(instance, _BEFORE, before)

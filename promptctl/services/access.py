@@ -93,7 +93,8 @@ def user_access_snapshot(user: Any) -> dict[str, Any]:
     """What decides what ``user`` may do: flags, groups and direct permissions, as stored now."""
     if user.pk is None:
         return {}
-    fresh = get_user_model().objects.filter(pk=user.pk).values(*ACCESS_FIELDS).first()
+    # The name too: the standing auto-end account and the trail's readers know a user by it.
+    fresh = get_user_model().objects.filter(pk=user.pk).values("username", *ACCESS_FIELDS).first()
     if fresh is None:
         return {}
     return {

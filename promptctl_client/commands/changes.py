@@ -10,7 +10,7 @@ from promptctl_client.output import short_time
 from promptctl_client.transport import ClientError, segment
 
 KINDS = ["promote", "rollback", "canary", "route"]
-STATUSES = ["pending", "approved", "rejected", "applied", "withdrawn", "stale"]
+STATUSES = ["pending", "approved", "rejected", "applied", "withdrawn", "superseded"]
 
 
 def register(groups) -> None:
