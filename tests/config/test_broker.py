@@ -121,3 +121,48 @@ def test_a_producer_racing_a_consumer_delivers_every_large_message_whole(folder,
     producer.join()
     assert sorted(received) == list(range(count))
     assert not [name for name in os.listdir(folder) if name.endswith(".partial")]
+
+
+def test_consumers_claim_by_rename_in_the_broker_folder_never_by_copy(folder, queue_name):
+    """A claim is one rename into ``processed`` (same filesystem), not kombu's move into the system temp folder."""
+    (folder / "processed").mkdir()
+    with connection(folder) as conn:
+        queue = conn.SimpleQueue(queue_name)
+        queue.put({"unit": 1})
+        events = folder_events(folder / "processed", lambda: queue.get(timeout=2).ack())
+        queue.close()
+    claims = [(mask, name) for mask, name in events if name.endswith(f"{queue_name}.msg")]
+    assert len(claims) == 1 and claims[0][0] & IN_MOVED_TO and not claims[0][0] & IN_CREATE, events
+    assert not os.listdir(folder / "processed"), "a claimed message is removed once read (store_processed off)"
+
+
+def test_two_consumers_racing_take_each_message_exactly_once(folder, queue_name):
+    (folder / "processed").mkdir()
+    count = 400
+    with connection(folder) as conn:
+        queue = conn.SimpleQueue(queue_name)
+        for number in range(count):
+            queue.put({"unit": number})
+        queue.close()
+    taken: list[list[int]] = [[], []]
+
+    def consume(index: int) -> None:
+        with connection(folder) as conn:
+            queue = conn.SimpleQueue(queue_name)
+            while True:
+                try:
+                    message = queue.get(timeout=1)
+                except queue.Empty:
+                    break
+                taken[index].append(message.payload["unit"])
+                message.ack()
+            queue.close()
+
+    consumers = [threading.Thread(target=consume, args=(index,)) for index in (0, 1)]
+    for consumer in consumers:
+        consumer.start()
+    for consumer in consumers:
+        consumer.join()
+    together = taken[0] + taken[1]
+    assert sorted(together) == list(range(count)), "every message taken once: none lost, none twice"
+    assert taken[0] and taken[1], "both consumers took part in the race"
