@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(DEV_ENV) $(BIN)/python -m bench.api --json var/bench-api.json
 	$(DEV_ENV) $(BIN)/python -m bench.cli --json var/bench-cli.json
 	$(DEV_ENV) $(BIN)/python -m bench.soak --broker both --json var/bench-soak.json
+	$(DEV_ENV) $(BIN)/python -m bench.faults --json var/bench-faults.json
 
 emulator: $(STAMP)
 	$(DEV_ENV) $(BIN)/python manage.py emulator --port 8765

@@ -14,6 +14,20 @@ at a time:
 For each it reports sessions made, stray (unarchived) sessions, sessions that
 received the ticket twice, lost answers, outcomes and right teams. These are
 eval-unit-like runs in one process, not eval units through Celery workers.
+
+3. **end to end** (issue 13, "done when" 2): lost answers at ``--rate`` on
+   EVERY route (lists, reads, archives and interrupts too), with the rest of
+   promptctl in processes of its own: the triage agent is set up through the
+   services (environment, agent, versions, the gated promotion, the route), and
+   ``--agents`` more agents with two versions each are made, all under faults;
+   then an eval run of ``--units`` units (the 20 tickets repeated) runs on a
+   real Celery worker process, and ``--api-calls`` calls go to the triage API
+   served by real uvicorn processes. It reports duplicate messages (sessions
+   that received the ticket twice), duplicate results, stray sessions, stray
+   agents (remote agents promptctl did not record) and versions labelled
+   "changed outside promptctl" although promptctl made every one, all read
+   from the emulator's stats and promptctl's database. ``--no-end-to-end``
+   skips it.
 """
 
 from __future__ import annotations
@@ -30,6 +44,7 @@ from typing import Any
 from bench.child import clean_child_run
 
 LOST_ROUTES = "POST /v1/sessions,POST /v1/sessions/{session_id}/events"
+EVERY_ROUTE = ""  # the emulator's lost_routes: empty means every route
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -40,6 +55,15 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=20, help="runs at a time (default 20)")
     parser.add_argument("--seed", type=int, default=13, help="the emulator's fault dice")
     parser.add_argument("--json", default="", help="also write the results here")
+    parser.add_argument(
+        "--end-to-end",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run phase 3: every route faulted, eval units on a Celery worker, calls through the API (default on)",
+    )
+    parser.add_argument("--units", type=int, default=100, help="eval units of phase 3, a multiple of 20 (100)")
+    parser.add_argument("--api-calls", type=int, default=100, help="triage API calls of phase 3 (100)")
+    parser.add_argument("--agents", type=int, default=5, help="extra agents of phase 3, two versions each (5)")
     return parser.parse_args(argv)
 
 
@@ -136,6 +160,136 @@ def _target_make() -> dict:
     return tutorial_ticket_target(environment="bench-faults")
 
 
+def _end_to_end(options: argparse.Namespace, server: Any) -> dict:
+    """Phase 3: every route loses answers at ``--rate``; creates, eval units (worker) and API calls (uvicorn)."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.models import Count
+
+    from bench.api import _bench_setup
+    from config.children import ApiServer, WorkerProcess, child_env
+    from evals import services as eval_services
+    from evals.models import EvalResult, EvalRun
+    from promptctl import services
+    from promptctl.models import Agent, AgentVersion, VersionIntent
+    from promptctl.tutorial import TICKETS_FILE, V1_PROMPT, V2_PROMPT
+    from triage.models import TriageRequest
+
+    if options.units % 20:
+        raise SystemExit("--units must be a multiple of 20 (the tutorial's tickets, repeated)")
+    server.reset()
+    call_command("migrate", verbosity=0)
+    server.configure(fault_lost=options.rate, lost_routes=EVERY_ROUTE, lost_mode=options.mode, seed=options.seed)
+    started = time.monotonic()
+    # Creates under faults: the tutorial agent, its versions and promotions, then more agents and versions.
+    world = _bench_setup()
+    agent, requester = world["agent"], world["requester"]
+    for index in range(options.agents):
+        extra = services.agent_create(
+            name=f"faulty-{index}", model="claude-sonnet-4-6", system_prompt=V1_PROMPT, actor=requester
+        )
+        services.version_create(agent=extra, system_prompt=V2_PROMPT, actor=requester)
+        services.version_create(agent=extra, system_prompt=V2_PROMPT + "\nAnswer briefly.", actor=requester)
+    creates_seconds = time.monotonic() - started
+
+    imported = eval_services.testset_import(
+        name="faults-tickets", data=TICKETS_FILE.read_bytes(), filename=TICKETS_FILE.name, agent=agent, actor=requester
+    )
+    version = agent.versions.get(number=world["v3"])
+    env = {**child_env(settings_dict=connection.settings_dict, emulator_url=server.base_url)}
+    env["PROMPTCTL_VAR_DIR"] = str(settings.VAR_DIR)
+    api_outcomes: collections.Counter = collections.Counter()
+    with WorkerProcess(env=env, concurrency=8) as worker:
+        started = time.monotonic()
+        run = eval_services.eval_run_start(
+            agent_version=version, testset_version=imported.version, repeats=options.units // 20, actor=requester
+        )
+        deadline = time.monotonic() + 900
+        while run.status in (EvalRun.Status.QUEUED, EvalRun.Status.RUNNING):
+            if time.monotonic() > deadline or (worker.process and worker.process.poll() is not None):
+                raise RuntimeError(f"eval run #{run.pk} did not finish; worker log:\n{worker.log()[-3000:]}")
+            time.sleep(0.1)
+            run.refresh_from_db()
+        eval_seconds = time.monotonic() - started
+    with ApiServer(env=env, workers=2) as api:
+        started = time.monotonic()
+        api_outcomes = asyncio.run(_api_calls(api.base_url, world, options.api_calls))
+        api_seconds = time.monotonic() - started
+    server.configure(fault_lost=0.0)  # what is left is read without faults
+    for each in Agent.objects.all():
+        services.agent_sync(agent=each)  # a version promptctl made but did not record would show up as outside
+    stats = _settled_stats(server)
+    remote_agents = {item.id for item in _remote_agents(server)}
+    results = EvalResult.objects.filter(run=run)
+    duplicate_results = sum(
+        row["n"] - 1 for row in results.values("case", "attempt").annotate(n=Count("id")) if row["n"] > 1
+    )
+    return {
+        "seconds_creates": round(creates_seconds, 2),
+        "seconds_eval_run": round(eval_seconds, 2),
+        "seconds_api_calls": round(api_seconds, 2),
+        "lost_answers": stats["faults"].get("fault_lost", 0),
+        "requests": sum(stats["requests"].values()),
+        "eval_units": run.unit_total,
+        "eval_run_status": run.status,
+        "eval_results": results.count(),
+        "duplicate_results": duplicate_results,
+        "api_calls": options.api_calls,
+        "api_outcomes": dict(api_outcomes),
+        "api_calls_logged": TriageRequest.objects.filter(source=TriageRequest.Source.API).count(),
+        "sessions_created": stats["sessions"]["created"],
+        "stray_sessions": stats["sessions"]["unarchived"],
+        "sessions_answered_twice_or_more": stats["user_messages"]["sessions_with_duplicates"],
+        "remote_agents": len(remote_agents),
+        "agents_recorded": Agent.objects.count(),
+        "stray_agents": len(remote_agents - set(Agent.objects.values_list("remote_id", flat=True))),
+        "remote_environments": stats["environments"],
+        "remote_versions": stats["agent_versions"],
+        "versions_recorded": AgentVersion.objects.count(),
+        "versions_labelled_outside": AgentVersion.objects.filter(origin=AgentVersion.Origin.OUTSIDE).count(),
+        "version_intents_open": VersionIntent.objects.filter(outcome=VersionIntent.Outcome.OPEN).count(),
+    }
+
+
+async def _api_calls(base_url: str, world: dict, calls: int) -> collections.Counter:
+    """``calls`` triage calls, 10 at a time, through the API server; counts answers by HTTP status."""
+    import httpx2
+
+    outcomes: collections.Counter = collections.Counter()
+    limit = asyncio.Semaphore(10)
+    headers = {"Authorization": f"Bearer {world['secret']}"}
+    tickets = world["tickets"]
+    async with httpx2.AsyncClient(base_url=base_url, headers=headers, timeout=180) as client:
+
+        async def one(index: int) -> None:
+            ticket = tickets[index % len(tickets)]
+            async with limit:
+                response = await client.post(
+                    "/api/v1/triage", json={"subject": ticket["subject"], "body": ticket["body"]}
+                )
+            outcomes[str(response.status_code)] += 1
+
+        await asyncio.gather(*(one(index) for index in range(calls)))
+    return outcomes
+
+
+def _remote_agents(server: Any) -> list:
+    from managed_agents import gateway
+
+    return list(gateway.client().beta.agents.list(include_archived=True))
+
+
+def _settled_stats(server: Any, *, seconds: float = 15.0) -> dict:
+    """The emulator's stats once nothing is left to archive (or after ``seconds``): sweeps may still be running."""
+    deadline = time.monotonic() + seconds
+    stats = server.stats()
+    while stats["sessions"]["unarchived"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        stats = server.stats()
+    return stats
+
+
 def _bench_run(options: argparse.Namespace) -> dict:
     from django.conf import settings
 
@@ -152,9 +306,13 @@ def _bench_run(options: argparse.Namespace) -> dict:
         every = tickets_load()
         chosen = [every[index % len(every)] for index in range(options.runs)]
         results = asyncio.run(_phases(options, server, target, chosen))
+        end_to_end = _end_to_end(options, server) if options.end_to_end else None
     finally:
         server.stop()
-    return {"runs": options.runs, "rate": options.rate, "mode": options.mode, "phases": results}
+    document = {"runs": options.runs, "rate": options.rate, "mode": options.mode, "phases": results}
+    if end_to_end is not None:
+        document["end_to_end"] = end_to_end
+    return document
 
 
 def _markdown(results: dict) -> str:
@@ -169,7 +327,37 @@ def _markdown(results: dict) -> str:
     ]
     for row in rows:
         lines.append(f"| {row} | " + " | ".join(str(phase.get(row, "")) for phase in phases.values()) + " |")
+    end_to_end = results.get("end_to_end")
+    if end_to_end:
+        lines += [
+            "",
+            f"End to end: {results['rate']:.0%} of answers lost on every route (mode {results['mode']}); eval units "
+            "on a Celery worker process, calls through the triage API's uvicorn processes",
+            "",
+            "| | value | target |",
+            "| --- | --- | --- |",
+        ]
+        for key, value in end_to_end.items():
+            lines.append(f"| {key} | {value} | {E2E_TARGETS.get(key, '')} |")
     return "\n".join(lines)
+
+
+# Phase 3's "done when": these must be 0 (issue 13).
+E2E_TARGETS = {
+    "duplicate_results": "0",
+    "stray_sessions": "0",
+    "sessions_answered_twice_or_more": "0",
+    "stray_agents": "0",
+    "versions_labelled_outside": "0",
+}
+
+
+def _end_to_end_met(end_to_end: dict) -> bool:
+    return (
+        all(end_to_end[key] == 0 for key in E2E_TARGETS)
+        and end_to_end["eval_results"] == end_to_end["eval_units"]
+        and end_to_end["remote_agents"] == end_to_end["agents_recorded"]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,7 +373,10 @@ def main(argv: list[str] | None = None) -> int:
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=2))
     safe = results["phases"]["promptctl"]
-    return 0 if safe["stray_sessions"] == 0 and safe["sessions_answered_twice_or_more"] == 0 else 1
+    met = safe["stray_sessions"] == 0 and safe["sessions_answered_twice_or_more"] == 0
+    if "end_to_end" in results:
+        met = met and _end_to_end_met(results["end_to_end"])
+    return 0 if met else 1
 
 
 if __name__ == "__main__":

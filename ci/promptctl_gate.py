@@ -21,13 +21,15 @@ Steps (docs/CI.md says why each is so):
 4. ``eval compare`` of those two runs; its summary goes to stdout and, as
    markdown, to ``$GITHUB_STEP_SUMMARY`` and ``$GATE_SUMMARY_FILE`` when set.
 5. ``change request --kind promote --evidence comparison:ID``, after withdrawing
-   the bot's open requests of earlier runs for the same ``PR_REF``. Filed also
-   when the comparison flags a regression: reviewers see it, and the gate
-   refuses to apply it unless a person re-files accepting the regression.
+   the bot's open requests of earlier runs for the same ``PR_REF``. Not filed
+   when the comparison flags a regression: promptctl refuses to file a
+   promotion that does not accept its regression (it could never be applied),
+   and accepting one is a person's decision (``--accept-regression REASON``,
+   one approval more), not the bot's.
 
 Exit status: 0 no team regressed (request filed); 1 the comparison flags a
-regression (request filed, the check fails); 2 the gate could not run (missing
-setting, refusal, a run that did not finish), with one line on stderr.
+regression (no request filed, the check fails); 2 the gate could not run
+(missing setting, refusal, a run that did not finish), with one line on stderr.
 """
 
 from __future__ import annotations
@@ -152,18 +154,19 @@ def summary_markdown(comparison: dict, *, settings: dict[str, str], change: dict
             for f in comparison["flips"]
         ]
     lines.append("")
-    if change is None:
+    if change is None and comparison["regressed"]:
+        lines.append(
+            "No change request was filed: promptctl refuses a promotion whose comparison flags a regression it "
+            "does not accept. Fix the prompt, or, if the regression is intended, a person files it accepting it "
+            f"(`promptctl change request --agent {agent} --kind promote --to {cand['version']} "
+            f"--evidence {comparison['evidence']} --accept-regression REASON`, one approval more)."
+        )
+    elif change is None:
         lines.append("No change request was filed.")
     else:
         lines.append(
             f"Change request #{change['id']} (promote v{change['target_version']}, evidence {comparison['evidence']}) "
-            f"is {change['status']}: it needs {change['approvals_required']} approval(s) from a reviewer"
-            + (
-                "; the gate refuses to apply it while the regression is not accepted "
-                "(`promptctl change request ... --accept-regression REASON`, one approval more)."
-                if comparison["regressed"]
-                else "."
-            )
+            f"is {change['status']}: it needs {change['approvals_required']} approval(s) from a reviewer."
         )
     return "\n".join(lines) + "\n"
 
@@ -228,11 +231,13 @@ def gate(settings: dict[str, str]) -> int:
         f"{marker} {settings['PROMPT_FILE']} as v{new}; comparison #{comparison['id']} against production "
         f"v{prod}: {'REGRESSED ' + ', '.join(comparison['regressed_teams']) if regressed else 'no team regressed'}"
     )
-    _code, change = client(
-        "change", "request", "--agent", agent, "--kind", "promote", "--to", str(new),
-        "--evidence", comparison["evidence"], "--reason", reason, step="change request",
-    )  # fmt: skip
-    assert isinstance(change, dict)
+    change = None
+    if not regressed:
+        _code, change = client(
+            "change", "request", "--agent", agent, "--kind", "promote", "--to", str(new),
+            "--evidence", comparison["evidence"], "--reason", reason, step="change request",
+        )  # fmt: skip
+        assert isinstance(change, dict)
     if withdrawn:
         print(f"promptctl-gate: withdrew earlier request(s) {', '.join(f'#{i}' for i in withdrawn)} of {marker[:-1]}")
     summary_post(summary_markdown(comparison, settings=settings, change=change))

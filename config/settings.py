@@ -169,6 +169,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Times to the second with the time zone on every admin page (config/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["config.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static")))
@@ -262,6 +264,14 @@ PROMPTCTL_EVAL_SWEEP_SECONDS = env.float("PROMPTCTL_EVAL_SWEEP_SECONDS", default
 PROMPTCTL_EVAL_WORKER_SWEEP = env.bool("PROMPTCTL_EVAL_WORKER_SWEEP", default=True)
 # Workers write a heartbeat row every third of this; none newer than this means no live worker (evals.selectors).
 PROMPTCTL_WORKER_STALE_SECONDS = env.float("PROMPTCTL_WORKER_STALE_SECONDS", default=15.0)
+# Async triage jobs and shadow runs, swept on the same timer (docs/OPERATIONS.md, "Jobs and shadow runs after a
+# worker dies"). A job attempt's lease ends this long after it starts (must exceed PROMPTCTL_SESSION_TIMEOUT);
+# a queued job whose message went out this long ago is sent again; a logged request's missing shadow result
+# (or canary comparison) is run again once this old, up to the horizon.
+PROMPTCTL_JOB_LEASE_SECONDS = env.float("PROMPTCTL_JOB_LEASE_SECONDS", default=300.0)
+PROMPTCTL_JOB_REQUEUE_SECONDS = env.float("PROMPTCTL_JOB_REQUEUE_SECONDS", default=60.0)
+PROMPTCTL_SHADOW_SWEEP_AFTER_SECONDS = env.float("PROMPTCTL_SHADOW_SWEEP_AFTER_SECONDS", default=300.0)
+PROMPTCTL_SHADOW_SWEEP_HORIZON_SECONDS = env.float("PROMPTCTL_SHADOW_SWEEP_HORIZON_SECONDS", default=86400.0)
 
 # --- The audit key and checkpoints (docs/OPERATIONS.md) -------------------
 # The key that MACs the audit chain lives outside the database: PROMPTCTL_AUDIT_KEY, or the first line of

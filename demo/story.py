@@ -127,24 +127,20 @@ class Story:
         comparison = eval_services.comparison_create(baseline_run=run_v1, candidate_run=run_v2, actor=alice)
         self.show_comparison(eval_selectors.comparison_summary(comparison=comparison))
 
-        self.step(4, "alice requests promotion of v2: the regression gate refuses; she re-files accepting it")
-        blocked = services.change_request_create(
-            agent=agent,
-            kind="promote",
-            target_number=v2.number,
-            reason="Route usage questions to api-platform.",
-            actor=alice,
-            evidence_ref=f"comparison:{comparison.pk}",
-        )
-        services.change_request_approve(change=blocked, reviewer=bob, comment="Looks fine to me.")
-        self.say(f"change request #{blocked.pk} approved by bob; alice applies it…")
+        self.step(4, "alice requests promotion of v2: the regression gate refuses at filing; she re-files accepting it")
         try:
-            services.change_request_apply(change=blocked, actor=alice)
+            services.change_request_create(
+                agent=agent,
+                kind="promote",
+                target_number=v2.number,
+                reason="Route usage questions to api-platform.",
+                actor=alice,
+                evidence_ref=f"comparison:{comparison.pk}",
+            )
         except DomainError as refusal:
             self.say(f"REFUSED: {refusal}")
         else:
-            raise DomainError("The regression gate let a regressed promotion through; the demo stops here.")
-        services.change_request_withdraw(change=blocked, actor=alice)
+            raise DomainError("The regression gate let a regressed promotion be filed; the demo stops here.")
         accepted = services.change_request_create(
             agent=agent,
             kind="promote",

@@ -28,10 +28,11 @@ class EvalsConfig(AppConfig):
 
     def ready(self) -> None:
         """Plug into change control: the promotion gate, timeline entries, role permissions, the CLI group."""
-        from evals import gating, record_checks, timeline
+        from evals import gating, record_checks, review, timeline
         from promptctl import registry
 
         registry.promotion_gate_register(gating.EvalsPromotionGate())
+        registry.review_evidence_register(review.EvalsReviewEvidence())
         registry.timeline_provider_register(timeline.eval_timeline)
         for group_name, permissions in ROLE_PERMISSIONS.items():
             registry.role_permissions_register(group_name, permissions)

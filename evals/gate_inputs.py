@@ -153,6 +153,5 @@ def stale_reason(*, change, agent, gated: bool) -> str | None:
     return (
         f"{agent.name}'s gating test set changed after it was filed: its evidence was scored on {was}, and the "
         f"gating set is now {now}{by}. Approvals covered evidence on the old set, so the request is superseded: "
-        f"re-run both versions on the current gating set (`promptctl eval run --agent {agent.name} --version N "
-        f"--wait`), compare them (`promptctl eval compare --agent {agent.name} ...`) and file again."
+        "re-run both versions on the current gating set, compare them and file again with the new comparison."
     )

@@ -33,7 +33,7 @@ from django.urls import reverse
 
 from evals import gate_inputs, selectors
 from evals.models import Comparison, EvalRun, TestSet
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import PRODUCTION, Pin
 from promptctl.registry import registry
 
@@ -125,19 +125,37 @@ def _parse(reference: str) -> tuple[str, int] | None:
     return match["type"].lower(), int(match["id"])
 
 
-def _next_steps(agent, target_number: int, pinned_number: int | None, testset: TestSet | None) -> str:
+START_RUN = ("admin:evals_evalrun_add", ())
+FILE_REQUEST = ("admin:promptctl_changerequest_add", ())
+COMPARISON_MAKES_ONE = Fix(
+    cli="`promptctl eval compare ...` makes one.",
+    web="Press Compare on an eval run's page to make one.",
+    link=("admin:evals_evalrun_changelist", ()),
+)
+RUN_STARTS_ONE = Fix(cli="`promptctl eval run ...` starts one.", web="Eval runs, Start run starts one.", link=START_RUN)
+
+
+def _next_steps(agent, target_number: int, pinned_number: int | None, testset: TestSet | None) -> Fix:
+    """The evidence to gather, per door: the commands to type, or the pages and buttons to use."""
     testset_flag = f" --testset {testset.name}" if testset else ""
     if pinned_number is None:
-        return (
-            f"This is {agent.name}'s first production promotion: run the candidate on the gating set "
+        return Fix(
+            cli=f"This is {agent.name}'s first production promotion: run the candidate on the gating set "
             f"(`promptctl eval run --agent {agent.name} --version {target_number}{testset_flag} --wait`) and file "
-            "with `--evidence run:RUN_ID`."
+            "with `--evidence run:RUN_ID`.",
+            web=f"This is {agent.name}'s first production promotion: start an eval run of v{target_number} on the "
+            "gating set (Eval runs, Start run) and pick that run as the request's evidence.",
+            link=START_RUN,
         )
-    return (
-        f"Compare the candidate with production v{pinned_number}: "
+    return Fix(
+        cli=f"Compare the candidate with production v{pinned_number}: "
         f"`promptctl eval compare --agent {agent.name} --baseline {pinned_number} --candidate {target_number}"
         f"{testset_flag}` (after `promptctl eval run` of both versions on the gating set), and file with "
-        "`--evidence comparison:ID`."
+        "`--evidence comparison:ID`.",
+        web=f"Compare the candidate with production v{pinned_number}: start eval runs of both versions on the "
+        f"gating set (Eval runs, Start run), press Compare on the v{target_number} run's page, and pick that "
+        "comparison as the request's evidence.",
+        link=START_RUN,
     )
 
 
@@ -160,30 +178,45 @@ def evidence_resolve(
     pinned = pin.version if pin else None
     pinned_number = pinned.number if pinned else None
     if testset is None:
+        then = _next_steps(agent, target_version.number, pinned_number, None)
         raise DomainError(
             f"Refused: {_what(agent, kind, canary_percent)} needs eval evidence on its gating test set, and "
-            f"{agent.name} has none. Import one with `promptctl testset import FILE --name NAME --agent {agent.name} "
-            "--gating`. Then: " + _next_steps(agent, target_version.number, pinned_number, None)
+            f"{agent.name} has none.",
+            code="gating_set_missing",
+            fix=Fix(
+                cli=f"Import one with `promptctl testset import FILE --name NAME --agent {agent.name} --gating`. "
+                "Then: " + then.cli,
+                web=f"Upload one (Test sets, Upload) for {agent.name} with Gating ticked. Then: " + then.web,
+                link=("admin:evals_testset_add", ()),
+            ),
         )
     gating_version = selectors.testset_version_latest(testset=testset)
     if not reference:
+        then = _next_steps(agent, target_version.number, pinned_number, testset)
         raise DomainError(
-            f"Refused: {_what(agent, kind, canary_percent)} must carry eval evidence (--evidence). "
-            + _next_steps(agent, target_version.number, pinned_number, testset)
+            f"Refused: {_what(agent, kind, canary_percent)} must carry eval evidence.",
+            code="evidence_missing",
+            fields=("evidence",),
+            fix=Fix(cli="Give it with --evidence. " + then.cli, web=then.web, link=then.link),
         )
     parsed = _parse(reference)
     if parsed is None:
+        then = _next_steps(agent, target_version.number, pinned_number, testset)
         raise DomainError(
-            f"Refused: evidence {reference!r} is not a comparison or run id (write comparison:ID or run:ID). "
-            + _next_steps(agent, target_version.number, pinned_number, testset)
+            f"Refused: evidence {reference!r} is not a comparison or run id (write comparison:ID or run:ID).",
+            code="evidence_unreadable",
+            fields=("evidence",),
+            fix=then,
         )
     evidence_type, evidence_id = parsed
     if evidence_type == "run":
         if pinned is not None:
             raise DomainError(
                 f"Refused: production already runs v{pinned_number}, so a run alone is not enough evidence: "
-                "the candidate must be compared with it. "
-                + _next_steps(agent, target_version.number, pinned_number, testset)
+                "the candidate must be compared with it.",
+                code="evidence_needs_comparison",
+                fields=("evidence",),
+                fix=_next_steps(agent, target_version.number, pinned_number, testset),
             )
         run = (
             EvalRun.objects.select_related("agent_version__agent", "testset_version__testset")
@@ -193,8 +226,15 @@ def evidence_resolve(
         _check_run(run, evidence_id, agent, target_version, gating_version)
         if accept_regression_reason:
             raise DomainError(
-                "Refused: --accept-regression only applies to a comparison that flags a regression; a first "
-                "promotion's run evidence has nothing to accept. Leave it out."
+                "",
+                code="accept_regression_not_applicable",
+                fields=("accept_regression_reason",),
+                fix=Fix(
+                    cli="Refused: --accept-regression only applies to a comparison that flags a regression; a first "
+                    "promotion's run evidence has nothing to accept. Leave it out.",
+                    web="Refused: accepting a regression only applies to a comparison that flags one; a first "
+                    "promotion's run evidence has nothing to accept. Leave the accept-regression reason empty.",
+                ),
             )
         return {
             "evidence_type": "run",
@@ -204,13 +244,18 @@ def evidence_resolve(
     comparison = Comparison.objects.filter(pk=evidence_id).first()
     _check_comparison(comparison, evidence_id, agent, target_version, pinned, gating_version)
     snapshot = comparison_snapshot(comparison)
-    # A regressed comparison may be filed without accepting it: reviewers see the flagged
-    # evidence on the request, and applying it is refused (``apply_gate``) until a request
-    # that accepts the regression, with one approval more, takes its place.
+    # A regressed comparison the request does not accept is refused by the change-control
+    # service right after this (``_regression_accepted_or_refuse``: it could never be applied);
+    # ``apply_gate`` checks the same again when the request is applied.
     if accept_regression_reason and not comparison.regressed:
         raise DomainError(
-            f"Refused: comparison #{comparison.pk} flags no regression, so there is nothing to accept. "
-            "Leave out --accept-regression (it would only demand an extra approval)."
+            f"Refused: comparison #{comparison.pk} flags no regression, so there is nothing to accept.",
+            code="accept_regression_not_applicable",
+            fields=("accept_regression_reason",),
+            fix=Fix(
+                cli="Leave out --accept-regression (it would only demand an extra approval).",
+                web="Leave the accept-regression reason empty (it would only demand an extra approval).",
+            ),
         )
     return {
         "evidence_type": "comparison",
@@ -252,12 +297,22 @@ def _ungated(reference: str) -> dict[str, Any]:
         if evidence_type == "comparison":
             comparison = Comparison.objects.filter(pk=evidence_id).first()
             if comparison is None:
-                raise DomainError(f"There is no comparison #{evidence_id}: `promptctl eval compare ...` makes one.")
+                raise DomainError(
+                    f"There is no comparison #{evidence_id}.",
+                    code="evidence_not_found",
+                    fields=("evidence",),
+                    fix=COMPARISON_MAKES_ONE,
+                )
             snapshot = comparison_snapshot(comparison)  # names the test set version it was scored on
             return {"evidence_type": "comparison", "evidence_id": evidence_id, "evidence": snapshot}
         run = EvalRun.objects.filter(pk=evidence_id).first()
         if run is None:
-            raise DomainError(f"There is no eval run #{evidence_id}: `promptctl eval run ...` starts one.")
+            raise DomainError(
+                f"There is no eval run #{evidence_id}.",
+                code="evidence_not_found",
+                fields=("evidence",),
+                fix=RUN_STARTS_ONE,
+            )
         return {"evidence_type": "run", "evidence_id": evidence_id, "evidence": run_snapshot(run)}
     typed = _ANY_TYPED.match(reference)
     if typed:
@@ -275,8 +330,14 @@ def _check_run(run, evidence_id, agent, target_version, gating_version) -> None:
         )
     if run.status != EvalRun.Status.FINISHED:
         raise DomainError(
-            f"Refused: run #{run.pk} is {run.status}; evidence must be a finished run. "
-            f"Follow it with `promptctl eval show {run.pk}`."
+            f"Refused: run #{run.pk} is {run.status}; evidence must be a finished run.",
+            code="evidence_run_unfinished",
+            fields=("evidence",),
+            fix=Fix(
+                cli=f"Follow it with `promptctl eval show {run.pk}`.",
+                web="Follow it on its run page.",
+                link=("admin:evals_evalrun_change", (run.pk,)),
+            ),
         )
     if run.testset_version.content_hash != gating_version.content_hash:
         raise DomainError(
@@ -288,7 +349,12 @@ def _check_run(run, evidence_id, agent, target_version, gating_version) -> None:
 
 def _check_comparison(comparison, evidence_id, agent, target_version, pinned, gating_version) -> None:
     if comparison is None:
-        raise DomainError(f"Refused: there is no comparison #{evidence_id}: `promptctl eval compare ...` makes one.")
+        raise DomainError(
+            f"Refused: there is no comparison #{evidence_id}.",
+            code="evidence_not_found",
+            fields=("evidence",),
+            fix=COMPARISON_MAKES_ONE,
+        )
     if comparison.agent_id != agent.pk:
         raise DomainError(
             f"Refused: comparison #{comparison.pk} is about agent {comparison.agent.name}, not {agent.name}."
@@ -303,8 +369,16 @@ def _check_comparison(comparison, evidence_id, agent, target_version, pinned, ga
     if pinned is not None and baseline.pk != pinned.pk:
         raise DomainError(
             f"Refused: comparison #{comparison.pk} compares against v{baseline.number}, but production runs "
-            f"v{pinned.number}: the baseline must be the current production version. "
-            f"`promptctl eval compare --agent {agent.name} --baseline {pinned.number} --candidate {target_version.number}`."
+            f"v{pinned.number}: the baseline must be the current production version.",
+            code="evidence_wrong_baseline",
+            fields=("evidence",),
+            fix=Fix(
+                cli=f"`promptctl eval compare --agent {agent.name} --baseline {pinned.number} "
+                f"--candidate {target_version.number}`.",
+                web=f"On the page of a v{target_version.number} run press Compare with a run of v{pinned.number} "
+                "on the same test set as the baseline.",
+                link=("admin:evals_evalrun_changelist", ()),
+            ),
         )
     if comparison.content_hash != gating_version.content_hash:
         raise DomainError(
@@ -327,8 +401,14 @@ def apply_gate(*, change) -> None:
     if change.evidence_type not in ("comparison", "run") or change.evidence_id is None:
         raise DomainError(
             f"Cannot apply change request #{change.pk}: {_what(agent, change.kind, change.canary_percent)} needs "
-            "eval evidence and this request carries none. File a new request with --evidence comparison:ID "
-            "(or run:ID for a first promotion)."
+            "eval evidence and this request carries none.",
+            code="evidence_missing",
+            fields=("evidence",),
+            fix=Fix(
+                cli="File a new request with --evidence comparison:ID (or run:ID for a first promotion).",
+                web="File a new request that cites a comparison as its evidence (or a run, for a first promotion).",
+                link=FILE_REQUEST,
+            ),
         )
     testset = selectors.testset_gating_for(agent=agent)
     if testset is None:
@@ -355,20 +435,40 @@ def apply_gate(*, change) -> None:
         comparison = Comparison.objects.filter(pk=change.evidence_id).first()
         _check_comparison(comparison, change.evidence_id, agent, change.target_version, pinned, gating_version)
     except DomainError as error:
+
+        def held(wording: str) -> str:
+            return wording.removeprefix("Refused: ")
+
         raise DomainError(
-            f"Cannot apply change request #{change.pk}: its evidence no longer holds ({str(error).removeprefix('Refused: ')}). "
-            "File a new request with fresh evidence."
+            "",
+            code="evidence_stale",
+            fields=("evidence",),
+            fix=Fix(
+                cli=f"Cannot apply change request #{change.pk}: its evidence no longer holds "
+                f"({held(error.cli_message())}). File a new request with fresh evidence.",
+                web=f"Cannot apply change request #{change.pk}: its evidence no longer holds "
+                f"({held(error.web_message())}). File a new request with fresh evidence.",
+                link=FILE_REQUEST,
+            ),
         ) from error
     if not comparison.regressed:
         return
     if not change.accept_regression_reason.strip():
+        needed = agent.required_approvals + 1
         raise DomainError(
             f"Cannot apply change request #{change.pk}: comparison #{comparison.pk} flags a regression "
             f"({', '.join(comparison.result['regressed_teams'])}): {_teams_line(comparison.result)}. "
-            f"Flipped tickets: {_flips_line(comparison.result['flips'])}. The request does not accept it. "
-            "Fix the prompt and compare again, or, if the regression is intended, withdraw this request and file "
-            f"one with --accept-regression REASON: it needs {agent.required_approvals + 1} approvals "
-            "(one more than the policy)."
+            f"Flipped tickets: {_flips_line(comparison.result['flips'])}. The request does not accept it.",
+            code="regression_not_accepted",
+            fields=("accept_regression_reason",),
+            fix=Fix(
+                cli="Fix the prompt and compare again, or, if the regression is intended, withdraw this request and "
+                f"file one with --accept-regression REASON: it needs {needed} approvals (one more than the policy).",
+                web="Fix the prompt and compare again, or, if the regression is intended, press Withdraw and file a "
+                'new request with a reason under "Accept a flagged regression because": it needs '
+                f"{needed} approvals (one more than the policy).",
+                link=FILE_REQUEST,
+            ),
         )
     approvals = change.approvals.filter(decision="approve").count()
     needed = agent.required_approvals + 1

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from evals.models import Comparison, EvalResult, EvalRun, TestSet, TestSetVersion, WorkerHeartbeat
 from evals.scoring import CaseLabel, Outcome, run_score
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent, AgentVersion
 from promptctl.selectors import NotFound
 
@@ -21,7 +21,14 @@ def testset_get(*, name: str) -> TestSet:
     if testset is None:
         known = ", ".join(TestSet.objects.values_list("name", flat=True)[:20]) or "none yet"
         raise NotFound(
-            f"There is no test set {name!r} (known: {known}). Import one with `promptctl testset import FILE --name {name}`."
+            f"There is no test set {name!r} (known: {known}).",
+            code="testset_not_found",
+            fields=("testset",),
+            fix=Fix(
+                cli=f"Import one with `promptctl testset import FILE --name {name}`.",
+                web="Upload one (Test sets, Upload).",
+                link=("admin:evals_testset_add", ()),
+            ),
         )
     return testset
 
@@ -44,7 +51,12 @@ def testset_version_for_run(*, agent: Agent, name: str | None) -> TestSetVersion
     else:
         found = testset_gating_for(agent=agent)
         if found is None:
-            raise DomainError(f"{agent.name} has no gating test set: pass --testset NAME.")
+            raise DomainError(
+                f"{agent.name} has no gating test set.",
+                code="gating_set_missing",
+                fields=("testset",),
+                fix=Fix(cli="Pass --testset NAME.", web="Pick a test set."),
+            )
         testset = found
     return testset_version_latest(testset=testset)
 
@@ -56,7 +68,15 @@ def eval_run_get(*, run_id: int) -> EvalRun:
         .first()
     )
     if run is None:
-        raise NotFound(f"There is no eval run #{run_id}: `promptctl eval run ...` starts one.")
+        raise NotFound(
+            f"There is no eval run #{run_id}.",
+            code="eval_run_not_found",
+            fix=Fix(
+                cli="`promptctl eval run ...` starts one.",
+                web="Eval runs, Start run starts one.",
+                link=("admin:evals_evalrun_add", ()),
+            ),
+        )
     return run
 
 
@@ -72,7 +92,15 @@ def comparison_get(*, comparison_id: int) -> Comparison:
         .first()
     )
     if comparison is None:
-        raise NotFound(f"There is no comparison #{comparison_id}: `promptctl eval compare ...` makes one.")
+        raise NotFound(
+            f"There is no comparison #{comparison_id}.",
+            code="comparison_not_found",
+            fix=Fix(
+                cli="`promptctl eval compare ...` makes one.",
+                web="Press Compare on an eval run's page to make one.",
+                link=("admin:evals_evalrun_changelist", ()),
+            ),
+        )
     return comparison
 
 

@@ -10,7 +10,9 @@
 - ``evals.sweep_runs()``: resumes runs that stopped progressing. Scheduled by
   ``CELERY_BEAT_SCHEDULE`` for deployments running ``celery beat``, and run
   by every worker on a timer as well (``PROMPTCTL_EVAL_WORKER_SWEEP``), so a
-  lone ``celery -A config worker`` recovers lost units on its own.
+  lone ``celery -A config worker`` recovers lost units on its own. The same
+  timer runs the sweeps other apps register (``registry.worker_sweeps``:
+  triage's async jobs and shadow runs).
 
 Every worker also writes a heartbeat row (``evals.services.workers``) from a
 timer thread started on ``worker_ready`` and deletes it on ``worker_shutdown``,
@@ -32,6 +34,7 @@ from django.utils import timezone
 
 from evals import services
 from evals.services import workers as worker_services
+from promptctl import registry
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ def sweep_runs() -> None:
     resumed = services.eval_runs_sweep()
     if resumed:
         logger.warning("sweep resumed runs %s", resumed)
+    _registered_sweeps(settings.PROMPTCTL_EVAL_SWEEP_SECONDS)
 
 
 # --- the worker's own sweep timer ---------------------------------------------------
@@ -82,6 +86,19 @@ def _sweep_forever() -> None:
             services.eval_runs_sweep()
         except Exception:  # noqa: BLE001 - the timer must outlive a failed pass (database restarting, ...)
             logger.exception("eval sweep failed; trying again in %.0fs", interval)
+        finally:
+            connection.close()
+        _registered_sweeps(interval)
+
+
+def _registered_sweeps(interval: float) -> None:
+    """The other apps' sweeps of lost work (``registry.worker_sweep_register``), each on its own."""
+    for sweep in registry.worker_sweeps():
+        try:
+            close_old_connections()
+            sweep()  # each sweep logs what it sent again
+        except Exception:  # noqa: BLE001 - one failing sweep must not stop the others or the timer
+            logger.exception("sweep %s failed; trying again in %.0fs", getattr(sweep, "__qualname__", sweep), interval)
         finally:
             connection.close()
 
@@ -119,6 +136,18 @@ def _heartbeat_forever(hostname: str, pid: int) -> None:
             logger.exception("worker heartbeat failed; trying again in %.0fs", interval)
         finally:
             connection.close()
+
+
+def worker_identity(hostname: str | None = None) -> tuple[str, int]:
+    """(node name, pid) of this worker process as its heartbeat row names it: who holds a task's lease.
+
+    Known once the worker is ready (the default threads pool runs tasks in
+    that process). Before that, or outside a worker, the task's node name (or
+    this host's name) and this process's pid.
+    """
+    if _heartbeat_identity:
+        return _heartbeat_identity[0]
+    return (str(hostname or socket.gethostname())[:255], os.getpid())
 
 
 @worker_ready.connect

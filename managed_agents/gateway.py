@@ -12,6 +12,8 @@ Nothing here imports a model: callers pass plain values and get dataclasses.
 """
 
 from managed_agents.agents import (
+    WRITE_MARKER,
+    OutcomeUnknown,
     RemoteAgentVersion,
     RemoteEnvironment,
     agent_archive,
@@ -21,6 +23,7 @@ from managed_agents.agents import (
     agent_versions,
     environment_archive,
     environment_ensure,
+    write_marker,
 )
 from managed_agents.client import (
     LIVE_API_BASE_URL,
@@ -45,7 +48,9 @@ from managed_agents.tickets import TicketRun, ticket_run, ticket_run_async
 __all__ = [
     "LIVE_API_BASE_URL",
     "OFFLINE_PLACEHOLDER_KEY",
+    "WRITE_MARKER",
     "GatewayError",
+    "OutcomeUnknown",
     "RemoteAgentVersion",
     "RemoteEnvironment",
     "SessionTimeout",
@@ -69,4 +74,5 @@ __all__ = [
     "sessions_archive_tagged_async",
     "ticket_run",
     "ticket_run_async",
+    "write_marker",
 ]

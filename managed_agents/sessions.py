@@ -5,11 +5,19 @@ Rules this module keeps, and why:
 - Sessions are always pinned (``{"type": "agent", "id", "version"}``); a bare
   agent id would mean "latest", which production must never use.
 - The event stream is opened before the message is sent (the stream has no
-  replay). If it breaks, the history is listed instead, de-duplicating events
-  by id (``events.list`` does not long-poll, so it is polled with backoff).
+  replay). If it breaks (an SSE ``error`` event, a dropped connection, a close
+  mid-turn) it is reopened and the history listed after it, de-duplicating
+  events by id; after a few breaks the history is polled with backoff instead
+  (``events.list`` does not long-poll). The ticket is never sent again for a
+  broken stream.
+- The reply is the turn's final agent message; usage is cumulative over the
+  turn's model requests. ``rescheduling`` is transient (the server retries by
+  itself); ``terminated`` and a ``session.error`` the server gave up on fail
+  the turn, and the transcript's ``errors`` say why.
 - Every session is archived, in a shielded task that outlives a cancelled
-  caller (an HTTP client that went away); a failed archive is logged and
-  reported in the transcript, never raised over the real outcome.
+  caller (an HTTP client that went away). A session still working after an
+  interrupt is waited for (bounded) before archiving again. A failed archive
+  is logged and reported in the transcript, never raised over the real outcome.
 - Creating a session and sending the ticket are not idempotent, so neither is
   simply repeated after a failure whose outcome is unknown (a 5xx, a timeout, a
   dropped connection: the work may have been done and only the answer lost).
@@ -77,20 +85,57 @@ class Transcript:
     retries: int  # how many of those were retries of a transient failure
     stop_reason: str | None
     archived: bool
-    used_stream_fallback: bool = False
-    errors: tuple[str, ...] = field(default_factory=tuple)
+    used_stream_fallback: bool = False  # events had to be read from the history (a reconnect or polling)
+    errors: tuple[str, ...] = field(default_factory=tuple)  # why the turn failed (session.error, terminated)
+    messages: tuple[str, ...] = field(default_factory=tuple)  # every agent message of the turn, in order
+    stream_reconnects: int = 0
+    reschedules: int = 0  # times the session went rescheduling and came back (transient)
+
+
+def _usage_add(total: dict, usage: dict) -> dict:
+    """Token counts summed key by key (nested objects too); other values keep the latest."""
+    summed = dict(total)
+    for key, value in usage.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, dict)):
+            summed[key] = value
+        elif isinstance(value, dict):
+            summed[key] = _usage_add(summed.get(key) or {}, value)
+        else:
+            summed[key] = summed.get(key, 0) + value
+    return summed
+
+
+def _error_text(error: Any) -> str:
+    """A session.error's error for people: its type, message and what the server does next."""
+    if error is None:
+        return "session error"
+    retry_status = getattr(getattr(error, "retry_status", None), "type", None)
+    text = f"{getattr(error, 'type', 'error')}: {getattr(error, 'message', '') or str(error)}"
+    return f"{text} (retry status {retry_status})" if retry_status else text
 
 
 class _TurnCollector:
-    """Folds session events (from the stream or the history) into one turn, once per event id."""
+    """Folds session events (from the stream or the history) into one turn, once per event id.
+
+    Rules: the reply is the turn's *final* agent message (a turn may hold several
+    model requests, and the messages before the last are the agent thinking
+    aloud; the verdict is read from the one answer, see ``managed_agents.verdicts``).
+    Usage is cumulative over the turn: the latest ``session.usage`` snapshot when
+    the server sends one, else the sum of every model request's usage. A
+    ``session.error`` whose retry status is ``retrying`` and a
+    ``session.status_rescheduled`` are transient (the server carries on by itself);
+    ``terminated``, and an error the server gave up on, fail the turn.
+    """
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
         self.texts: list[str] = []
-        self.usage: dict | None = None
+        self.session_usage: dict | None = None
+        self.request_usage: dict | None = None
         self.stop_reason: str | None = None
         self.done = False
         self.errors: list[str] = []
+        self.reschedules = 0
 
     def add(self, event: Any) -> None:
         event_id = getattr(event, "id", None)
@@ -100,26 +145,48 @@ class _TurnCollector:
             self.seen.add(event_id)
         kind = getattr(event, "type", "")
         if kind == "agent.message":
-            for block in getattr(event, "content", None) or []:
-                if getattr(block, "type", None) == "text":
-                    self.texts.append(block.text)
+            self.texts.append(
+                "".join(
+                    block.text
+                    for block in getattr(event, "content", None) or []
+                    if getattr(block, "type", None) == "text"
+                )
+            )
         elif kind == "session.status_idle":
             reason = getattr(getattr(event, "stop_reason", None), "type", None)
             self.stop_reason = reason
+            if reason == "retries_exhausted" and not self.errors:
+                self.errors.append("the session's retries ran out before it answered")
             # requires_action would wait for us forever: this agent has no tools, so the turn is over.
             self.done = True
         elif kind == "session.status_terminated":
-            self.stop_reason = self.stop_reason or "terminated"
+            self.stop_reason = "terminated"
+            self.errors.append("the session was terminated before it answered")
             self.done = True
+        elif kind == "session.status_rescheduled":
+            self.reschedules += 1
         elif kind == "session.error":
-            self.errors.append(str(getattr(event, "error", None) or "session error"))
+            error = getattr(event, "error", None)
+            retrying = getattr(getattr(error, "retry_status", None), "type", None) == "retrying"
+            if not retrying:
+                self.errors.append(_error_text(error))
         elif kind == "session.usage":
             usage = getattr(event, "usage", None)
-            self.usage = usage.model_dump(mode="json", exclude_none=True) if usage is not None else None
-        elif kind == "span.model_request_end" and self.usage is None:
+            self.session_usage = usage.model_dump(mode="json", exclude_none=True) if usage is not None else None
+        elif kind == "span.model_request_end":
             model_usage = getattr(event, "model_usage", None)
             if model_usage is not None:
-                self.usage = model_usage.model_dump(mode="json", exclude_none=True)
+                self.request_usage = _usage_add(
+                    self.request_usage or {}, model_usage.model_dump(mode="json", exclude_none=True)
+                )
+
+    @property
+    def reply(self) -> str:
+        return self.texts[-1] if self.texts else ""
+
+    @property
+    def usage(self) -> dict | None:
+        return self.session_usage if self.session_usage is not None else self.request_usage
 
     @property
     def event_count(self) -> int:
@@ -241,10 +308,11 @@ async def session_run_async(
     # A create whose answer was lost may have left a session the lookup missed: sweep the marker at the end.
     sweep = {CALL_MARKER: tags[CALL_MARKER]} if attempts.unknown_outcomes else None
     used_fallback = False
+    reconnects = 0
     timed_out = False
     finished = False
     try:
-        used_fallback = await _collect_turn(api, session_id, text, collector, attempts, deadline)
+        used_fallback, reconnects = await _collect_turn(api, session_id, text, collector, attempts, deadline)
         timed_out = not collector.done
         finished = True
     finally:
@@ -260,7 +328,7 @@ async def session_run_async(
             "it was interrupted and archived. Raise PROMPTCTL_SESSION_TIMEOUT if the agent is just slow."
         )
     return Transcript(
-        reply_text="".join(collector.texts),
+        reply_text=collector.reply,
         session_id=session_id,
         latency_seconds=time.monotonic() - started,
         usage=collector.usage,
@@ -271,6 +339,9 @@ async def session_run_async(
         archived=archived,
         used_stream_fallback=used_fallback,
         errors=tuple(collector.errors),
+        messages=tuple(collector.texts),
+        stream_reconnects=reconnects,
+        reschedules=collector.reschedules,
     )
 
 
@@ -279,8 +350,15 @@ session_run = sync_entry(session_run_async)
 
 async def _collect_turn(
     api: Any, session_id: str, text: str, collector: _TurnCollector, attempts: Attempts, deadline: float
-) -> bool:
-    """Stream the turn; returns True when it had to fall back to listing the history."""
+) -> tuple[bool, int]:
+    """Stream the turn; returns whether the history had to be read, and how often the stream was reopened.
+
+    The ticket is sent once, after the first stream is open. A stream that breaks
+    (an SSE ``error`` event, a dropped connection, or a close before the turn
+    ended) is reopened first and the history listed after it, so nothing
+    recorded in the gap is missed and nothing is counted twice (events are
+    folded once per id). After ``STREAM_RECONNECTS`` breaks the history is polled.
+    """
     stream = await with_retries_async(
         lambda: api.events.stream(session_id), what="open the event stream", attempts=attempts, deadline=deadline
     )
@@ -292,24 +370,79 @@ async def _collect_turn(
             deadline=deadline,
             landed=lambda: _message_landed(api, session_id, text),
         )
-        try:
-            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                async for event in stream:
-                    collector.add(event)
-                    if collector.done:
-                        return False
-        except TimeoutError:
-            return False
-        except Exception as error:  # noqa: BLE001 - a broken stream falls back to the history
-            if time.monotonic() >= deadline:
-                return False
-            logger.info("event stream of %s broke (%s); listing history instead", session_id, describe(error))
-    finally:
+    except BaseException:
         await stream.close()
+        raise
+    reconnects = 0
+    listed_history = False
+    while True:
+        try:
+            if await _follow_stream(stream, session_id, collector, deadline):
+                return listed_history, reconnects
+        finally:
+            await stream.close()
+        if time.monotonic() >= deadline:
+            return listed_history, reconnects
+        if reconnects >= STREAM_RECONNECTS:
+            break
+        await asyncio.sleep(min(0.05 * 2**reconnects, max(0.0, deadline - time.monotonic())))
+        reconnects += 1
+        try:
+            stream = await with_retries_async(
+                lambda: api.events.stream(session_id),
+                what="reopen the event stream",
+                attempts=attempts,
+                deadline=deadline,
+            )
+        except (anthropic.APIStatusError, UpstreamUnavailable) as error:
+            logger.info("could not reopen the event stream of %s (%s); polling history", session_id, describe(error))
+            break
+        listed_history = True
+        try:
+            for event in await _history(api, session_id, attempts, deadline):
+                collector.add(event)
+        except BaseException:
+            await stream.close()
+            raise
+        if collector.done:
+            await stream.close()
+            return listed_history, reconnects
     if time.monotonic() >= deadline:
-        return False
+        return listed_history, reconnects
     await _poll_history(api, session_id, collector, attempts, deadline)
-    return True
+    return True, reconnects
+
+
+# How many times a broken event stream is reopened before the history is polled instead.
+STREAM_RECONNECTS = 3
+
+
+async def _follow_stream(stream: Any, session_id: str, collector: _TurnCollector, deadline: float) -> bool:
+    """Fold the stream's events in; True when the turn ended or the deadline passed, False when the stream broke."""
+    try:
+        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+            async for event in stream:
+                collector.add(event)
+                if collector.done:
+                    return True
+    except TimeoutError:
+        return True
+    except Exception as error:  # noqa: BLE001 - a broken stream (SSE error event, dropped connection) is reopened
+        if time.monotonic() >= deadline:
+            return True
+        logger.info("event stream of %s broke (%s); reopening it", session_id, describe(error))
+        return False
+    logger.info("event stream of %s ended before the turn did; reopening it", session_id)
+    return False
+
+
+async def _history(api: Any, session_id: str, attempts: Attempts, deadline: float) -> list:
+    """Every event of the session so far, oldest first (all pages)."""
+
+    async def listing() -> list:
+        return [event async for event in api.events.list(session_id)]
+
+    return await with_retries_async(listing, what="list session events", attempts=attempts, deadline=deadline)
 
 
 async def _poll_history(
@@ -317,13 +450,9 @@ async def _poll_history(
 ) -> None:
     """List the session's events until the turn ends or the deadline passes (events.list does not long-poll)."""
     pause = 0.1
-
-    async def history() -> list:
-        return [event async for event in api.events.list(session_id)]
-
     while time.monotonic() < deadline:
         try:
-            events = await with_retries_async(history, what="list session events", attempts=attempts, deadline=deadline)
+            events = await _history(api, session_id, attempts, deadline)
         except UpstreamUnavailable:
             if time.monotonic() >= deadline:
                 return
@@ -374,26 +503,69 @@ async def _strays_sweep(tags: dict[str, str], agent_id: str | None) -> None:
             logger.info("archived %d stray session(s) of a retried create: %s", len(strays), strays)
 
 
+# How long archiving waits for an interrupted session to reach idle (an interrupt is not instant).
+ARCHIVE_IDLE_WAIT_SECONDS = 30.0
+# While waiting, the interrupt is sent again this often, in case the first one was lost.
+INTERRUPT_REPEAT_SECONDS = 5.0
+WORKING_STATUSES = ("running", "rescheduling")
+
+
 async def _archive(api: Any, session_id: str, *, interrupt_first: bool) -> bool:
-    """Interrupt when asked, then archive (interrupting again if still running); never raises."""
+    """Interrupt when asked, then archive; a session still working is waited for, bounded; never raises.
+
+    A running (or rescheduling) session cannot be archived, and an interrupt can
+    take a while to bring it to idle. So a refused archive is followed by
+    watching the session's status (interrupting first if that was not done,
+    and again now and then) until it stops working, for at most
+    ``ARCHIVE_IDLE_WAIT_SECONDS``, and then archiving again.
+    """
+    interrupted = interrupt_first
     if interrupt_first:
         await _interrupt(api, session_id)
-    deadline = time.monotonic() + 10.0
-    for _ in range(5):
+    deadline = time.monotonic() + ARCHIVE_IDLE_WAIT_SECONDS
+    while True:
         try:
             await with_retries_async(lambda: api.archive(session_id), what="archive the session", deadline=deadline)
             return True
         except anthropic.APIStatusError as error:
-            if error.status_code in (400, 409) and time.monotonic() < deadline:
-                # A running session cannot be archived: interrupt, give it a moment, try again.
-                await _interrupt(api, session_id)
-                await asyncio.sleep(0.2)
-                continue
-            logger.warning("could not archive session %s: %s", session_id, describe(error))
-            return False
+            if error.status_code not in (400, 409) or time.monotonic() >= deadline:
+                logger.warning("could not archive session %s: %s", session_id, describe(error))
+                return False
         except Exception as error:  # noqa: BLE001 - a failed archive must not hide the real outcome
             logger.warning("could not archive session %s: %s", session_id, describe(error))
             return False
+        # Refused: the session is still working. Interrupt it (once) and wait until it stops.
+        if not interrupted:
+            await _interrupt(api, session_id)
+            interrupted = True
+        if not await _wait_until_stopped(api, session_id, deadline):
+            logger.warning(
+                "could not archive session %s: it was still working %.0fs after the interrupt",
+                session_id,
+                ARCHIVE_IDLE_WAIT_SECONDS,
+            )
+            return False
+
+
+async def _wait_until_stopped(api: Any, session_id: str, deadline: float) -> bool:
+    """Poll the session until it is neither running nor rescheduling; False if the deadline passes first."""
+    pause = 0.05
+    next_interrupt = time.monotonic() + INTERRUPT_REPEAT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            session = await with_retries_async(
+                lambda: api.retrieve(session_id), what="read the session's status", deadline=deadline
+            )
+        except Exception as error:  # noqa: BLE001 - the archive attempt that follows reports the outcome
+            logger.info("could not read the status of session %s: %s", session_id, describe(error))
+            return time.monotonic() < deadline
+        if session.status not in WORKING_STATUSES:
+            return True
+        if time.monotonic() >= next_interrupt:
+            await _interrupt(api, session_id)
+            next_interrupt = time.monotonic() + INTERRUPT_REPEAT_SECONDS
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.5)
     return False
 
 
@@ -419,7 +591,7 @@ async def sessions_archive_tagged_async(*, metadata: dict[str, str], agent_id: s
         tags = session.metadata or {}
         if any(tags.get(key) != value for key, value in wanted.items()):
             continue
-        if await _archive(api, session.id, interrupt_first=session.status == "running"):
+        if await _archive(api, session.id, interrupt_first=session.status in WORKING_STATUSES):
             archived.append(session.id)
     return archived
 

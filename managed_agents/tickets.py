@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from managed_agents.adoption import session_adopt_async
 from managed_agents.client import GatewayError, SessionTimeout, UpstreamUnavailable
 from managed_agents.loop import sync_entry
-from managed_agents.sessions import BeforeCreate, session_run_async
+from managed_agents.sessions import BeforeCreate, Transcript, session_run_async
 from managed_agents.verdicts import verdict_parse
 
 # How a ticket run ended. The failure values are also triage's logged outcomes.
@@ -137,6 +138,11 @@ async def ticket_run_async(
         )
     except GatewayError as error:
         return _failed(error, started=started)
+    return _transcript_read(transcript, allowed)
+
+
+def _transcript_read(transcript: Transcript, allowed: Mapping[str, Sequence[str]]) -> TicketRun:
+    """A finished session's transcript as a classified run: valid verdict, invalid reply, or error."""
     fields: dict[str, Any] = {
         "reply": transcript.reply_text,
         "session_id": transcript.session_id,
@@ -159,3 +165,22 @@ async def ticket_run_async(
 
 
 ticket_run = sync_entry(ticket_run_async)
+
+
+async def ticket_adopt_async(
+    *, session_id: str, text: str, allowed: Mapping[str, Sequence[str]], timeout: float | None = None
+) -> TicketRun | None:
+    """The run an earlier (dead) attempt began in ``session_id``, finished without asking the model twice.
+
+    ``None`` when that session cannot answer this ticket (see
+    ``managed_agents.adoption.session_adopt``): the caller runs the ticket afresh.
+    """
+    started = time.monotonic()
+    try:
+        transcript = await session_adopt_async(session_id=session_id, text=text, timeout=timeout)
+    except GatewayError as error:
+        return _failed(error, started=started)
+    return None if transcript is None else _transcript_read(transcript, allowed)
+
+
+ticket_adopt = sync_entry(ticket_adopt_async)

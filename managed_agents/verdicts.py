@@ -6,6 +6,11 @@ recovered from those (with a format warning) because the routing decision is
 still clear. Anything else, or a label the prompt does not allow, is an
 *invalid* verdict that keeps the raw reply: a result to count, never an
 exception that stops a run.
+
+The reply read here is the turn's *final* agent message (``managed_agents.sessions``):
+a turn can hold several model requests and agent messages, and the earlier ones are
+the agent working, not its answer. Concatenating them would turn narration into a
+format warning, or two answers into one reply.
 """
 
 from __future__ import annotations

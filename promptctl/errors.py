@@ -1,5 +1,5 @@
-"""``DomainError`` for the apps: the type lives in the bottom layer (``managed_agents.errors``)."""
+"""``DomainError`` and ``Fix`` for the apps: the types live in the bottom layer (``managed_agents.errors``)."""
 
-from managed_agents.errors import DomainError
+from managed_agents.errors import DomainError, Fix
 
-__all__ = ["DomainError"]
+__all__ = ["DomainError", "Fix"]

@@ -6,7 +6,9 @@ yet change control must ask the apps above it for things it cannot know:
 what evidence a promotion freezes and whether it may be applied (evals), how
 a request that moves no pin is carried out (triage: the default agent), what
 an agent's timeline shows (evals, triage), which permissions each role holds
-(evals), which CLI groups exist (evals, triage). Each of those is a named slot
+(evals), which CLI groups exist (evals, triage), what a worker's sweep timer
+(run by evals) must also find again after a worker dies (triage's jobs and
+shadow runs). Each of those is a named slot
 here; an app fills its slots in ``ready()`` and ``promptctl`` reads them at
 call time. Nothing registers as a side effect of importing a module.
 
@@ -59,16 +61,33 @@ class ChangeApplier(Protocol):
         ...
 
 
+class ReviewEvidence(Protocol):
+    """What the admin offers and shows as evidence (owned by evals): the filing form's list, the review page's panel."""
+
+    def choices(self, *, agent: Any) -> list[tuple[str, str]]:
+        """The agent's comparisons and eval runs, newest first, as (evidence reference, label with its verdict)."""
+        ...
+
+    def panel(self, *, change: Any) -> str:
+        """The request's frozen evidence as safe HTML: verdict, chart, flipped tickets ("" when it carries none)."""
+        ...
+
+
 TimelineProvider = Callable[[Any], Iterable[Any]]
 # A check of live state against the audit trail: yields one sentence per difference.
 RecordCheck = Callable[[], Iterable[str]]
 # Adds to a promotion's frozen evidence (e.g. triage's shadow record): (snapshot, target_version) -> snapshot.
 EvidenceExtender = Callable[[dict[str, Any], Any], dict[str, Any]]
+# Work a dead worker may have lost, found again from the database: run by every worker's sweep timer
+# (evals.tasks) after the eval runs' own sweep. Returns what it sent again, for the log (empty: nothing).
+WorkerSweep = Callable[[], Any]
 
 
 @dataclass
 class Registry:
     promotion_gate: PromotionGate | None = None
+    # the admin's evidence list and panel (evals); without it the admin takes a typed reference and shows a summary
+    review_evidence: ReviewEvidence | None = None
     # change request kind -> the app that carries it out (kinds that do not move a pin)
     change_appliers: dict[str, ChangeApplier] = field(default_factory=dict)
     evidence_extenders: list[EvidenceExtender] = field(default_factory=list)
@@ -79,6 +98,8 @@ class Registry:
     cli_groups: list[str] = field(default_factory=list)
     # live state compared with the audit trail by ``audit verify`` (see ``promptctl.record_checks``)
     record_checks: list[RecordCheck] = field(default_factory=list)
+    # sweeps of lost work run on each worker's timer (triage: async jobs, shadow runs)
+    worker_sweeps: list[WorkerSweep] = field(default_factory=list)
 
 
 registry = Registry()
@@ -94,6 +115,17 @@ def promotion_gate_register(gate: PromotionGate) -> None:
     if registry.promotion_gate is not None and registry.promotion_gate is not gate:
         raise RuntimeError(f"a promotion gate is registered already ({registry.promotion_gate!r})")
     registry.promotion_gate = gate
+
+
+def review_evidence_register(provider: ReviewEvidence) -> None:
+    """The app that lists and draws evidence in the admin; exactly one app provides it."""
+    if registry.review_evidence is not None and registry.review_evidence is not provider:
+        raise RuntimeError(f"review evidence is registered already ({registry.review_evidence!r})")
+    registry.review_evidence = provider
+
+
+def review_evidence() -> ReviewEvidence | None:
+    return registry.review_evidence
 
 
 def change_applier_register(kind: str, applier: ChangeApplier) -> None:
@@ -129,6 +161,15 @@ def cli_group_register(module_name: str) -> None:
 
 def record_check_register(check: RecordCheck) -> None:
     _add_once(registry.record_checks, check)
+
+
+def worker_sweep_register(sweep: WorkerSweep) -> None:
+    """A sweep every worker runs on its timer, beside the eval runs' (see ``evals.tasks``)."""
+    _add_once(registry.worker_sweeps, sweep)
+
+
+def worker_sweeps() -> list[WorkerSweep]:
+    return list(registry.worker_sweeps)
 
 
 def promotion_gate() -> PromotionGate:

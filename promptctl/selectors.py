@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
+from django.urls import reverse
 
 from promptctl.audit import AuditKeyError, AuditVerification, audit_verify
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent, AgentVersion, Approval, AuditEvent, ChangeRequest, Pin
 from promptctl.registry import registry
 
@@ -31,7 +32,12 @@ def agent_get(*, name: str) -> Agent:
     agent = Agent.objects.filter(name=name).first()
     if agent is None:
         known = ", ".join(Agent.objects.order_by("name").values_list("name", flat=True)[:20]) or "none yet"
-        raise NotFound(f"No agent named {name!r} (known: {known}). Create one with `promptctl agent create`.")
+        raise NotFound(
+            f"No agent named {name!r} (known: {known}).",
+            code="agent_not_found",
+            fields=("agent",),
+            fix=Fix(cli="Create one with `promptctl agent create`.", web="Agents lists the agents there are."),
+        )
     return agent
 
 
@@ -50,8 +56,16 @@ def version_get(*, agent: Agent, number: int) -> AgentVersion:
     version = agent.versions.select_related("created_by").filter(number=number).first()
     if version is None:
         raise NotFound(
-            f"{agent.name} has no version {number} recorded. `promptctl version list --agent {agent.name}` lists them; "
-            f"`promptctl agent sync --agent {agent.name}` records versions made on the server."
+            f"{agent.name} has no version {number} recorded.",
+            code="version_not_found",
+            fields=("version",),
+            fix=Fix(
+                cli=f"`promptctl version list --agent {agent.name}` lists them; "
+                f"`promptctl agent sync --agent {agent.name}` records versions made on the server.",
+                web="Agent versions lists them; Sync from server on the agent's page records versions made on the "
+                "server.",
+                link=("admin:promptctl_agent_change", (agent.pk,)),
+            ),
         )
     return version
 
@@ -67,7 +81,15 @@ def change_request_get(*, change_id: int) -> ChangeRequest:
         .first()
     )
     if change is None:
-        raise NotFound(f"No change request #{change_id}: `promptctl change list` shows the open ones.")
+        raise NotFound(
+            f"No change request #{change_id}.",
+            code="change_request_not_found",
+            fix=Fix(
+                cli="`promptctl change list` shows the open ones.",
+                web="Change requests lists them.",
+                link=("admin:promptctl_changerequest_changelist", ()),
+            ),
+        )
     return change
 
 
@@ -345,11 +367,17 @@ def timeline_versions(agent: Agent) -> Iterable[TimelineEntry]:
             )
 
 
+def _change_request_url(change_id: int) -> str:
+    """Where a timeline row about a change request links: its review page in the admin."""
+    return reverse("admin:promptctl_changerequest_change", args=[change_id])
+
+
 def timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
     changes = ChangeRequest.objects.filter(agent=agent).select_related(
         "target_version", "base_version", "requested_by", "closed_by"
     )
     for change in changes:
+        url = _change_request_url(change.pk)
         extra = f" at {change.canary_percent}%" if change.kind == ChangeRequest.Kind.CANARY else ""
         evidence = (
             f"; evidence {change.evidence_type}:{change.evidence_id or change.evidence.get('reference', '')}"
@@ -362,6 +390,7 @@ def timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
             change.requested_by.username,
             f"requested #{change.pk}: {change.kind} {change.channel} to version {change.target_version.number}{extra}"
             f" — {change.reason}{evidence}",
+            url,
         )
         if change.approved_at:
             yield TimelineEntry(
@@ -369,6 +398,7 @@ def timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
                 "change request",
                 "",
                 f"#{change.pk} reached its {change.approvals_required} approval(s)",
+                url,
             )
         if change.closed_at:
             if change.status == ChangeRequest.Status.APPLIED:
@@ -378,6 +408,7 @@ def timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
                     _who(change.closed_by),
                     f"applied #{change.pk}: {change.channel} pin moved "
                     f"{'to canary of' if change.kind == ChangeRequest.Kind.CANARY else 'to'} version {change.target_version.number}{extra}",
+                    url,
                 )
             elif change.status != ChangeRequest.Status.REJECTED:
                 yield TimelineEntry(
@@ -385,6 +416,7 @@ def timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
                     "change request",
                     _who(change.closed_by),
                     f"#{change.pk} {change.status}: {change.status_reason}",
+                    url,
                 )
 
 
@@ -394,7 +426,11 @@ def timeline_approvals(agent: Agent) -> Iterable[TimelineEntry]:
         verb = "approved" if approval.decision == Approval.Decision.APPROVE else "rejected"
         comment = f": {approval.comment}" if approval.comment else ""
         yield TimelineEntry(
-            approval.created_at, "approval", approval.reviewer.username, f"{verb} #{approval.change_id}{comment}"
+            approval.created_at,
+            "approval",
+            approval.reviewer.username,
+            f"{verb} #{approval.change_id}{comment}",
+            _change_request_url(approval.change_id),
         )
 
 

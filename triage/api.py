@@ -44,6 +44,7 @@ from ninja.security import HttpBearer
 from evals.api import router as evals_router
 from promptctl.api import router as change_control_router
 from promptctl.api_auth import PersonalTokenAuth
+from promptctl.api_errors import refusal_body
 from promptctl.dbsteps import db_step
 from promptctl.errors import DomainError
 from promptctl.selectors import NotFound
@@ -149,11 +150,13 @@ JOB_READ_ERRORS = {code: ErrorOut for code in (400, 401, 404, 422)}
 def _error(
     request: HttpRequest,
     status: int,
-    detail: str,
+    detail: str | DomainError,
     errors: list[dict] | None = None,
     headers: dict[str, str] | None = None,
 ) -> HttpResponse:
-    response = api.create_response(request, {"detail": detail, "errors": errors or []}, status=status)
+    """The error body; a domain refusal's carries both wordings, its code and fields (``promptctl.api_errors``)."""
+    body = refusal_body(detail) if isinstance(detail, DomainError) else {"detail": detail, "errors": errors or []}
+    response = api.create_response(request, body, status=status)
     for name, value in (headers or {}).items():
         response[name] = value
     return response
@@ -264,56 +267,54 @@ def _on_too_big(request: HttpRequest, exc: Exception) -> HttpResponse:
 
 
 @api.exception_handler(services.ApiKeyRefused)
-def _on_key_refused(request: HttpRequest, exc: services.ApiKeyRefused) -> HttpResponse:
-    return _error(
-        request, 401, str(exc), headers={"WWW-Authenticate": 'Bearer realm="promptctl", error="invalid_token"'}
-    )
+def _on_key_error(request: HttpRequest, exc: services.ApiKeyRefused) -> HttpResponse:
+    return _error(request, 401, exc, headers={"WWW-Authenticate": 'Bearer realm="promptctl", error="invalid_token"'})
 
 
 @api.exception_handler(services.AgentOutOfScope)
 def _on_out_of_scope(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    return _error(request, 403, str(exc))
+    return _error(request, 403, exc)
 
 
 @api.exception_handler(pins.RouteRefused)
-def _on_route_refused(request: HttpRequest, exc: pins.RouteRefused) -> HttpResponse:
+def _on_route_error(request: HttpRequest, exc: pins.RouteRefused) -> HttpResponse:
     status = 409 if isinstance(exc, pins.AgentNotServing) else 404
-    return _error(request, status, str(exc))
+    return _error(request, status, exc)
 
 
 @api.exception_handler(selectors.JobNotFound)
 def _on_job_not_found(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    return _error(request, 404, str(exc))
+    return _error(request, 404, exc)
 
 
 @api.exception_handler(services.TriageFailed)
 def _on_triage_failed(request: HttpRequest, exc: services.TriageFailed) -> HttpResponse:
     if exc.outcome == Outcome.TIMEOUT:
-        return _error(request, 504, str(exc))
+        return _error(request, 504, exc)
     if exc.outcome == Outcome.UNAVAILABLE:
         seconds = exc.retry_after if exc.retry_after else DEFAULT_RETRY_AFTER_SECONDS
-        return _error(request, 503, str(exc), headers={"Retry-After": str(max(1, math.ceil(seconds)))})
-    return _error(request, 502, str(exc))
+        return _error(request, 503, exc, headers={"Retry-After": str(max(1, math.ceil(seconds)))})
+    return _error(request, 502, exc)
 
 
 @api.exception_handler(NotFound)
 def _on_not_found(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    return _error(request, 404, str(exc))
+    return _error(request, 404, exc)
 
 
 @api.exception_handler(PermissionRefused)
-def _on_permission_refused(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    return _error(request, 403, str(exc))
+def _on_permission_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
+    return _error(request, 403, exc)
 
 
 @api.exception_handler(ChangeConflict)
 def _on_change_conflict(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    return _error(request, 409, str(exc))
+    return _error(request, 409, exc)
 
 
 @api.exception_handler(DomainError)
 def _on_domain_error(request: HttpRequest, exc: DomainError) -> HttpResponse:
-    return _error(request, 400, str(exc))
+    return _error(request, 400, exc)
 
 
 # --- endpoints --------------------------------------------------------------------------
@@ -423,6 +424,7 @@ def _job_out(job: TriageJob) -> dict[str, Any]:
         "agent": job.agent.name,
         "created_at": job.created_at,
         "finished_at": job.finished_at,
+        "attempts": job.attempts,
         "result": result,
         "error": error,
     }

@@ -1,5 +1,27 @@
 from django.apps import AppConfig
 
+# What each role may do on the Triage pages (docs/API.md): everyone with a role reads the request log,
+# jobs, shadow candidates, routing policies and canary checks; reviewers record corrected verdicts.
+# API keys stay with admins. Frozen copy in triage migration 0008.
+TRIAGE_READ = tuple(
+    f"triage.view_{model}"
+    for model in (
+        "triagerequest",
+        "triagecorrection",
+        "triagejob",
+        "shadowcandidate",
+        "shadowresult",
+        "routingpolicy",
+        "canarycheck",
+        "canarycomparison",
+        "canarypolicy",
+    )
+)
+ROLE_PERMISSIONS = {
+    "requesters": TRIAGE_READ,
+    "reviewers": (*TRIAGE_READ, "triage.add_triagecorrection", "triage.change_triagecorrection"),
+}
+
 
 class TriageConfig(AppConfig):
     name = "triage"
@@ -9,7 +31,7 @@ class TriageConfig(AppConfig):
     def ready(self) -> None:
         """Plug into change control: the default agent's change requests, shadow records in evidence, timeline, CLI."""
         from promptctl import registry
-        from triage import record_checks, selectors
+        from triage import record_checks, selectors, services
         from triage.services.routing import DefaultAgentApplier
 
         registry.change_applier_register("route", DefaultAgentApplier())
@@ -18,3 +40,8 @@ class TriageConfig(AppConfig):
         registry.timeline_provider_register(selectors.timeline_shadow)
         registry.cli_group_register("triage.cli")
         registry.record_check_register(record_checks.default_agent_matches_record)
+        # Jobs and shadow runs a killed worker lost, sent again from every worker's sweep timer (evals.tasks).
+        registry.worker_sweep_register(services.triage_jobs_sweep)
+        registry.worker_sweep_register(services.shadow_runs_sweep)
+        for group_name, permissions in ROLE_PERMISSIONS.items():
+            registry.role_permissions_register(group_name, permissions)

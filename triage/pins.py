@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from managed_agents.verdicts import allowed_labels
 from promptctl.dbsteps import CompiledRead
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import PRODUCTION, Agent, Pin
 
 BUCKETS = 10_000  # canary percentages are whole numbers, so 100 buckets per percent
@@ -94,7 +94,13 @@ def _refusal(agent_name: str | None, channel: str) -> RouteRefused:
         return NoDefaultAgent(
             "No default agent is configured, so POST /api/v1/triage cannot choose one. Call "
             "/api/v1/agents/{name}/triage with an agent name, or make an agent the default with an approved "
-            "change request (`promptctl change request --agent NAME --kind route --reason TEXT`)."
+            "change request",
+            code="no_default_agent",
+            fix=Fix(
+                cli="(`promptctl change request --agent NAME --kind route --reason TEXT`).",
+                web="(Change requests › File a change request, kind 'make default agent').",
+                link=("admin:promptctl_changerequest_add", ()),
+            ),
         )
     if not Agent.objects.filter(name=agent_name).exists():
         return UnknownAgent(
@@ -103,7 +109,13 @@ def _refusal(agent_name: str | None, channel: str) -> RouteRefused:
         )
     return AgentNotServing(
         f"Agent {agent_name!r} has no {channel} version pinned yet, so it cannot serve requests. Its owners "
-        f"must promote a version first (`promptctl change request --agent {agent_name} --kind promote ...`)."
+        "must promote a version first",
+        code="agent_not_serving",
+        fix=Fix(
+            cli=f"(`promptctl change request --agent {agent_name} --kind promote ...`).",
+            web="(Change requests › File a change request, kind promote).",
+            link=("admin:promptctl_changerequest_add", ()),
+        ),
     )
 
 

@@ -97,11 +97,22 @@ class FieldError(Schema):
     message: str
 
 
-class ErrorOut(Schema):
-    """Every refusal: what was refused, why, and what to do next."""
+class FixOut(Schema):
+    cli: str = Field(..., description="The next step in the CLI's words (commands and flags).")
+    web: str = Field(..., description="The next step in the web's words (buttons and pages).")
+    link: str | None = Field(None, description="The admin page that fixes it, when there is one.")
 
-    detail: str
+
+class ErrorOut(Schema):
+    """Every refusal: what was refused, why, and what to do next (domain refusals in each door's words)."""
+
+    detail: str = Field(..., description="The whole refusal in the CLI's words, as the CLI prints it.")
     errors: list[FieldError] = Field(default_factory=list, description="One message per bad field (input errors).")
+    code: str | None = Field(None, description="A domain refusal's stable slug, e.g. evidence_missing.")
+    message: str | None = Field(None, description="A domain refusal in the CLI's words (same as detail).")
+    web_message: str | None = Field(None, description="A domain refusal in the web's words: buttons, no flags.")
+    fields: list[str] = Field(default_factory=list, description="The input fields a domain refusal is about.")
+    fix: FixOut | None = Field(None, description="A domain refusal's next step per door, when the doors differ.")
 
 
 class JobAccepted(Schema):
@@ -121,6 +132,11 @@ class JobOut(Schema):
     agent: str
     created_at: datetime
     finished_at: datetime | None = None
+    attempts: int = Field(
+        0,
+        description="Times a worker started the job. More than 1: a worker died holding it and the sweep resumed it "
+        "on another (the newest attempt finishes it; an answer the dead attempt's session already had is reused).",
+    )
     result: TriageOut | None = Field(None, description="Set when the job is done.")
     error: JobError | None = Field(None, description="Set when the job failed.")
     workers_alive: int = Field(0, description="Celery workers with a fresh heartbeat (evals.selectors.workers_alive).")

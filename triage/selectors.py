@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import Count, Q
 
 from evals import selectors as evals_selectors
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent, AgentVersion
 from promptctl.selectors import TimelineEntry
 from triage import pins
@@ -297,7 +297,12 @@ def triage_job_liveness(*, job: TriageJob) -> dict[str, Any]:
 def api_key_get(*, name: str) -> ApiKey:
     key = ApiKey.objects.filter(name=name).first()
     if key is None:
-        raise DomainError(f"There is no API key named {name!r}: `promptctl apikey list` shows them.")
+        raise DomainError(
+            f"There is no API key named {name!r}.",
+            code="api_key_not_found",
+            fields=("name",),
+            fix=Fix(cli="`promptctl apikey list` shows them.", web="API keys lists them."),
+        )
     return key
 
 

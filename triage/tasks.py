@@ -1,10 +1,16 @@
 """Celery tasks of the triage API. Each takes ids, calls one service, and is idempotent.
 
 - ``triage.run_job(job_id)``: an asynchronous triage call. A final job is a
-  no-op; a job left running by a dead worker is started again, and only the
-  newest attempt may finish it.
-- ``triage.shadow_run(request_id)``: a logged ticket sent to its shadow
-  candidate. One result per (request, version): a repeat finds it.
+  no-op, and so is one whose attempt a live worker holds (its lease); a job
+  left running by a dead worker is started again, adopting the dead attempt's
+  session, and only the newest attempt may finish it.
+- ``triage.shadow_run(request_id, resume=False)``: a logged ticket sent to its
+  shadow candidate. One result per (request, version): a repeat finds it.
+  ``resume`` (sent by the sweep): adopt an earlier run's session first.
+
+Lost messages (a SIGKILLed worker's) are found again from the database by
+``services.triage_jobs_sweep`` and ``services.shadow_runs_sweep``, which every
+worker runs on its sweep timer (registered in ``TriageConfig.ready``).
 - ``triage.canary_end(agent_id, pin_revision)``: files the change request that
   ends a canary over its limits (or, under the agent's standing auto-end
   policy, ends it). One per canary: a repeat finds the first.
@@ -16,17 +22,18 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from evals.tasks import worker_identity
 from triage import services
 
 
-@shared_task(name="triage.run_job", ignore_result=True, acks_late=True)
-def triage_job_run(job_id: str) -> None:
-    services.triage_job_run(job_id=job_id)
+@shared_task(name="triage.run_job", bind=True, ignore_result=True, acks_late=True)
+def triage_job_run(self, job_id: str) -> None:
+    services.triage_job_run(job_id=job_id, holder=worker_identity(self.request.hostname))
 
 
 @shared_task(name="triage.shadow_run", ignore_result=True, acks_late=True)
-def shadow_run(request_id: int) -> None:
-    services.shadow_run(request_id=request_id)
+def shadow_run(request_id: int, resume: bool = False) -> None:
+    services.shadow_run(request_id=request_id, resume=resume)
 
 
 @shared_task(name="triage.canary_end", ignore_result=True, acks_late=True)

@@ -14,7 +14,8 @@ from django.utils.html import format_html
 from evals import charts, selectors, services
 from evals.admin.common import admin_context as _context
 from evals.models import Comparison, EvalResult, EvalRun, TestSet
-from promptctl.admin import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin
+from promptctl.admin import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, display
+from promptctl.admin.mixins import refusal_show, refusal_text
 from promptctl.errors import DomainError
 from promptctl.models import AgentVersion
 
@@ -86,7 +87,8 @@ class EvalRunAdmin(ReadOnlyHistoryAdmin):
         if not run.scores:
             return "—"
         overall = run.scores["overall"]
-        return f"{overall['correct']}/{overall['total']}"
+        share = display.percent(overall["correct"] / overall["total"]) if overall["total"] else "—"
+        return f"{overall['correct']}/{overall['total']} ({share})"
 
     def get_urls(self):
         def view(function):
@@ -124,7 +126,7 @@ class EvalRunAdmin(ReadOnlyHistoryAdmin):
                     actor=request.user,
                 )
             except DomainError as refusal:
-                form.add_error(None, str(refusal))
+                form.add_error(None, refusal_text(refusal))
             else:
                 messages.success(request, f"Started run #{run.pk}: {run.unit_total} unit(s) queued for the workers.")
                 return HttpResponseRedirect(reverse("admin:evals_evalrun_change", args=[run.pk]))
@@ -195,7 +197,7 @@ class EvalRunAdmin(ReadOnlyHistoryAdmin):
         try:
             return act(run)
         except DomainError as refusal:
-            messages.error(request, f"Refused: {refusal}")
+            refusal_show(request, refusal)
             return HttpResponseRedirect(reverse("admin:evals_evalrun_change", args=[run.pk]))
 
     def cancel_view(self, request, run_id: int) -> HttpResponse:
@@ -233,13 +235,23 @@ class EvalResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "kind",
         "predicted_team",
         "predicted_priority",
-        "latency_seconds",
-        "session_id",
+        "latency",
+        "session",
     )
     list_filter = ("kind",)
     list_select_related = ("run", "case")
     search_fields = ("case__external_id", "session_id")
-    readonly_fields = [field.name for field in EvalResult._meta.fields]
+    readonly_fields = [
+        "latency" if field.name == "latency_seconds" else field.name for field in EvalResult._meta.fields
+    ]
+
+    @admin.display(description="latency", ordering="latency_seconds")
+    def latency(self, result: EvalResult) -> str:
+        return "—" if result.latency_seconds is None else f"{display.decimal(result.latency_seconds, digits=2)} s"
+
+    @admin.display(description="session", ordering="session_id")
+    def session(self, result: EvalResult) -> str:
+        return display.truncated(result.session_id, 18)
 
 
 # --- comparisons ----------------------------------------------------------------------------

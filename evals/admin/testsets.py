@@ -15,6 +15,7 @@ from evals import services
 from evals.admin.common import admin_context as _context
 from evals.models import TestCase, TestSet, TestSetVersion
 from promptctl.admin import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin
+from promptctl.admin.mixins import refusal_text
 from promptctl.errors import DomainError
 from promptctl.models import Agent
 
@@ -121,7 +122,7 @@ class TestSetAdmin(ReadOnlyHistoryAdmin):
                 report = refusal.report
                 form.add_error(None, f"Refused {upload.name}: {len(report.errors)} bad line(s); nothing was imported.")
             except DomainError as refusal:
-                form.add_error(None, str(refusal))
+                form.add_error(None, refusal_text(refusal))
             else:
                 version = imported.version
                 verb = "Imported" if imported.created else "These contents already were"

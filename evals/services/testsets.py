@@ -26,7 +26,7 @@ from evals.services.common import TestSetFileRefused
 from evals.testset_input import testset_file_parse
 from managed_agents import verdicts
 from promptctl.audit import audit_record
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent
 from promptctl.records import saved_by
 from promptctl.services.common import permission_require
@@ -74,7 +74,15 @@ def testset_import(
     """
     name = (name or "").strip()
     if not name:
-        raise DomainError("Give the test set a name (--name), e.g. support-tickets.")
+        raise DomainError(
+            "",
+            code="testset_name_missing",
+            fields=("name",),
+            fix=Fix(
+                cli="Give the test set a name (--name), e.g. support-tickets.",
+                web="Give the test set a name, e.g. support-tickets.",
+            ),
+        )
     file_format = file_format or format_from_filename(filename)
     if file_format not in FORMATS:
         raise DomainError(
@@ -103,8 +111,13 @@ def testset_import(
         if agent is not None and testset.agent_id not in (None, agent.pk):
             owner = testset.agent
             raise DomainError(
-                f"Test set {name!r} belongs to agent {owner.name if owner else '?'}, not {agent.name}: "
-                "import under another name, or leave out --agent."
+                f"Test set {name!r} belongs to agent {owner.name if owner else '?'}, not {agent.name}.",
+                code="testset_other_agent",
+                fields=("name", "agent"),
+                fix=Fix(
+                    cli="Import under another name, or leave out --agent.",
+                    web="Upload under another name, or leave the agent empty.",
+                ),
             )
         if agent is not None and testset.agent_id is None:
             testset.agent = agent
@@ -191,8 +204,14 @@ def testset_gating_set(*, testset: TestSet, actor: Any = None) -> TestSet:
         testset = TestSet.objects.select_for_update().get(pk=testset.pk)
         if testset.agent_id is None:
             raise DomainError(
-                f"Test set {testset.name!r} belongs to no agent, so it cannot gate promotions: "
-                "import it with --agent NAME first."
+                f"Test set {testset.name!r} belongs to no agent, so it cannot gate promotions.",
+                code="testset_without_agent",
+                fields=("agent",),
+                fix=Fix(
+                    cli="Import it with --agent NAME first.",
+                    web="Upload it again with an agent picked first (Test sets, Upload).",
+                    link=("admin:evals_testset_add", ()),
+                ),
             )
         if testset.gating:
             return testset

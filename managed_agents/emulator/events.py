@@ -40,6 +40,10 @@ def events_send(state: EmulatorState, session_id: str, body: Mapping[str, Any]) 
             raise errors.invalid_request(
                 f"Session {session_id} is archived and accepts no events; create a new session."
             )
+        if session.status == "terminated":
+            raise errors.invalid_request(
+                f"Session {session_id} is terminated and accepts no events; create a new session."
+            )
         recorded = []
         for kind, message in accepted:
             if kind == "user.message":

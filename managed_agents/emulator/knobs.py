@@ -1,4 +1,4 @@
-"""The emulator's knobs: latency, injected faults, rate limits, version style, model noise.
+"""The emulator's knobs: latency, injected faults, rate limits, version style, model noise, turn shapes.
 
 The same names work as command-line flags (``--fault-500``), as keyword arguments
 (``EmulatorServer(fault_500=0.1)``) and as JSON keys of ``POST /_emulator/config``.
@@ -31,6 +31,17 @@ class Knobs:
     fault_lost: float = 0.0
     lost_routes: str = ""  # comma-separated route names ("POST /v1/sessions"); empty = every route
     lost_mode: str = "500"
+    fault_529: float = 0.0
+    fault_routes: str = ""  # routes the 500/429/529 faults may hit; empty = every route
+    fault_stream_error: float = 0.0  # per stream: an SSE `event: error` after `stream_fault_after` events
+    fault_stream_close: float = 0.0  # per stream: the server closes it after `stream_fault_after` events
+    stream_fault_after: int = 1
+    fault_rescheduling: float = 0.0  # per turn: session.error (retrying), rescheduling, running again
+    reschedule_delay: float = 0.1
+    fault_terminated: float = 0.0  # per turn: session.error (terminal), then terminated, no reply
+    fault_session_error: float = 0.0  # per turn: session.error (exhausted), idle with retries_exhausted
+    turn_steps: int = 1  # model requests per turn, each with one agent.message; the last one answers
+    interrupt_delay: float = 0.0  # seconds from user.interrupt to session.status_idle
     create_limit: int | None = None
     create_window: float = 60.0
     retry_after: float = 0.2
@@ -95,6 +106,16 @@ def _optional_int(name: str, value: Any, *, minimum: int) -> int | None:
     return number
 
 
+def _seconds(name: str, value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise KnobError(f"{name} {value!r} is not a number of seconds") from None
+    if seconds < 0:
+        raise KnobError(f"{name} {value!r} must be 0 seconds or more")
+    return seconds
+
+
 def _positive_seconds(name: str, value: Any) -> float:
     try:
         seconds = float(value)
@@ -105,7 +126,7 @@ def _positive_seconds(name: str, value: Any) -> float:
     return seconds
 
 
-def _route_names(value: Any, known: Collection[str] | None) -> str:
+def _route_names(name: str, value: Any, known: Collection[str] | None) -> str:
     """Route names as stats count them (``POST /v1/sessions/{session_id}/events``), comma-separated."""
     if value is None:
         return ""
@@ -113,15 +134,18 @@ def _route_names(value: Any, known: Collection[str] | None) -> str:
     wanted = [str(name).strip() for name in names if str(name).strip()]
     unknown = [name for name in wanted if known is not None and name not in known]
     if unknown:
-        raise KnobError(
-            f"lost_routes names unknown route(s) {', '.join(unknown)}; use names such as 'POST /v1/sessions'"
-        )
+        raise KnobError(f"{name} names unknown route(s) {', '.join(unknown)}; use names such as 'POST /v1/sessions'")
     return ",".join(wanted)
 
 
 def lost_applies(knobs: Knobs, route_name: str) -> bool:
     """Whether the lost-response fault may hit ``route_name`` (every route when ``lost_routes`` is empty)."""
     return not knobs.lost_routes or route_name in knobs.lost_routes.split(",")
+
+
+def fault_applies(knobs: Knobs, route_name: str) -> bool:
+    """Whether the 500/429/529 faults may hit ``route_name`` (every route when ``fault_routes`` is empty)."""
+    return not knobs.fault_routes or route_name in knobs.fault_routes.split(",")
 
 
 def knobs_updated(current: Knobs, changes: Mapping[str, Any], *, route_names: Collection[str] | None = None) -> Knobs:
@@ -142,16 +166,23 @@ def knobs_updated(current: Knobs, changes: Mapping[str, Any], *, route_names: Co
             values["latency_min"], values["latency_max"] = parse_latency(value)
         elif name in ("latency_min", "latency_max"):
             values[name] = parse_latency(value)[0]
+        elif name in ("lost_routes", "fault_routes"):
+            values[name] = _route_names(name, value, route_names)
         elif name.startswith("fault_") or name == "noise":
             values[name] = _rate(name, value)
         elif name == "create_limit":
             values[name] = _optional_int(name, value, minimum=1)
+        elif name in ("turn_steps", "stream_fault_after"):
+            number = _optional_int(name, value, minimum=1 if name == "turn_steps" else 0)
+            if number is None:
+                raise KnobError(f"{name} needs a whole number")
+            values[name] = number
+        elif name in ("reschedule_delay", "interrupt_delay"):
+            values[name] = _seconds(name, value)
         elif name == "seed":
             values[name] = _optional_int(name, value, minimum=0)
         elif name in ("create_window", "retry_after"):
             values[name] = _positive_seconds(name, value)
-        elif name == "lost_routes":
-            values[name] = _route_names(value, route_names)
         elif name == "lost_mode":
             if str(value) not in LOST_MODES:
                 raise KnobError(f"lost_mode {value!r} must be one of {', '.join(LOST_MODES)}")

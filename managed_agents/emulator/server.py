@@ -10,7 +10,6 @@ import http.server
 import json
 import logging
 import queue
-import secrets
 import select
 import socket
 import threading
@@ -21,7 +20,7 @@ from typing import Any
 from . import control, errors
 from .eventlog import STREAM_CLOSED
 from .events import stream_close, stream_open
-from .knobs import KnobError, Knobs, knobs_updated, lost_applies
+from .knobs import KnobError, Knobs, fault_applies, knobs_updated, lost_applies
 from .routes import ROUTE_NAMES, STREAM, Request, route_match
 from .state import EmulatorState
 
@@ -47,6 +46,7 @@ class EmulatorRequestHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes; Nagle would add ~40 ms each
     server: EmulatorHTTPServer
+    request_id = ""  # this request's id: the ``request-id`` header and the ``request_id`` of an error body
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("emulator %s - %s", self.address_string(), format % args)
@@ -67,14 +67,14 @@ class EmulatorRequestHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
-        self.send_header("request-id", "req_" + secrets.token_hex(12))
+        self.send_header("request-id", self.request_id or errors.new_request_id())
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
     def _send_error(self, error: errors.ApiError) -> None:
-        self._send_json(error.status, error.body(), error.headers)
+        self._send_json(error.status, error.body(self.request_id), error.headers)
 
     def _read_raw_body(self) -> bytes:
         """Read the whole body first, always, so a refused request never desynchronises keep-alive."""
@@ -95,6 +95,7 @@ class EmulatorRequestHandler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urllib.parse.urlsplit(self.path)
+        self.request_id = errors.new_request_id()
         try:
             raw_body = self._read_raw_body()
             if url.path.startswith("/_emulator/"):
@@ -170,6 +171,13 @@ class EmulatorRequestHandler(http.server.BaseHTTPRequestHandler):
         raise errors.internal_error("Emulated fault: the request was carried out but its response was lost.")
 
     def _maybe_fault(self, route_name: str) -> None:
+        """Faults before the work: 500, 429 (with retry-after) or 529, on the routes ``fault_routes`` names."""
+        with self.server.state.lock:
+            applies = fault_applies(self.server.state.knobs, route_name)
+        if not applies:
+            return
+        if self._draw("fault_529"):
+            raise errors.overloaded(f"Emulated fault: overloaded on {route_name}; try again shortly.")
         if self._draw("fault_500"):
             raise errors.internal_error(f"Emulated fault: internal server error on {route_name}.")
         if self._draw("fault_429"):
@@ -202,10 +210,14 @@ class EmulatorRequestHandler(http.server.BaseHTTPRequestHandler):
             self.send_header("content-type", "text/event-stream")
             self.send_header("cache-control", "no-cache")
             self.send_header("connection", "close")
-            self.send_header("request-id", "req_" + secrets.token_hex(12))
+            self.send_header("request-id", self.request_id)
             self.end_headers()
             self.wfile.flush()
             last_write = time.monotonic()
+            # A faulted stream delivers this many events, then an error event or a silent close.
+            fault = "error" if self._draw("fault_stream_error") else "close" if self._draw("fault_stream_close") else ""
+            with self.server.state.lock:
+                left_before_fault = self.server.state.knobs.stream_fault_after
             while not self.server.closing.is_set():
                 try:
                     event = subscriber.get(timeout=STREAM_POLL_SECONDS)
@@ -219,13 +231,29 @@ class EmulatorRequestHandler(http.server.BaseHTTPRequestHandler):
                     continue
                 if event is STREAM_CLOSED:
                     return
+                if fault and left_before_fault <= 0:
+                    self._stream_fault(fault)
+                    return
                 self.wfile.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
                 self.wfile.flush()
                 last_write = time.monotonic()
+                left_before_fault -= 1
         except (BrokenPipeError, ConnectionResetError, OSError):
             return
         finally:
             stream_close(self.server.state, session, subscriber)
+
+    def _stream_fault(self, fault: str) -> None:
+        """End a stream mid-turn the two ways the live API can: an SSE ``error`` event, or a close with no word.
+
+        The event that was due is not written, so the client must recover it from the history.
+        """
+        if fault == "error":
+            body = errors.overloaded("Emulated fault: the event stream failed (overloaded); reconnect.").body(
+                self.request_id
+            )
+            self.wfile.write(f"event: error\ndata: {json.dumps(body)}\n\n".encode())
+            self.wfile.flush()
 
 
 class EmulatorServer:

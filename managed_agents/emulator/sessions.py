@@ -17,7 +17,7 @@ from .pagination import page_limit, paginate
 from .resources import agent_get, agent_version_get, environment_get
 from .state import SESSION_STATUSES, AgentVersion, EmulatorState, Session, new_id
 from .timefilters import created_at_filter, include_archived
-from .turns import user_message_received
+from .turns import WORKING_STATUSES, user_message_received
 
 OVERRIDABLE_AGENT_FIELDS = ("system", "model", "tools", "mcp_servers", "skills")
 
@@ -171,17 +171,17 @@ def session_update(state: EmulatorState, session_id: str, body: Mapping[str, Any
 
 
 def session_archive(state: EmulatorState, session_id: str) -> dict[str, Any]:
-    """A running session is refused with 400 invalid_request_error: interrupt it first.
+    """A running (or rescheduling) session is refused with 400 invalid_request_error: interrupt it first.
 
     400 rather than 409 because the SDK retries 409 on its own, and retrying an archive of
     a session that is still working only repeats the refusal.
     """
     with state.lock:
         session = session_get(state, session_id)
-        if session.status == "running":
+        if session.status in WORKING_STATUSES:
             raise errors.invalid_request(
-                f"Session {session_id} is running and cannot be archived. Send a user.interrupt event, wait for "
-                "session.status_idle, then archive it."
+                f"Session {session_id} is {session.status} and cannot be archived. Send a user.interrupt event, "
+                "wait for session.status_idle, then archive it."
             )
         if session.archived_at is None:
             session.archived_at = session.updated_at = time.time()

@@ -113,6 +113,13 @@ class Turn:
     malformed: bool
     stuck: bool
     model_request_start_id: str
+    ending: str = "reply"  # "reply", or a failure instead of the answer: "terminated" or "error"
+    rescheduled: bool = False  # goes rescheduling once, then running again, before its first model request
+    steps: int = 1  # model requests in this turn, each with one agent.message; the last one answers
+    step_latency: float = 0.0
+    steps_done: int = 0
+    input_tokens: int = 0  # this turn's usage so far, over all its model requests
+    output_tokens: int = 0
 
 
 @dataclasses.dataclass
@@ -132,6 +139,7 @@ class Session:
     subscribers: set[queue.SimpleQueue] = dataclasses.field(default_factory=set)
     pending_texts: collections.deque[str] = dataclasses.field(default_factory=collections.deque)
     turn: Turn | None = None
+    stopping_token: int | None = None  # an interrupt is winding the session down (``interrupt_delay``)
     running_since: float | None = None
     active_seconds: float = 0.0
     input_tokens: int = 0

@@ -1,7 +1,8 @@
 """The admin: thin pages over the services, read-only wherever the record must not change.
 
 - Nothing here writes a model directly: buttons and forms call services and
-  show a refusal's message as is.
+  show a refusal in the web's words (``mixins.refusal_text``: buttons and
+  pages, never CLI flags).
 - Versions, pins, approvals and audit events are read-only; change requests are
   read-only too (they change only through their buttons); agents' approval
   policy is edited through ``agent_policy_update`` so it is audited.

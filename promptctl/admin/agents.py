@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from promptctl import selectors, services
-from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin
+from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, refusal_show
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Agent, AgentVersion, Pin
 
@@ -194,13 +194,15 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
         context = dict(extra_context or {})
         if agent is not None:
             context["drift_versions"] = selectors.agent_drift(agent=agent)
+            context["may_sync"] = request.user.has_perm("promptctl.add_agentversion")
+            context["may_file"] = request.user.has_perm("promptctl.add_changerequest")
         return super().change_view(request, object_id, form_url, context)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except DomainError as refusal:
-            messages.error(request, str(refusal))
+            refusal_show(request, refusal, prefix="")
             return HttpResponseRedirect(request.path)
 
     def save_model(self, request, obj: Agent, form, change: bool) -> None:
@@ -248,7 +250,7 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
         try:
             result = services.agent_sync(agent=agent, actor=request.user)
         except DomainError as refusal:
-            messages.error(request, str(refusal))
+            refusal_show(request, refusal, prefix="")
             return HttpResponseRedirect(change_url)
         if result.new_versions:
             numbers = ", ".join(f"v{v.number}" for v in result.new_versions)

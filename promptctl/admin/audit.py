@@ -8,22 +8,15 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.urls import path, reverse
 
 from promptctl import selectors
+from promptctl.admin import display
 from promptctl.admin.mixins import ReadOnlyAdminMixin
 from promptctl.models import AuditEvent
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "sequence",
-        "occurred_at",
-        "actor_username",
-        "verb",
-        "object_type",
-        "object_id",
-        "object_repr",
-        "request_id",
-    )
+    # Chosen to fit a 1366 px screen: the object's type and id in one column, long text cut (full on hover).
+    list_display = ("sequence", "occurred_at", "who", "verb", "object_shown", "what", "request")
     list_filter = ("verb", "object_type")
     search_fields = ("actor_username", "object_repr", "request_id", "verb")
     ordering = ("-sequence",)
@@ -46,6 +39,22 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
     list_select_related = ("actor",)
     change_list_template = "admin/promptctl/auditevent/change_list.html"
+
+    @admin.display(description="actor", ordering="actor_username")
+    def who(self, event: AuditEvent) -> str:
+        return event.actor_username or "(server)"
+
+    @admin.display(description="object", ordering="object_type")
+    def object_shown(self, event: AuditEvent) -> str:
+        return f"{event.object_type.split('.')[-1]} #{event.object_id}" if event.object_id else event.object_type or "—"
+
+    @admin.display(description="object as recorded")
+    def what(self, event: AuditEvent) -> str:
+        return display.truncated(event.object_repr, 48)
+
+    @admin.display(description="request id", ordering="request_id")
+    def request(self, event: AuditEvent) -> str:
+        return display.truncated(event.request_id, 12)
 
     def get_urls(self):
         urls = [path("verify/", self.admin_site.admin_view(self.verify_view), name="promptctl_auditevent_verify")]

@@ -15,9 +15,11 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from promptctl import services
-from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin
+from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, refusal_show, refusal_text
 from promptctl.errors import DomainError
-from promptctl.models import PRODUCTION, Agent, Approval, ChangeRequest, Pin
+from promptctl.models import PRODUCTION, Agent, AgentVersion, Approval, ChangeRequest, Pin
+from promptctl.registry import review_evidence
+from promptctl.review import ACTION_LABELS, change_request_review
 
 
 class ApprovalInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -32,28 +34,69 @@ class ApprovalInline(ReadOnlyAdminMixin, admin.TabularInline):
         return super().get_queryset(request).select_related("reviewer")
 
 
-class ChangeRequestForm(forms.Form):
-    """What a requester fills in; the service decides whether it may be filed."""
+class AgentChoiceForm(forms.Form):
+    """The first step of filing: which agent (its versions and evidence fill the next step's lists)."""
 
     agent = forms.ModelChoiceField(queryset=Agent.objects.order_by("name"))
+
+
+def _version_label(version: AgentVersion, pinned: dict[int, list[str]]) -> str:
+    origin = "⚠ changed outside promptctl" if version.is_outside else "made through promptctl"
+    channels = pinned.get(version.pk)
+    now = f" — now {', '.join(channels)}" if channels else ""
+    return f"v{version.number} ({origin}, {version.created_at:%Y-%m-%d %H:%M}){now}"
+
+
+class ChangeRequestForm(forms.Form):
+    """What a requester fills in, picked from lists of the agent's versions and evidence; the service decides."""
+
+    agent = forms.ModelChoiceField(queryset=Agent.objects.order_by("name"), widget=forms.HiddenInput)
     kind = forms.ChoiceField(choices=ChangeRequest.Kind.choices, initial=ChangeRequest.Kind.PROMOTE)
     channel = forms.SlugField(initial=PRODUCTION, max_length=50)
-    target_version = forms.IntegerField(
-        label="Target version number", required=False, help_text="make default agent: leave empty (production version)"
+    target_version = forms.TypedChoiceField(
+        coerce=int,
+        empty_value=None,
+        required=False,
+        label="Target version",
+        help_text="For “make default agent”, leave empty: the agent's production version is used.",
     )
     canary_percent = forms.IntegerField(
-        required=False, min_value=1, max_value=99, label="Canary percent", help_text="canary only"
+        required=False,
+        min_value=1,
+        max_value=99,
+        label="Canary share (%)",
+        help_text="Canary requests only: the share of traffic the target gets.",
     )
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
-    evidence = forms.CharField(
-        required=False, max_length=500, label="Evidence", help_text="e.g. comparison:12 or run:7"
+    evidence = forms.ChoiceField(
+        required=False,
+        label="Evidence",
+        help_text="The agent's comparisons and eval runs, newest first. A production promotion needs a comparison "
+        "with production's version (a finished run of the target for the first one).",
     )
     accept_regression_reason = forms.CharField(
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
         label="Accept a flagged regression because",
-        help_text="needs one more approval than the agent's policy",
+        help_text="Only when the chosen comparison flags a regression you mean to ship; it needs one more approval "
+        "than the agent's policy.",
     )
+
+    def __init__(self, *args: Any, agent: Agent, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pinned: dict[int, list[str]] = {}
+        for pin in Pin.objects.filter(agent=agent).order_by("channel"):
+            pinned.setdefault(pin.version_id, []).append(pin.channel)
+            if pin.canary_version_id:
+                pinned.setdefault(pin.canary_version_id, []).append(f"{pin.channel} canary")
+        versions = agent.versions.order_by("-number")
+        target = self.fields["target_version"]
+        assert isinstance(target, forms.TypedChoiceField)
+        target.choices = [("", "—")] + [(v.number, _version_label(v, pinned)) for v in versions]
+        provider = review_evidence()
+        evidence = self.fields["evidence"]
+        assert isinstance(evidence, forms.ChoiceField)
+        evidence.choices = [("", "— none —")] + (provider.choices(agent=agent) if provider is not None else [])
 
 
 class DecisionForm(forms.Form):
@@ -176,26 +219,27 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
         ]
         return urls + super().get_urls()
 
-    def _actions_for(self, change: ChangeRequest) -> list[dict[str, str]]:
-        names: list[str] = []
-        if change.status == ChangeRequest.Status.PENDING:
-            names = ["approve", "reject", "withdraw"]
-        elif change.status == ChangeRequest.Status.APPROVED:
-            names = ["apply", "reject", "withdraw"]
-        return [
-            {
-                "name": name,
-                "label": ACTIONS[name]["label"],
-                "url": reverse("admin:promptctl_changerequest_action", args=[change.pk, name]),
-            }
-            for name in names
-        ]
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if obj is not None and obj.kind != ChangeRequest.Kind.CANARY:
+            fields.remove("canary_percent")  # a promotion has no canary share: "canary percent 0" says nothing
+        return fields
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         change = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if change is not None:
-            context["change_actions"] = self._actions_for(change)
+            review = change_request_review(change=change, user=request.user)
+            context["review"] = review
+            context["title"] = f"Change request #{change.pk}: {review['moves']}"
+            context["change_actions"] = [
+                {
+                    "name": name,
+                    "label": ACTION_LABELS[name],
+                    "url": reverse("admin:promptctl_changerequest_action", args=[change.pk, name]),
+                }
+                for name in review["actions"].allowed
+            ]
             context["pin"] = (
                 Pin.objects.select_related("version", "canary_version")
                 .filter(agent=change.agent, channel=change.channel)
@@ -208,12 +252,29 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
                 )
         return super().change_view(request, object_id, form_url, context)
 
+    def _filing_agent(self, request: HttpRequest) -> Agent | None:
+        """The agent being filed for: from the form, the link that led here, or the only agent there is."""
+        raw = request.POST.get("agent") or request.GET.get("agent")
+        if raw:
+            return Agent.objects.filter(pk=raw).first() if str(raw).isdigit() else None
+        agents = list(Agent.objects.order_by("name")[:2])
+        return agents[0] if len(agents) == 1 else None
+
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = ChangeRequestForm(
-            request.POST if request.method == "POST" else None, initial={"agent": request.GET.get("agent")}
-        )
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "File a change request",
+        }
+        agent = self._filing_agent(request)
+        if agent is None:
+            context["agent_form"] = AgentChoiceForm(request.GET or None)
+            return TemplateResponse(request, "admin/promptctl/changerequest/add_form.html", context)
+        fields = ("kind", "channel", "target_version", "canary_percent", "evidence", "accept_regression_reason")
+        initial = {"agent": agent.pk, **{name: request.GET[name] for name in fields if request.GET.get(name)}}
+        form = ChangeRequestForm(request.POST if request.method == "POST" else None, agent=agent, initial=initial)
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
@@ -229,18 +290,15 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
                     actor=request.user,
                 )
             except DomainError as refusal:
-                form.add_error(None, str(refusal))
+                form.add_error(None, refusal_text(refusal))
             else:
                 messages.success(
-                    request, f"Filed change request #{change.pk}; it needs {change.approvals_required} approval(s)."
+                    request,
+                    f"Filed change request #{change.pk}; it needs {change.approvals_required} "
+                    f"approval{'s' if change.approvals_required != 1 else ''} from {change.agent.approver_group!r}.",
                 )
                 return HttpResponseRedirect(reverse("admin:promptctl_changerequest_change", args=[change.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.model._meta,
-            "title": "File a change request",
-            "form": form,
-        }
+        context.update(form=form, agent=agent)
         return TemplateResponse(request, "admin/promptctl/changerequest/add_form.html", context)
 
     def action_view(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
@@ -253,15 +311,19 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
             raise PermissionDenied
         change_url = reverse("admin:promptctl_changerequest_change", args=[change.pk])
         form = DecisionForm(request.POST if request.method == "POST" else None)
+        refusal = None
         if request.method == "POST" and form.is_valid():
             comment = form.cleaned_data["comment"]
             try:
                 message = self._perform(action, change=change, user=request.user, comment=comment)
-            except DomainError as refusal:
-                messages.error(request, f"Refused: {refusal}")
+            except DomainError as error:
+                if ACTIONS[action]["comment"] is None:
+                    refusal_show(request, error)
+                    return HttpResponseRedirect(change_url)
+                refusal = refusal_text(error, prefix="Refused: ")  # keep the comment typed so far
             else:
                 messages.success(request, message)
-            return HttpResponseRedirect(change_url)
+                return HttpResponseRedirect(change_url)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -271,6 +333,7 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
             "action_label": ACTIONS[action]["label"],
             "comment_mode": ACTIONS[action]["comment"],
             "form": form,
+            "refusal": refusal,
             "title": f"{ACTIONS[action]['label']} change request #{change.pk}?",
             "pin": Pin.objects.select_related("version", "canary_version")
             .filter(agent=change.agent, channel=change.channel)
@@ -284,7 +347,12 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
         if action == "approve":
             services.change_request_approve(change=change, reviewer=user, comment=comment)
             change.refresh_from_db()
-            return f"Approved change request #{change.pk}; it is now {change.status}."
+            approvals = change.approvals.filter(decision=Approval.Decision.APPROVE).count()
+            counted = f"{approvals} of {change.approvals_required} approvals"
+            if change.status == ChangeRequest.Status.APPROVED:
+                return f"Approved change request #{change.pk}: {counted}. It can be applied now."
+            missing = change.approvals_required - approvals
+            return f"Approved change request #{change.pk}: {counted}. It needs {missing} more before it can be applied."
         if action == "reject":
             services.change_request_reject(change=change, reviewer=user, comment=comment)
             return f"Rejected change request #{change.pk}."

@@ -2,8 +2,38 @@
 
 from __future__ import annotations
 
-from django.http import HttpResponseNotAllowed
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponseNotAllowed
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from simple_history.admin import SimpleHistoryAdmin
+
+from promptctl.errors import DomainError
+
+
+def refusal_text(refusal: DomainError, *, prefix: str = "") -> SafeString:
+    """A refusal in the web's words (house style 9): buttons and pages, never CLI flags; safe HTML.
+
+    Every admin page that shows a refusal, as a message or a form error, words it
+    here: ``refusal.web_message()`` (the services' ``Fix.web``), escaped, with the
+    fix's link appended when it has one.
+    """
+    text = format_html("{}{}", prefix, refusal.web_message())
+    link = refusal.fix.link if refusal.fix else None
+    if link is None:
+        return text
+    name, args = link
+    try:
+        url = reverse(name, args=args)
+    except NoReverseMatch:
+        return text
+    return format_html('{} <a href="{}">Open it</a>', text, url)
+
+
+def refusal_show(request: HttpRequest, refusal: DomainError, *, prefix: str = "Refused: ") -> None:
+    """Show ``refusal`` as the page's error message, in the web's words (``refusal_text``)."""
+    messages.error(request, refusal_text(refusal, prefix=prefix))
 
 
 class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
@@ -11,6 +41,12 @@ class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
 
     def revert_disabled(self, request, obj=None) -> bool:
         return True
+
+    def history_view(self, request, object_id, extra_context=None):
+        """Who changed what links to the user's page only for those who may open it (no link, no bare 403)."""
+        if not request.user.has_perm("auth.view_user"):
+            extra_context = {**(extra_context or {}), "admin_user_view": "promptctl-no-user-page"}
+        return super().history_view(request, object_id, extra_context)
 
     def history_form_view(self, request, object_id, version_id, extra_context=None):
         if request.method != "GET":

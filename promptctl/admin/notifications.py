@@ -4,7 +4,7 @@
   the list and the form show it masked. Deleting is off: deactivate instead, so
   the delivery log keeps its webhook.
 - Deliveries are read-only; "Retry now" calls ``webhook_delivery_retry`` for
-  each selected row and shows a refusal's message as is.
+  each selected row and shows a refusal in the web's words (``refusal_text``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from promptctl import services
-from promptctl.admin.mixins import ReadOnlyHistoryAdmin
+from promptctl.admin import display
+from promptctl.admin.mixins import ReadOnlyHistoryAdmin, refusal_text
 from promptctl.errors import DomainError
 from promptctl.models import Webhook, WebhookDelivery
 from promptctl.services.webhooks import EVENTS, webhook_fields_clean, webhook_secret_masked
@@ -43,7 +44,7 @@ class WebhookForm(forms.ModelForm):
                 url=data.get("url") or "", events=data.get("events") or [], format=data.get("format") or ""
             )
         except DomainError as refusal:
-            raise ValidationError(str(refusal)) from refusal
+            raise ValidationError(refusal_text(refusal)) from refusal
         return data
 
 
@@ -96,15 +97,16 @@ class WebhookAdmin(ReadOnlyHistoryAdmin):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(admin.ModelAdmin):
+    # Chosen to fit a 1366 px screen: the receiver's URL and the error are cut (full text on hover);
+    # the next attempt's time is on the delivery's own page.
     list_display = (
         "id",
         "event",
-        "webhook",
+        "receiver",
         "status",
         "attempts",
         "last_response_code",
         "last_error_short",
-        "next_attempt_at",
         "created_at",
         "delivered_at",
     )
@@ -138,7 +140,11 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     @admin.display(description="last error")
     def last_error_short(self, delivery: WebhookDelivery) -> str:
-        return delivery.last_error[:80]
+        return display.truncated(delivery.last_error, 50)
+
+    @admin.display(description="webhook", ordering="webhook__url")
+    def receiver(self, delivery: WebhookDelivery) -> str:
+        return display.truncated(delivery.webhook.url, 36)
 
     @admin.action(description="Retry now", permissions=["retry"])
     def retry_now(self, request, queryset) -> None:
@@ -148,6 +154,6 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
                 services.webhook_delivery_retry(delivery=delivery, actor=request.user)
                 queued += 1
             except DomainError as refusal:
-                self.message_user(request, str(refusal), messages.ERROR)
+                self.message_user(request, refusal_text(refusal), messages.ERROR)
         if queued:
             self.message_user(request, f"{queued} deliver{'y' if queued == 1 else 'ies'} queued for another attempt.")

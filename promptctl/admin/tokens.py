@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from promptctl import services
-from promptctl.admin.mixins import ReadOnlyHistoryAdmin
+from promptctl.admin.mixins import ReadOnlyHistoryAdmin, refusal_show, refusal_text
 from promptctl.errors import DomainError
 from promptctl.models import PersonalToken
 
@@ -110,7 +110,7 @@ class PersonalTokenAdmin(ReadOnlyHistoryAdmin):
                     read_only=data["read_only"],
                 )
             except DomainError as refusal:
-                form.add_error(None, str(refusal))
+                form.add_error(None, refusal_text(refusal))
             else:
                 context = {
                     **self.admin_site.each_context(request),
@@ -135,7 +135,7 @@ class PersonalTokenAdmin(ReadOnlyHistoryAdmin):
             try:
                 services.token_revoke(token=token, actor=request.user)
             except DomainError as refusal:
-                messages.error(request, f"Refused: {refusal}")
+                refusal_show(request, refusal)
             else:
                 revoked.append(token.name)
         if revoked:

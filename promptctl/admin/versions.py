@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -10,7 +10,7 @@ from django.urls import path, reverse
 from django.utils.safestring import mark_safe
 
 from promptctl import selectors
-from promptctl.admin.mixins import ReadOnlyAdminMixin
+from promptctl.admin.mixins import ReadOnlyAdminMixin, refusal_show
 from promptctl.errors import DomainError
 from promptctl.models import AgentVersion
 
@@ -78,7 +78,7 @@ class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         try:
             diff = selectors.version_diff(agent=version.agent, left_number=against_number, right_number=version.number)
         except DomainError as refusal:
-            messages.error(request, str(refusal))
+            refusal_show(request, refusal, prefix="")
             return HttpResponseRedirect(reverse("admin:promptctl_agentversion_change", args=[version.pk]))
         context = {
             **self.admin_site.each_context(request),

@@ -25,6 +25,7 @@ from typing import Any
 from django.db import models, transaction
 from django.utils import timezone
 
+from promptctl.audit.admin_log import admin_log_record
 from promptctl.audit.checkpoints import audit_checkpoint_publish_quietly
 from promptctl.audit.keys import audit_key_ring
 from promptctl.audit.macs import event_mac, json_normalize
@@ -97,4 +98,5 @@ def audit_record(
     head.save(update_fields=["sequence", "hash"])
     if verb in PIN_MOVING_VERBS:
         transaction.on_commit(partial(audit_checkpoint_publish_quietly, verb), robust=True)
+    admin_log_record(actor=actor, verb=verb, target=target, event=event)  # the admin's "Recent actions"
     return event

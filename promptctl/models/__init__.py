@@ -21,6 +21,7 @@ from promptctl.models.agents import Agent, AgentVersion
 from promptctl.models.audit import AuditChainHead, AuditEvent
 from promptctl.models.changes import Approval, ChangeRequest, Pin
 from promptctl.models.common import PRODUCTION
+from promptctl.models.intents import VersionIntent
 
 __all__ = [
     "PRODUCTION",
@@ -32,6 +33,7 @@ __all__ = [
     "ChangeRequest",
     "PersonalToken",
     "Pin",
+    "VersionIntent",
     "Webhook",
     "WebhookDelivery",
 ]

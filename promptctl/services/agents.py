@@ -7,22 +7,31 @@ cannot be deleted) and the refusal says so. A sync records what the server
 holds, and names, without recording, a version promptctl's database cannot
 store (a NUL byte in an outside prompt, say), so one bad version never stops
 an agent's syncs.
+
+A sync tells promptctl's own versions from changes made outside by the version
+intents (``promptctl.models.intents``): a server version that carries the
+marker of one of the agent's intents is promptctl's, recorded as made by the
+intent's actor, even when the sync records it before ``version_create`` does
+(it may be in flight, or have failed between its remote call and its record).
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
 
 from managed_agents import gateway, validation
 from promptctl.audit import audit_record
-from promptctl.errors import DomainError
-from promptctl.models import Agent, AgentVersion
+from promptctl.errors import DomainError, Fix
+from promptctl.models import Agent, AgentVersion, VersionIntent
 from promptctl.records import saved_by
 from promptctl.services.common import _agent_snapshot, _require, _version_record
 
@@ -45,7 +54,12 @@ def agent_create(
     if not (system_prompt or "").strip():
         raise DomainError("The system prompt is empty: give the agent's instructions in the system file.")
     if Agent.objects.filter(name=name).exists():
-        raise DomainError(f"An agent named {name!r} already exists: see `promptctl agent status --agent {name}`.")
+        raise DomainError(
+            f"An agent named {name!r} already exists.",
+            code="agent_exists",
+            fields=("name",),
+            fix=Fix(cli=f"See `promptctl agent status --agent {name}`.", web="Agents lists it; pick another name."),
+        )
     validation.agent_config_check(name=name, model=model, system=system_prompt)
     environment = gateway.environment_ensure(name=environment_name)
     remote = gateway.agent_create(name=name, model=model, system=system_prompt)
@@ -138,6 +152,13 @@ class SyncResult:
     latest_version_number: int
     mismatched_numbers: list[int]
     unstorable: dict[int, str] = field(default_factory=dict)
+    # promptctl's own versions this sync recorded first (a version_create in flight, or one that failed to record)
+    reconciled: list[AgentVersion] = field(default_factory=list)
+
+
+# An open intent older than this made no version if the server holds none carrying its marker:
+# no update's retries last so long (attempts x the SDK's 60 s timeout plus backoff).
+INTENT_EXPIRY = datetime.timedelta(minutes=15)
 
 
 def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
@@ -145,9 +166,12 @@ def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
 
     The agent row is locked while recording, never across a network call. A
     version promptctl is making right now (``version_create``: the remote
-    update first, then its record) may be recorded here first, as changed
-    outside promptctl; ``version_create`` then returns that row and audits
-    ``version.reconciled`` naming who made it.
+    update first, then its record) may be recorded here first: its marker
+    names its intent, so it is recorded as promptctl's, made by the intent's
+    actor, and ``version_create`` then returns that row and audits
+    ``version.reconciled``. Open intents that can no longer make a version
+    (the server moved past their base without them, or they expired) are
+    resolved as not made.
     """
     remote_versions = gateway.agent_versions(agent_id=agent.remote_id)
     with transaction.atomic():
@@ -157,17 +181,27 @@ def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
             for version in agent.versions.only("number", "config_sha256", "config_canonical_sha256")
         }
         new_versions: list[AgentVersion] = []
+        reconciled: list[AgentVersion] = []
         unstorable: dict[int, str] = {}
+        claims = _intent_claims(agent=agent, remote_versions=remote_versions)
         for remote in remote_versions:
+            intent = claims.get(remote.version)
+            if intent is not None:
+                version_intent_resolve(intent=intent, version_number=remote.version, actor=actor)
             if remote.version in known:
                 continue
-            recorded, problem = version_record_if_storable(
-                agent=agent, remote=remote, origin=AgentVersion.Origin.OUTSIDE, actor=actor
-            )
-            if recorded is not None:
-                new_versions.append(recorded)
+            if intent is not None:
+                origin, maker = AgentVersion.Origin.PROMPTCTL, intent.created_by
             else:
+                origin, maker = AgentVersion.Origin.OUTSIDE, actor
+            recorded, problem = version_record_if_storable(agent=agent, remote=remote, origin=origin, actor=maker)
+            if recorded is None:
                 unstorable[remote.version] = problem
+            elif intent is not None:
+                reconciled.append(recorded)
+            else:
+                new_versions.append(recorded)
+        _intents_unmade_resolve(agent=agent, remote_versions=remote_versions, claimed=claims.values(), actor=actor)
         if unstorable:
             audit_record(
                 actor=actor,
@@ -202,8 +236,116 @@ def agent_sync(*, agent: Agent, actor: Any = None) -> SyncResult:
                 after=_agent_snapshot(agent),
             )
     return SyncResult(
-        new_versions=new_versions, latest_version_number=newest, mismatched_numbers=mismatched, unstorable=unstorable
+        new_versions=new_versions,
+        latest_version_number=newest,
+        mismatched_numbers=mismatched,
+        unstorable=unstorable,
+        reconciled=reconciled,
     )
+
+
+def _intent_snapshot(intent: VersionIntent) -> dict[str, Any]:
+    return {
+        "marker": intent.marker,
+        "base_version": intent.base_version,
+        "created_by": getattr(intent.created_by, "username", None),
+        "outcome": intent.outcome,
+        "version_number": intent.version_number,
+    }
+
+
+def version_intent_open(*, agent: Agent, base_version: int, actor: Any) -> VersionIntent:
+    """Note, in its own short transaction, that ``actor`` is about to make a version on ``base_version``.
+
+    Written before the remote call so that whoever finds the version first (this
+    ``version_create``, or a sync) knows it is promptctl's.
+    """
+    with transaction.atomic():
+        intent = saved_by(
+            VersionIntent(agent=agent, marker=gateway.write_marker(), base_version=base_version, created_by=actor),
+            actor,
+        )
+        audit_record(
+            actor=actor, verb="version.intent", target=intent, agent_id=agent.pk, after=_intent_snapshot(intent)
+        )
+    return intent
+
+
+def version_intent_resolve(*, intent: VersionIntent, version_number: int | None, actor: Any) -> None:
+    """Mark an intent made (the server holds ``version_number``) or not made; in the caller's transaction.
+
+    A made intent is final. A not-made one becomes made if its marked version
+    turns up after all (the marker is proof the version is promptctl's).
+    """
+    intent = VersionIntent.objects.select_for_update().get(pk=intent.pk)
+    if intent.outcome == VersionIntent.Outcome.MADE or (
+        version_number is None and intent.outcome == VersionIntent.Outcome.NOT_MADE
+    ):
+        return
+    before = _intent_snapshot(intent)
+    intent.outcome = VersionIntent.Outcome.MADE if version_number is not None else VersionIntent.Outcome.NOT_MADE
+    intent.version_number = version_number
+    intent.finished_at = timezone.now()
+    saved_by(intent, actor)
+    audit_record(
+        actor=actor,
+        verb="version.intent_resolved",
+        target=intent,
+        agent_id=intent.agent_id,
+        before=before,
+        after=_intent_snapshot(intent),
+    )
+
+
+def _intent_claims(*, agent: Agent, remote_versions: Sequence[gateway.RemoteAgentVersion]) -> dict[int, VersionIntent]:
+    """Server version number -> the intent whose update made it.
+
+    Later versions inherit a marker (metadata carries over to versions that do
+    not set their own), so an intent made the lowest version above its base
+    that carries its marker, and no other.
+    """
+    markers = {remote.marker for remote in remote_versions if remote.marker}
+    if not markers:
+        return {}
+    intents = {
+        intent.marker: intent
+        for intent in VersionIntent.objects.select_related("created_by").filter(
+            agent=agent, marker__in=markers, version_number__isnull=True
+        )
+    }
+    claims: dict[int, VersionIntent] = {}
+    claimed: set[str] = set()
+    for remote in sorted(remote_versions, key=lambda r: r.version):
+        intent = intents.get(remote.marker or "")
+        if intent is None or intent.marker in claimed or remote.version <= intent.base_version:
+            continue
+        claims[remote.version] = intent
+        claimed.add(intent.marker)
+    return claims
+
+
+def _intents_unmade_resolve(
+    *,
+    agent: Agent,
+    remote_versions: Sequence[gateway.RemoteAgentVersion],
+    claimed: Any,
+    actor: Any,
+) -> None:
+    """Resolve open intents that can no longer make a version as not made.
+
+    Once the server holds a version above an intent's base that is not the
+    intent's, its conditional update can never land (it would get a 409).
+    An intent whose base is still the latest may be in flight: it is left
+    open until ``INTENT_EXPIRY``.
+    """
+    newest = max((remote.version for remote in remote_versions), default=None)
+    expired_before = timezone.now() - INTENT_EXPIRY
+    claimed_ids = {intent.pk for intent in claimed}
+    for intent in VersionIntent.objects.filter(agent=agent, outcome=VersionIntent.Outcome.OPEN):
+        if intent.pk in claimed_ids:
+            continue
+        if (newest is not None and newest > intent.base_version) or intent.started_at < expired_before:
+            version_intent_resolve(intent=intent, version_number=None, actor=actor)
 
 
 def version_record_if_storable(

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from promptctl.audit import audit_record
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import PRODUCTION, Agent, Approval, ChangeRequest, Pin
 from promptctl.records import saved_by
 from promptctl.registry import change_applier, promotion_gate
@@ -70,7 +70,15 @@ def change_request_create(
             agent=agent, target_number=target_number, reason=reason, actor=actor, channel=channel
         )
     if target_number is None:
-        raise DomainError(f"A {kind} request needs the target version (--to VERSION).")
+        raise DomainError(
+            "",
+            code="target_version_missing",
+            fields=("target_version",),
+            fix=Fix(
+                cli=f"A {kind} request needs the target version (--to VERSION).",
+                web=f"A {kind} request needs the target version: pick the version to move to.",
+            ),
+        )
     if not _CHANNEL.match(channel or ""):
         raise DomainError(f"Channel {channel!r} is not allowed: use lowercase letters, digits and dashes.")
     reason = (reason or "").strip()
@@ -80,14 +88,38 @@ def change_request_create(
     target = agent.versions.filter(number=target_number).first()
     if target is None:
         raise DomainError(
-            f"{agent.name} has no version {target_number} recorded. If it was made on the server, run "
-            f"`promptctl agent sync --agent {agent.name}` first; `promptctl version list --agent {agent.name}` lists them."
+            f"{agent.name} has no version {target_number} recorded.",
+            code="version_not_found",
+            fields=("target_version",),
+            fix=Fix(
+                cli=f"If it was made on the server, run `promptctl agent sync --agent {agent.name}` first; "
+                f"`promptctl version list --agent {agent.name}` lists them.",
+                web="If it was made on the server, press Sync from server on the agent's page first; "
+                "Agent versions lists them.",
+                link=("admin:promptctl_agent_change", (agent.pk,)),
+            ),
         )
     if kind == ChangeRequest.Kind.CANARY:
         if canary_percent is None or not 1 <= canary_percent <= 99:
-            raise DomainError("A canary needs --percent between 1 and 99 (the share of traffic that gets the target).")
+            raise DomainError(
+                "",
+                code="canary_percent_out_of_range",
+                fields=("canary_percent",),
+                fix=Fix(
+                    cli="A canary needs --percent between 1 and 99 (the share of traffic that gets the target).",
+                    web="A canary needs a canary percent between 1 and 99 (the share of traffic that gets the target).",
+                ),
+            )
     elif canary_percent:
-        raise DomainError("--percent only applies to canary requests.")
+        raise DomainError(
+            "",
+            code="canary_percent_not_applicable",
+            fields=("canary_percent",),
+            fix=Fix(
+                cli="--percent only applies to canary requests.",
+                web="A canary percent only applies to canary requests: leave it empty.",
+            ),
+        )
     with transaction.atomic():
         agent = Agent.objects.get(pk=agent.pk)  # the policy as it stands now, not as the caller last read it
         pin = Pin.objects.select_related("version", "canary_version").filter(agent=agent, channel=channel).first()
@@ -118,6 +150,7 @@ def change_request_create(
             accept_regression_reason=accept_regression_reason,
             canary_percent=canary_percent or 0,
         )
+        _regression_accepted_or_refuse(evidence=evidence, accept_regression_reason=accept_regression_reason)
         change = saved_by(
             ChangeRequest(
                 agent=agent,
@@ -145,6 +178,33 @@ def change_request_create(
         )
         change_notify(change=change, event="canary.tripped" if filed_by_promptctl else "change.filed", actor=actor)
     return change
+
+
+def _regression_accepted_or_refuse(*, evidence: dict[str, Any], accept_regression_reason: str) -> None:
+    """Refuse at filing a gated request whose evidence flags a regression it does not accept.
+
+    Such a request could be approved but never applied (the gate refuses it at
+    apply), so reviewers would spend their time on it for nothing: the requester
+    hears it now, with the form still filled in.
+    """
+    frozen = evidence.get("evidence") or {}
+    if not (frozen.get("gate") and frozen.get("regressed")) or accept_regression_reason:
+        return
+    teams = ", ".join(frozen.get("regressed_teams") or []) or "a team"
+    lost = [flip["ticket"] for flip in frozen.get("flips") or [] if flip.get("direction") == "right_to_wrong"]
+    flipped = f" Tickets it now gets wrong: {', '.join(lost)}." if lost else ""
+    raise DomainError(
+        f"Refused: {evidence.get('evidence_type')} #{evidence.get('evidence_id')} flags a regression ({teams}) and "
+        f"this request does not accept it, so it could be approved but never applied.{flipped}",
+        code="regression_not_accepted",
+        fields=("accept_regression_reason",),
+        fix=Fix(
+            cli="Fix the prompt and compare again; or, if the regression is intended, file again with "
+            "--accept-regression REASON (it then needs one more approval than the policy).",
+            web="Fix the prompt and compare again; or, if the regression is intended, fill in “Accept a flagged "
+            "regression because” and file again (it then needs one more approval than the policy).",
+        ),
+    )
 
 
 def _change_locked(change: ChangeRequest) -> ChangeRequest:

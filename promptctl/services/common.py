@@ -10,7 +10,7 @@ from typing import Any
 
 from managed_agents import gateway
 from promptctl.audit import audit_record
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent, AgentVersion, ChangeRequest, Pin
 from promptctl.selectors import change_request_as_dict
 
@@ -23,23 +23,28 @@ class ChangeConflict(DomainError):
     """The request no longer fits the state it was filed or judged against (decided, superseded); the API answers 409."""
 
 
-def permission_require(*, user: Any, permission: str, doing: str, next_step: str) -> None:
+ROLE_FIX = Fix(
+    cli="Ask an admin for the right role (`promptctl user add NAME --role ...`).",
+    web="Ask an admin for the right role (admin: Users, then the user's Groups).",
+)
+
+
+def permission_require(*, user: Any, permission: str, doing: str, next_step: str | Fix) -> None:
     """Refuse unless ``user`` is active and holds ``permission`` ("app_label.codename"); every app's services use it.
 
-    The refusal names who, what was refused, the permission it needs and ``next_step``.
+    The refusal names who, what was refused, the permission it needs and ``next_step`` (one sentence for every
+    door, or a ``Fix`` when the CLI and the web do it differently).
     """
     if user is None or not user.is_active or not user.has_perm(permission):
         who = getattr(user, "username", None) or "An anonymous user"
-        raise PermissionRefused(f"{who} may not {doing}: that needs the {permission} permission. {next_step}")
+        what = f"{who} may not {doing}: that needs the {permission} permission."
+        if isinstance(next_step, Fix):
+            raise PermissionRefused(what, code="permission_refused", fields=(), fix=next_step)
+        raise PermissionRefused(f"{what} {next_step}", code="permission_refused")
 
 
 def _require(user: Any, permission: str, doing: str) -> None:
-    permission_require(
-        user=user,
-        permission=f"promptctl.{permission}",
-        doing=doing,
-        next_step="Ask an admin for the right role (`promptctl user add NAME --role ...`).",
-    )
+    permission_require(user=user, permission=f"promptctl.{permission}", doing=doing, next_step=ROLE_FIX)
 
 
 def _username(user: Any) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 from django.db import transaction
 
 from promptctl.audit import audit_record
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import PRODUCTION, Agent, ChangeRequest, Pin
 from promptctl.records import saved_by
 from promptctl.registry import change_applier
@@ -48,8 +48,13 @@ def route_request_create(
             )
         if target_number is not None and target_number != pin.version.number:
             raise DomainError(
-                f"A route request makes {agent.name} the default at its production version v{pin.version.number}; "
-                f"leave out --to, or give --to {pin.version.number}."
+                f"A route request makes {agent.name} the default at its production version v{pin.version.number};",
+                code="route_target_not_production",
+                fields=("target_version",),
+                fix=Fix(
+                    cli=f"leave out --to, or give --to {pin.version.number}.",
+                    web=f"leave the target version empty, or give {pin.version.number}.",
+                ),
             )
         applier.filing_check(agent=agent, channel=PRODUCTION)
         change = saved_by(

@@ -35,7 +35,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from promptctl.audit import audit_record
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import PersonalToken
 from promptctl.records import saved_by
 from promptctl.services.common import permission_require
@@ -102,12 +102,21 @@ def token_create(
             user=actor,
             permission="auth.change_user",
             doing=f"create a token for {user.username}",
-            next_step=f"{user.username} creates their own token (admin: Personal tokens, or `promptctl token create`).",
+            next_step=Fix(
+                cli=f"{user.username} creates their own token (`promptctl token create`, or admin: Personal tokens).",
+                web=f"{user.username} creates their own token (Personal tokens, Add personal token).",
+            ),
         )
         if not user_is_bot(user):
             raise DomainError(
                 f"{actor.username} may not create a token for {user.username}: a token proves who acts, so a person "
-                f"creates their own. Admins create tokens only for service accounts (`promptctl user add NAME --role bot`)."
+                "creates their own.",
+                code="token_for_a_person",
+                fields=("user",),
+                fix=Fix(
+                    cli="Admins create tokens only for service accounts (`promptctl user add NAME --role bot`).",
+                    web="Admins create tokens only for service accounts (users in the bots group).",
+                ),
             )
     name = (name or "").strip()
     if not _TOKEN_NAME.match(name):
@@ -183,8 +192,13 @@ def token_authenticate(*, secret: str) -> TokenPrincipal:
     """The user ``secret`` acts as, read from the database now; refused with a one-line reason."""
     if not secret or len(secret) > 200 or not secret.startswith(SECRET_PREFIX):
         raise TokenRefused(
-            f"This is not a promptctl personal token (they start with {SECRET_PREFIX}): create one in the admin "
-            "(Personal tokens) or with `promptctl token create`."
+            f"This is not a promptctl personal token (they start with {SECRET_PREFIX}).",
+            code="token_unreadable",
+            fix=Fix(
+                cli="Create one with `promptctl token create` or in the admin (Personal tokens).",
+                web="Create one under Personal tokens.",
+                link=("admin:promptctl_personaltoken_add", ()),
+            ),
         )
     digest = token_hash(secret)
     token = PersonalToken.objects.filter(key_hash=digest).select_related("user").first()
@@ -232,12 +246,24 @@ def token_get(*, user: Any, name: str) -> PersonalToken:
     """``user``'s live token named ``name``."""
     token = PersonalToken.objects.filter(user=user, name=name, revoked_at__isnull=True).select_related("user").first()
     if token is None:
-        raise DomainError(f"{user.username} has no live token named {name!r}: `promptctl token list` shows them.")
+        raise DomainError(
+            f"{user.username} has no live token named {name!r}.",
+            code="token_not_found",
+            fields=("name",),
+            fix=Fix(cli="`promptctl token list` shows them.", web="Personal tokens lists them."),
+        )
     return token
 
 
 def token_owner_get(*, username: str) -> Any:
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
-        raise DomainError(f"Unknown user {username!r}: create it with `promptctl user add {username} --role ...`.")
+        raise DomainError(
+            f"Unknown user {username!r}.",
+            code="user_not_found",
+            fields=("user",),
+            fix=Fix(
+                cli=f"Create it with `promptctl user add {username} --role ...`.", web="An admin adds it under Users."
+            ),
+        )
     return user

@@ -10,15 +10,19 @@ latest version promptctl knows (the server's 409 is the concurrency guard, so
 of two edits on one version exactly one lands), and only then is the new
 version recorded, in its own short transaction that locks the agent row.
 
-A failure between the two never leaves anything half-written. If a sync
-recorded the new version meanwhile (as changed outside promptctl: it could not
-know), that row is the version: it is returned, and an audit event names the
-actor who made it. If the record fails (the database refuses it, or is
-unreachable), the server's version stays unrecorded and the refusal says so;
-the next ``version create`` finds the server ahead, syncs, and records it, as
-``agent sync`` does. Should the record refuse only this version (say a prompt
-the database cannot store), the agent still moves on to that number so it is
-never stuck on it.
+A failure between the two never leaves anything half-written. Before the
+remote call a version intent is saved in its own short transaction
+(``promptctl.models.intents``), and the update carries the intent's marker. So
+whoever records the new version first (this call, a sync running meanwhile, or
+the next sync or ``version create`` after a failure between the remote call
+and the record) records it as promptctl's, made by the actor, never as a change
+made outside promptctl. If a sync recorded it meanwhile, that row is the
+version: it is returned, and an audit event names the actor who made it. If
+the record fails (the database refuses it, or is unreachable), or the update's
+outcome stayed unknown, the intent stays open: the next ``version create``
+syncs first to settle it, as ``agent sync`` does. Should the record refuse
+only this version (say a prompt the database cannot store), the agent still
+moves on to that number so it is never stuck on it.
 """
 
 from __future__ import annotations
@@ -29,10 +33,16 @@ from django.db import DatabaseError, transaction
 
 from managed_agents import gateway, validation
 from promptctl.audit import audit_record
-from promptctl.errors import DomainError
-from promptctl.models import Agent, AgentVersion
+from promptctl.errors import DomainError, Fix
+from promptctl.models import Agent, AgentVersion, VersionIntent
 from promptctl.records import saved_by
-from promptctl.services.agents import agent_sync, database_error_text, version_record_if_storable
+from promptctl.services.agents import (
+    agent_sync,
+    database_error_text,
+    version_intent_open,
+    version_intent_resolve,
+    version_record_if_storable,
+)
 from promptctl.services.common import _agent_snapshot, _require
 
 
@@ -48,44 +58,70 @@ def version_create(*, agent: Agent, system_prompt: str, actor: Any, model: str |
         raise DomainError("The system prompt is empty: a version needs instructions.")
     validation.agent_config_check(model=model, system=system_prompt)
     agent = Agent.objects.get(pk=agent.pk)
+    if VersionIntent.objects.filter(agent=agent, outcome=VersionIntent.Outcome.OPEN).exists():
+        # An earlier create may have made a version promptctl has not recorded: settle it before building on it.
+        agent_sync(agent=agent, actor=actor)
+        agent = Agent.objects.get(pk=agent.pk)
     expected = agent.latest_version_number
     latest = agent.versions.filter(number=expected).first()
     if latest is not None and latest.system_prompt == system_prompt and (model is None or model == latest.model):
         raise DomainError(
             f"Version {expected} of {agent.name} already has exactly this system prompt: nothing to create."
         )
+    intent = version_intent_open(agent=agent, base_version=expected, actor=actor)
     try:
         remote = gateway.agent_update(
-            agent_id=agent.remote_id, expected_version=expected, system=system_prompt, model=model
+            agent_id=agent.remote_id, expected_version=expected, system=system_prompt, model=model, marker=intent.marker
         )
     except gateway.VersionConflict as conflict:
+        # The sync in the refusal settles the intent: it finds its version, or resolves it as not made.
         raise _conflict_refusal(agent=agent, expected=expected, conflict=conflict, actor=actor) from conflict
+    except gateway.OutcomeUnknown:
+        raise  # the intent stays open: the next sync or version create finds the version by its marker
+    except DomainError:
+        with transaction.atomic():
+            version_intent_resolve(intent=intent, version_number=None, actor=actor)
+        raise
     try:
-        version, unrecorded = _remote_version_record(agent=agent, remote=remote, actor=actor)
+        version, unrecorded = _remote_version_record(agent=agent, remote=remote, actor=actor, intent=intent)
     except DatabaseError as error:
         raise DomainError(
             f"Managed Agents made version {remote.version} of {agent.name}, but promptctl could not record it "
-            f"({database_error_text(error)}). `promptctl agent sync --agent {agent.name}` records it once the "
-            "database is back; do not create it again."
+            f"({database_error_text(error)}).",
+            code="version_unrecorded",
+            fix=Fix(
+                cli=f"`promptctl agent sync --agent {agent.name}` records it once the database is back; "
+                "do not create it again.",
+                web="Sync from server on the agent's page records it once the database is back; do not create it again.",
+                link=("admin:promptctl_agent_change", (agent.pk,)),
+            ),
         ) from error
     if version is not None:
         return version
     raise DomainError(
         f"Managed Agents made version {remote.version} of {agent.name}, but promptctl could not record it "
-        f"({unrecorded}). It stays unrecorded and cannot be pinned; `promptctl agent sync --agent {agent.name}` "
-        "names it. The agent is not stuck: create your version again with a prompt promptctl can store."
+        f"({unrecorded}). It stays unrecorded and cannot be pinned.",
+        code="version_unrecordable",
+        fix=Fix(
+            cli=f"`promptctl agent sync --agent {agent.name}` names it. The agent is not stuck: create your version "
+            "again with a prompt promptctl can store.",
+            web="Sync from server on the agent's page names it. The agent is not stuck: create your version again "
+            "with a prompt promptctl can store.",
+            link=("admin:promptctl_agent_change", (agent.pk,)),
+        ),
     )
 
 
 def _remote_version_record(
-    *, agent: Agent, remote: gateway.RemoteAgentVersion, actor: Any
+    *, agent: Agent, remote: gateway.RemoteAgentVersion, actor: Any, intent: VersionIntent
 ) -> tuple[AgentVersion | None, str]:
     """Record the version the server just made, in one short transaction; reconcile with a sync that got there first."""
     with transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=agent.pk)
+        version_intent_resolve(intent=intent, version_number=remote.version, actor=actor)
         existing = agent.versions.filter(number=remote.version).first()
         if existing is not None:
-            # A sync ran during the remote call and recorded this version as made outside promptctl.
+            # A sync ran during the remote call and recorded this version first (as promptctl's: its intent's marker).
             audit_record(
                 actor=actor,
                 verb="version.reconciled",
@@ -113,10 +149,21 @@ def _conflict_refusal(*, agent: Agent, expected: int, conflict: gateway.VersionC
     """Sync the agent that moved on, and say in one line what the server now has and what to do."""
     result = agent_sync(agent=agent, actor=actor)
     found = ", ".join(f"v{v.number}" for v in result.new_versions) or "none new"
+    if result.reconciled:  # promptctl's own, e.g. a concurrent edit that won: not "outside", but still new to you
+        found += "; and made through promptctl: " + ", ".join(
+            f"v{v.number} by {getattr(v.created_by, 'username', '?')}" for v in result.reconciled
+        )
     server_version = conflict.server_version or result.latest_version_number
     return DomainError(
         f"Agent {agent.name} changed on the server since promptctl last saw it: your edit was made against version "
         f"{expected}, but the server now has version {server_version}. promptctl synced and recorded the versions "
-        f"changed outside promptctl ({found}). Nothing was created: review them with "
-        f"`promptctl version diff --agent {agent.name} {expected} {server_version}` and create your version again."
+        f"changed outside promptctl ({found}).",
+        code="version_conflict",
+        fix=Fix(
+            cli=f"Nothing was created: review them with "
+            f"`promptctl version diff --agent {agent.name} {expected} {server_version}` and create your version again.",
+            web=f"Nothing was created: review them (Agent versions, v{server_version}, Show diff against v{expected}) "
+            "and create your version again.",
+            link=("admin:promptctl_agentversion_changelist", ()),
+        ),
     )

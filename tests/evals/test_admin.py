@@ -108,7 +108,9 @@ def test_compare_from_the_run_page_and_the_comparison_page(
     assert page.count('class="interval"') == 2 * len(comparison.result["teams"])
     for flip in comparison.result["flips"]:
         assert f"<td>{flip['ticket']}</td>" in page
-    assert f"--evidence comparison:{comparison.pk}" in page
+    # The verdict says what to do in the web's words: file the request (a link), no CLI flags.
+    assert "Accept a flagged regression because" in page and "--evidence" not in page
+    assert f'<a href="{reverse("admin:promptctl_changerequest_add")}">file the change request</a>' in page
     listing = admin_client.get(reverse("admin:evals_comparison_changelist")).content.decode()
     assert "regressed: billing" in listing
 

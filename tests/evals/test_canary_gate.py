@@ -13,7 +13,7 @@ from evals.models import EvalRun
 from promptctl import services as promptctl_services
 from promptctl.errors import DomainError
 from promptctl.models import AuditEvent, ChangeRequest, Pin
-from tests.evals.support import execute_all
+from tests.evals.support import TICKETS, execute_all
 
 pytestmark = pytest.mark.usefixtures("generous_budget")
 
@@ -67,13 +67,11 @@ def test_a_99_percent_canary_of_a_regressed_version_needs_the_promotion_gate(
 
     comparison = services.comparison_create(baseline_run=baseline, candidate_run=_run(v2, gating_set))
     assert comparison.regressed
-    unaccepted = _canary(agent, v2.number, 99, requester, evidence_ref=f"comparison:{comparison.pk}")
-    assert unaccepted.evidence["gate"] == "canary" and unaccepted.evidence["regressed"] is True
-    promptctl_services.change_request_approve(change=unaccepted, reviewer=reviewer)
+    # A regression the request does not accept is refused when filing (it could never be applied).
     with pytest.raises(DomainError, match=r"flags a regression \(billing\).*does not accept it"):
-        promptctl_services.change_request_apply(change=unaccepted, actor=reviewer)
+        _canary(agent, v2.number, 99, requester, evidence_ref=f"comparison:{comparison.pk}")
+    assert not ChangeRequest.objects.filter(kind="canary").exists()
     assert Pin.objects.get(agent=agent, channel="production").canary_version is None
-    promptctl_services.change_request_withdraw(change=unaccepted, actor=requester)
 
     accepted = _canary(
         agent,
@@ -128,8 +126,22 @@ def test_a_policy_loosened_after_filing_does_not_ungate_the_request(
     v1, v2 = versions
     baseline = _production(agent, v1, gating_set, requester, reviewer)
     comparison = services.comparison_create(baseline_run=baseline, candidate_run=_run(v2, gating_set))
-    change = _canary(agent, v2.number, 50, requester, evidence_ref=f"comparison:{comparison.pk}")
+    change = _canary(
+        agent,
+        v2.number,
+        50,
+        requester,
+        evidence_ref=f"comparison:{comparison.pk}",
+        accept_regression_reason="billing is watched by hand during the canary",
+    )
+    assert change.evidence["gate"] == "canary"
     promptctl_services.agent_policy_update(agent=agent, actor=gatekeeper, canary_evidence_above_percent=99)
     promptctl_services.change_request_approve(change=change, reviewer=reviewer)
-    with pytest.raises(DomainError, match="flags a regression"):
+    promptctl_services.change_request_approve(change=change, reviewer=gatekeeper)
+    # Still judged as gated: the gating set changing after filing makes it stale (an ungated canary would apply).
+    lines = TICKETS.read_text().splitlines()
+    services.testset_import(
+        name="support-tickets", data="\n".join(lines[1:]) + "\n", filename="s.jsonl", actor=gatekeeper
+    )
+    with pytest.raises(DomainError, match="stale"):
         promptctl_services.change_request_apply(change=change, actor=reviewer)

@@ -107,7 +107,8 @@ def test_tutorial_through_cli_and_workers(workers, agent, versions, requester, r
     assert Pin.objects.get(agent=agent, channel="production").version == v1
 
     evidence = f"comparison:{comparison['id']}"
-    unaccepted, _ = promptctl(
+    # Filing the regressed comparison without accepting it is refused at once, with the flag to use.
+    _, refusal = promptctl(
         "change",
         "request",
         "--agent",
@@ -122,12 +123,11 @@ def test_tutorial_through_cli_and_workers(workers, agent, versions, requester, r
         evidence,
         "--as",
         "rita",
+        expect_exit=1,
     )
-    promptctl("change", "approve", str(unaccepted["id"]), "--as", "victor")
-    _, refusal = promptctl("change", "apply", str(unaccepted["id"]), "--as", "victor", expect_exit=1)
     assert "flags a regression (billing)" in refusal and billing_flips[0] in refusal
+    assert "--accept-regression" in refusal
     assert Pin.objects.get(agent=agent, channel="production").version == v1
-    promptctl("change", "withdraw", str(unaccepted["id"]), "--as", "rita")
 
     change, _ = promptctl(
         "change",

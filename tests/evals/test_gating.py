@@ -68,19 +68,19 @@ def test_regressing_candidate_cannot_be_applied_without_the_accept_path(
         _request(agent, v2.number, requester, evidence_ref=f"run:{candidate.pk}")
     comparison = services.comparison_create(baseline_run=production_v1, candidate_run=candidate)
     assert comparison.regressed
-    # Filing with the regressed comparison is allowed (reviewers see it); applying is refused.
-    unaccepted = _request(agent, v2.number, requester, evidence_ref=f"comparison:{comparison.pk}")
-    assert unaccepted.approvals_required == agent.required_approvals
-    assert unaccepted.evidence["regressed"] is True
-    promptctl_services.change_request_approve(change=unaccepted, reviewer=reviewer)
+    # Filing with the regressed comparison and no accept reason is refused at once: it could be
+    # approved but never applied. The CLI hears the flag to use, the web the field to fill in.
     with pytest.raises(DomainError) as refusal:
-        promptctl_services.change_request_apply(change=unaccepted, actor=reviewer)
+        _request(agent, v2.number, requester, evidence_ref=f"comparison:{comparison.pk}")
     message = str(refusal.value)
     assert "flags a regression (billing)" in message and "--accept-regression" in message
     flipped = [f["ticket"] for f in comparison.result["flips"] if f["direction"] == "right_to_wrong"]
     assert all(ticket in message for ticket in flipped)
+    web = refusal.value.web_message()
+    assert "Accept a flagged regression because" in web and "--" not in web
+    assert refusal.value.fields == ("accept_regression_reason",)
+    assert not ChangeRequest.objects.filter(target_version=v2).exists()
     assert Pin.objects.get(agent=agent, channel="production").version == v1
-    promptctl_services.change_request_withdraw(change=unaccepted, actor=requester)
 
     change = _request(
         agent,

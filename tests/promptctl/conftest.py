@@ -65,3 +65,69 @@ def webhook_workers(transactional_db, emulator):
     yield pool
     pool.stop_all()
     pool.purge()
+
+
+# --- the tutorial's review (alice files, bob and carol review, ada administers) ---------------
+
+
+@pytest.fixture
+def people(db):
+    """The tutorial's roles: alice files, bob and carol review, ada is the admin."""
+    return {
+        "alice": services.user_create(username="alice", role="requester", password=PASSWORD),
+        "bob": services.user_create(username="bob", role="reviewer", password=PASSWORD),
+        "carol": services.user_create(username="carol", role="reviewer", password=PASSWORD),
+        "ada": services.user_create(username="ada", role="admin", password=PASSWORD),
+    }
+
+
+@pytest.fixture
+def tutorial_agent(emulator, people):
+    """The tutorial agent with v1 and v2 (v2 adds the ROUTING RULE)."""
+    from tests.change_control_support import V1, V2
+
+    agent = services.agent_create(
+        name="ticket-triage", model="claude-sonnet-4-6", system_prompt=V1, actor=people["alice"]
+    )
+    v1 = agent.versions.get()
+    v2 = services.version_create(agent=agent, system_prompt=V2, actor=people["alice"])
+    return agent, v1, v2
+
+
+@pytest.fixture
+def tutorial_comparison(tutorial_agent, people, settings):
+    """Production at v1 (first promotion on its run), and the comparison of v1 with v2 on the gating set.
+
+    The runs execute in this thread before Chromium starts: Playwright's sync API
+    runs an event loop here, and the session calls refuse to block such a thread.
+    """
+    from evals import services as evals_services
+    from managed_agents import ratelimit
+    from tests.evals.support import TICKETS, execute_all
+
+    settings.PROMPTCTL_SESSION_CREATE_BUDGET = 100_000
+    ratelimit.limiter_reset()
+    agent, v1, v2 = tutorial_agent
+    gating = evals_services.testset_import(
+        name="support-tickets",
+        data=TICKETS.read_bytes(),
+        filename=TICKETS.name,
+        agent=agent,
+        gating=True,
+        actor=people["ada"],
+    ).version
+    baseline = execute_all(evals_services.eval_run_start(agent_version=v1, testset_version=gating))
+    first = services.change_request_create(
+        agent=agent,
+        kind="promote",
+        target_number=v1.number,
+        reason="first production version",
+        evidence_ref=f"run:{baseline.pk}",
+        actor=people["alice"],
+    )
+    services.change_request_approve(change=first, reviewer=people["bob"])
+    services.change_request_apply(change=first, actor=people["bob"])
+    candidate = execute_all(evals_services.eval_run_start(agent_version=v2, testset_version=gating))
+    comparison = evals_services.comparison_create(baseline_run=baseline, candidate_run=candidate)
+    assert comparison.regressed and comparison.result["regressed_teams"] == ["billing"]
+    return comparison

@@ -155,8 +155,9 @@ def test_policy_edits_go_through_the_service_and_are_audited(agent, admin_user, 
 def test_drift_is_shown_on_the_agent_and_versions_can_be_diffed(agent, requester, remote_client, admin_user):
     outside = remote_client.beta.agents.update(agent.remote_id, system=V2, version=agent.latest_version_number)
     admin = logged_in(admin_user)
-    response = admin.post(reverse("admin:promptctl_agent_sync", args=[agent.pk]), follow=True)
-    assert f"Found versions changed outside promptctl: v{outside.version}" in response.content.decode()
+    # The Sync button itself is clicked in a real browser (tests/promptctl/test_review_browser.py).
+    found = services.agent_sync(agent=agent, actor=admin_user)
+    assert [version.number for version in found.new_versions] == [outside.version]
     page = admin.get(reverse("admin:promptctl_agent_change", args=[agent.pk])).content.decode()
     assert 'id="drift-warning"' in page and f"v{outside.version}</a>" in page
     listing = admin.get(reverse("admin:promptctl_agent_changelist")).content.decode()

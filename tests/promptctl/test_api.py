@@ -174,7 +174,10 @@ def test_refusals_of_the_services_are_400_with_their_line(agent, requester, revi
     rita = caller_for(requester)
     no_target = rita.post("/changes", {"agent": agent.name, "kind": "promote", "reason": "x"})
     assert no_target.status_code == 400
-    assert no_target.json() == {"detail": "A promote request needs the target version (--to VERSION).", "errors": []}
+    refused = no_target.json()
+    assert refused["detail"] == "A promote request needs the target version (--to VERSION)." == refused["message"]
+    assert (refused["code"], refused["fields"], refused["errors"]) == ("target_version_missing", ["target_version"], [])
+    assert "--to" not in refused["web_message"] and refused["fix"]["web"] == refused["web_message"]
     unknown_agent = rita.post("/changes", {"agent": "nope", "kind": "promote", "to": 1, "reason": "x"})
     assert unknown_agent.status_code == 404
     not_a_number = rita.post("/changes", {"agent": agent.name, "kind": "promote", "to": "1", "reason": "x"})

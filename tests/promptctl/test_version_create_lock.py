@@ -10,7 +10,7 @@ from django.db import connection
 
 from promptctl import services
 from promptctl.errors import DomainError
-from promptctl.models import Agent, AgentVersion, AuditEvent
+from promptctl.models import Agent, AgentVersion, AuditEvent, VersionIntent
 from tests.change_control_support import V2
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,12 +74,16 @@ def test_a_sync_that_records_the_version_first_is_reconciled(agent, requester, e
     try:
         assert emulator_proxy.wait_held(1)
         synced = services.agent_sync(agent=agent)  # would wait on the agent row if the create held it
-        assert [v.origin for v in synced.new_versions] == [AgentVersion.Origin.OUTSIDE]
+        # The update's marker names the create's intent: promptctl's own version, not a change made outside.
+        assert synced.new_versions == []
+        assert [(v.origin, v.created_by) for v in synced.reconciled] == [(AgentVersion.Origin.PROMPTCTL, requester)]
     finally:
         emulator_proxy.release()
         creator.join(timeout=30)
     made = outcomes["c"]
-    assert isinstance(made, AgentVersion) and made.number == synced.new_versions[0].number
+    assert isinstance(made, AgentVersion) and made.number == synced.reconciled[0].number
     assert agent.versions.filter(number=made.number).count() == 1  # recorded once, by the sync
     event = AuditEvent.objects.get(verb="version.reconciled")
     assert event.actor_id == requester.pk and event.after["recorded_by"] == "sync"
+    intent = VersionIntent.objects.get(agent=agent)
+    assert intent.outcome == VersionIntent.Outcome.MADE and intent.version_number == made.number

@@ -7,10 +7,11 @@ the watch's settings; who granted a standing auto-end is shown, never edited.
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.http import HttpResponseRedirect
 
-from promptctl.admin import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin
+from promptctl.admin import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, display
+from promptctl.admin.mixins import refusal_show
 from promptctl.errors import DomainError
 from triage import services
 from triage.models import CanaryCheck, CanaryComparison, CanaryPolicy
@@ -112,7 +113,7 @@ class CanaryPolicyAdmin(ReadOnlyHistoryAdmin):
     def granted(self, policy: CanaryPolicy) -> str:
         if not policy.auto_end_granted_by_id:
             return "—"
-        return f"{policy.auto_end_granted_by.username} at {policy.auto_end_granted_at:%Y-%m-%d %H:%M}"
+        return f"{policy.auto_end_granted_by.username} at {display.when(policy.auto_end_granted_at)}"
 
     def save_model(self, request, obj: CanaryPolicy, form, change) -> None:
         services.canary_policy_save(policy=obj, actor=request.user)
@@ -121,5 +122,5 @@ class CanaryPolicyAdmin(ReadOnlyHistoryAdmin):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except DomainError as refusal:
-            messages.error(request, f"Refused: {refusal}")
+            refusal_show(request, refusal)
             return HttpResponseRedirect(request.get_full_path())

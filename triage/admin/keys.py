@@ -8,7 +8,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from promptctl.admin import ReadOnlyHistoryAdmin
+from promptctl.admin import ReadOnlyHistoryAdmin, display
+from promptctl.admin.mixins import refusal_show, refusal_text
 from promptctl.errors import DomainError
 from promptctl.models import Agent
 from triage import services
@@ -53,7 +54,7 @@ class ApiKeyAdmin(ReadOnlyHistoryAdmin):
     @admin.display(description="last used")
     def last_used(self, key: ApiKey) -> str:
         usage = getattr(key, "usage", None)
-        return str(usage.last_used_at) if usage and usage.last_used_at else "never"
+        return display.when(usage.last_used_at) if usage and usage.last_used_at else "never"
 
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
@@ -69,7 +70,7 @@ class ApiKeyAdmin(ReadOnlyHistoryAdmin):
                     all_agents=data["all_agents"],
                 )
             except DomainError as refusal:
-                form.add_error(None, str(refusal))
+                form.add_error(None, refusal_text(refusal))
             else:
                 context = {
                     **self.admin_site.each_context(request),
@@ -94,7 +95,7 @@ class ApiKeyAdmin(ReadOnlyHistoryAdmin):
             try:
                 services.api_key_revoke(key=key, actor=request.user)
             except DomainError as refusal:
-                messages.error(request, f"Refused: {refusal}")
+                refusal_show(request, refusal)
             else:
                 revoked.append(key.name)
         if revoked:

@@ -9,10 +9,13 @@ from django.template.response import TemplateResponse
 from django.utils.html import format_html_join
 
 from evals.models import TestSet
-from managed_agents.verdicts import allowed_labels
+from promptctl.admin import display
+from promptctl.admin.mixins import refusal_show
 from promptctl.errors import DomainError
 from triage import services
 from triage.models import Outcome, TriageCorrection, TriageRequest
+
+SHOWN_ON_CONFIRM = 50  # rows listed on the confirmation page; the count says how many there are in all
 
 # --- the request log -------------------------------------------------------------------------------
 
@@ -26,11 +29,10 @@ class CorrectionForm(forms.ModelForm):
         data = super().clean()
         request = self.instance.request if self.instance.request_id else getattr(self, "parent_request", None)
         if request is not None:
-            allowed = allowed_labels(request.version.system_prompt)
-            for field in ("team", "priority"):
-                choices = allowed.get(field)
-                if choices and data.get(field) and data[field] not in choices:
-                    self.add_error(field, f"v{request.version.number}'s prompt allows only {', '.join(choices)}.")
+            allowed, source = services.correction_allowed_labels(request=request)
+            labels = {field: data[field] for field in ("team", "priority") if data.get(field)}
+            for field, problem in services.label_problems(labels=labels, allowed=allowed, source=source).items():
+                self.add_error(field, problem)
         return data
 
 
@@ -49,6 +51,11 @@ class CorrectionInline(admin.StackedInline):
         formset.form.parent_request = obj
         return formset
 
+    def get_extra(self, request, obj=None, **kwargs) -> int:
+        # A one-to-one inline always allows one form (Django forces max_num=1), so the blank
+        # correction form is offered only to those who may record one.
+        return self.extra if self.has_add_permission(request, obj) else 0
+
     def has_add_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("triage.add_triagecorrection")
 
@@ -64,14 +71,29 @@ class OutcomeFilter(admin.SimpleListFilter):
     parameter_name = "outcome"
 
     def lookups(self, request, model_admin):
-        return Outcome.choices + [("corrected", "corrected by a reviewer")]
+        return Outcome.choices
 
     def queryset(self, request, queryset):
         value = self.value()
-        if value == "corrected":
+        if value == "corrected":  # an older link's value; "corrected" is its own filter now
             return queryset.filter(correction__isnull=False)
         if value:
             return queryset.filter(outcome=value)
+        return queryset
+
+
+class CorrectedFilter(admin.SimpleListFilter):
+    title = "corrected by a reviewer"
+    parameter_name = "corrected"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "corrected"), ("no", "not corrected"))
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(correction__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(correction__isnull=True)
         return queryset
 
 
@@ -87,16 +109,16 @@ class AddToTestSetForm(forms.Form):
 class TriageRequestAdmin(admin.ModelAdmin):
     list_display = (
         "id",
-        "received_at",
+        "received",
         "agent",
         "served_by",
-        "canary",
+        "subject_short",
         "verdict",
         "corrected",
         "latency_ms",
         "api_key",
     )
-    list_filter = (OutcomeFilter, "canary", "agent", "source")
+    list_filter = ("agent", OutcomeFilter, CorrectedFilter, "received_at", "canary", "source")
     list_select_related = ("agent", "version", "api_key", "correction")
     search_fields = ("subject", "request_key", "session_id")
     date_hierarchy = "received_at"
@@ -143,6 +165,18 @@ class TriageRequestAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    @admin.display(description="received", ordering="received_at")
+    def received(self, row: TriageRequest) -> str:
+        return display.when(row.received_at)
+
+    @admin.display(description="subject")
+    def subject_short(self, row: TriageRequest) -> str:
+        return display.truncated(row.subject, 40)
+
+    def has_add_to_testset_permission(self, request) -> bool:
+        """Reviewers curate labels and requesters import sets; both may add logged tickets to a set."""
+        return request.user.has_perm("triage.add_triagecorrection") or request.user.has_perm("evals.add_testset")
+
     @admin.display(description="version")
     def served_by(self, row: TriageRequest) -> str:
         return f"v{row.version.number}"
@@ -176,6 +210,10 @@ class TriageRequestAdmin(admin.ModelAdmin):
             ),
         )
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_correct": request.user.has_perm("triage.add_triagecorrection")}
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def save_model(self, request, obj, form, change) -> None:
         pass  # the log row is immutable; only the inline correction is saved
 
@@ -195,21 +233,26 @@ class TriageRequestAdmin(admin.ModelAdmin):
                     actor=request.user,
                 )
             except DomainError as refusal:
-                messages.error(request, f"Refused: {refusal}")
+                refusal_show(request, refusal)
             else:
                 messages.success(request, f"Recorded the corrected verdict {data['team']} / {data['priority']}.")
 
-    @admin.action(description="Add selected requests to a test set (makes a new version of the set)")
+    @admin.action(
+        description="Add selected requests to a test set (makes a new version of the set)",
+        permissions=["add_to_testset"],
+    )
     def add_to_testset(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        """Selected rows, or with "Select all N" every row the filters match (the form carries the choice through)."""
         form = AddToTestSetForm(request.POST if "apply" in request.POST else None)
+        select_across = request.POST.get("select_across") == "1"
         if "apply" in request.POST and form.is_valid():
             testset = form.cleaned_data["testset"]
             try:
                 imported = services.triage_requests_to_testset(
-                    requests=list(queryset), testset=testset, actor=request.user
+                    requests=list(queryset.select_related(None).only("pk")), testset=testset, actor=request.user
                 )
             except DomainError as refusal:
-                messages.error(request, f"Refused: {refusal}")
+                refusal_show(request, refusal)
             else:
                 messages.success(
                     request,
@@ -217,12 +260,18 @@ class TriageRequestAdmin(admin.ModelAdmin):
                     f"({imported.version.case_count} tickets).",
                 )
             return None
+        count = queryset.count()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
-            "title": f"Add {queryset.count()} request(s) to a test set",
+            "title": f"Add {count} request(s) to a test set",
+            "count": count,
             "form": form,
-            "selected": queryset.select_related("correction", "version")[:200],
+            "select_across": select_across,
+            "shown_limit": SHOWN_ON_CONFIRM,
+            "selected": queryset.select_related("correction", "version")[:SHOWN_ON_CONFIRM],
+            # With "select all N", Django still wants one checked row; the queryset then is every match.
+            "selected_ids": list(queryset.values_list("pk", flat=True)[: 1 if select_across else None]),
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/triage/triagerequest/add_to_testset.html", context)

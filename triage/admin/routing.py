@@ -7,12 +7,13 @@ moves only by an approved ``route`` change request.
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 
 from promptctl.admin import ReadOnlyHistoryAdmin
+from promptctl.admin.mixins import refusal_show
 from promptctl.errors import DomainError
 from promptctl.models import AgentVersion
 from triage import selectors, services
@@ -37,7 +38,8 @@ class RoutingPolicyForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         agent_id = self.instance.agent_id if self.instance and self.instance.pk else None
         versions = AgentVersion.objects.select_related("agent").order_by("agent__name", "number")
-        self.fields["shadow_version"].queryset = versions.filter(agent_id=agent_id) if agent_id else versions
+        if "shadow_version" in self.fields:  # absent on the read-only page of those who may only view
+            self.fields["shadow_version"].queryset = versions.filter(agent_id=agent_id) if agent_id else versions
 
 
 @admin.register(RoutingPolicy)
@@ -92,5 +94,5 @@ class RoutingPolicyAdmin(ReadOnlyHistoryAdmin):
         try:
             return super().changeform_view(request, object_id, form_url, extra_context)
         except DomainError as refusal:
-            messages.error(request, f"Refused: {refusal}")
+            refusal_show(request, refusal)
             return HttpResponseRedirect(request.get_full_path())

@@ -133,11 +133,23 @@ class TriageJob(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The lease of the newest attempt: which worker process holds it (its heartbeat row, evals.WorkerHeartbeat)
+    # and until when. A holder whose heartbeat went stale, or a lease past its end, is dead: the sweep sends
+    # the job again (triage.services.jobs.triage_jobs_sweep).
+    lease_holder = models.CharField(max_length=255, blank=True, editable=False, help_text="worker node name")
+    lease_pid = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    leased_at = models.DateTimeField(null=True, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    enqueued_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="when a message for the job was last sent"
+    )
+    resumes = models.PositiveIntegerField(default=0, editable=False, help_text="times the sweep sent the job again")
     history = HistoricalRecords()
 
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "triage job"
+        indexes = [models.Index(fields=["status", "created_at"], name="triagejob_status_created")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["queued", "running", "done", "failed"]), name="triagejob_status_valid"

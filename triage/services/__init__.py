@@ -41,11 +41,24 @@ from triage.services.canary import (
     system_user_ensure,
 )
 from triage.services.common import AgentOutOfScope, ApiKeyRefused, TriageFailed
-from triage.services.corrections import triage_correct, triage_requests_to_testset
-from triage.services.jobs import triage_job_accept, triage_job_create, triage_job_read, triage_job_run
+from triage.services.corrections import (
+    correction_allowed_labels,
+    label_problems,
+    testset_allowed_labels,
+    triage_correct,
+    triage_requests_to_testset,
+)
+from triage.services.jobs import (
+    triage_job_accept,
+    triage_job_create,
+    triage_job_lease_live,
+    triage_job_read,
+    triage_job_run,
+    triage_jobs_sweep,
+)
 from triage.services.routing import routing_policy_save
 from triage.services.serving import Served, Ticket, triage_admit, triage_record, triage_route, triage_serve
-from triage.services.shadow import canary_compare, shadow_run
+from triage.services.shadow import canary_compare, shadow_run, shadow_runs_sweep
 
 __all__ = [
     "AUTO_END_USERNAME",
@@ -69,17 +82,23 @@ __all__ = [
     "canary_end",
     "canary_over_limits",
     "canary_policy_save",
+    "correction_allowed_labels",
+    "label_problems",
     "routing_policy_for",
     "routing_policy_save",
     "shadow_evidence",
     "shadow_run",
+    "shadow_runs_sweep",
     "system_user_ensure",
+    "testset_allowed_labels",
     "triage_admit",
     "triage_correct",
     "triage_job_accept",
     "triage_job_create",
     "triage_job_read",
+    "triage_job_lease_live",
     "triage_job_run",
+    "triage_jobs_sweep",
     "triage_record",
     "triage_requests_to_testset",
     "triage_route",

@@ -23,7 +23,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from promptctl.audit import audit_record
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent
 from promptctl.records import saved_by
 from triage.models import ApiKey, ApiKeyUsage
@@ -62,16 +62,31 @@ def api_key_create(*, name: str, actor: Any, agent_names: Sequence[str] = (), al
     names = sorted({agent_name.strip() for agent_name in agent_names if agent_name and agent_name.strip()})
     if all_agents and names:
         raise DomainError(
-            "A key is either for all agents or for the agents named, not both: drop --agent or --all-agents."
+            "A key is either for all agents or for the agents named, not both.",
+            code="api_key_scope_both",
+            fields=("agents", "all_agents"),
+            fix=Fix(cli="Drop --agent or --all-agents.", web="Clear the agents picked, or untick All agents."),
         )
     if not all_agents and not names:
         raise DomainError(
-            "Say which agents the key may call (--agent NAME, repeatable), or that it may call all agents."
+            "",
+            code="api_key_scope_missing",
+            fields=("agents", "all_agents"),
+            fix=Fix(
+                cli="Say which agents the key may call (--agent NAME, repeatable), or that it may call all agents "
+                "(--all-agents).",
+                web="Say which agents the key may call (pick them under Agents), or tick All agents.",
+            ),
         )
     agents = list(Agent.objects.filter(name__in=names))
     missing = sorted(set(names) - {agent.name for agent in agents})
     if missing:
-        raise DomainError(f"No agent named {', '.join(map(repr, missing))}: `promptctl agent list` shows the agents.")
+        raise DomainError(
+            f"No agent named {', '.join(map(repr, missing))}.",
+            code="agent_not_found",
+            fields=("agents",),
+            fix=Fix(cli="`promptctl agent list` shows the agents.", web="Agents lists them."),
+        )
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     try:
         with transaction.atomic():
@@ -136,8 +151,13 @@ def api_key_token_check(token: str) -> str:
     """``token`` if it has the shape of a promptctl key (no database read); refused otherwise."""
     if not token or len(token) > 200 or not token.startswith(KEY_PREFIX):
         raise ApiKeyRefused(
-            "This API key is not valid: send the key promptctl issued, as `Authorization: Bearer pctl_...`. "
-            "Keys are created with `promptctl apikey create` or in the admin."
+            "This API key is not valid: send the key promptctl issued, as `Authorization: Bearer pctl_...`.",
+            code="api_key_unreadable",
+            fix=Fix(
+                cli="Keys are created with `promptctl apikey create` or in the admin.",
+                web="Keys are created under API keys.",
+                link=("admin:triage_apikey_add", ()),
+            ),
         )
     return token
 

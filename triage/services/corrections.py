@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from evals import selectors as eval_selectors
 from evals import services as eval_services
+from evals.models import TestSet
 from managed_agents.verdicts import allowed_labels
 from promptctl.errors import DomainError
 from promptctl.records import saved_by
@@ -20,20 +21,65 @@ from triage.services.common import _require
 # --- corrections and test sets ------------------------------------------------------------------
 
 
+def testset_allowed_labels(*, testset: Any) -> dict[str, tuple[str, ...]]:
+    """The labels a test set's tickets may carry: those its newest version was imported under.
+
+    A set with no contents yet takes its agent's newest prompt, as an import
+    would. Labels are judged by the set they go into, not by the version that
+    happened to serve a call (that version's prompt may not constrain a field
+    at all, or may be a canary's).
+    """
+    latest = testset.versions.order_by("-number").first()
+    if latest is not None and latest.allowed_labels:
+        return {key: tuple(value) for key, value in latest.allowed_labels.items()}
+    if testset.agent_id is None:
+        return {}
+    newest = testset.agent.versions.order_by("-number").first()
+    return allowed_labels(newest.system_prompt) if newest else {}
+
+
+def correction_allowed_labels(*, request: TriageRequest) -> tuple[dict[str, tuple[str, ...]], str]:
+    """The labels a correction of ``request`` may use, and where they come from (for the refusal).
+
+    A correction exists to become a test set label, so it is checked against
+    the agent's gating test set (the set its tickets usually go to), else the
+    agent's newest prompt; never against the serving version's prompt.
+    """
+    gating = TestSet.objects.filter(agent_id=request.agent_id, gating=True).first()
+    if gating is not None:
+        allowed = testset_allowed_labels(testset=gating)
+        if allowed:
+            return allowed, f"test set {gating.name}"
+    newest = request.agent.versions.order_by("-number").first()
+    if newest is not None:
+        return allowed_labels(newest.system_prompt), f"{request.agent.name} v{newest.number}'s prompt"
+    return {}, ""
+
+
+def label_problems(*, labels: dict[str, str], allowed: dict[str, tuple[str, ...]], source: str) -> dict[str, str]:
+    """Per field, why a label is not one ``allowed`` has (fields ``allowed`` does not constrain pass)."""
+    problems: dict[str, str] = {}
+    for field, value in labels.items():
+        choices = allowed.get(field)
+        if choices and value not in choices:
+            problems[field] = f"{source} allows only {', '.join(choices)} as {field}, not {value!r}."
+    return problems
+
+
 def triage_correct(*, request: TriageRequest, team: str, priority: str, actor: Any, note: str = "") -> TriageCorrection:
-    """Record a reviewer's verdict for a logged call (the log row itself stays as served)."""
+    """Record a reviewer's verdict for a logged call (the log row itself stays as served).
+
+    The labels are checked against the agent's test set labels
+    (``correction_allowed_labels``), so a correction can always be added to it.
+    """
     _require(actor, "add_triagecorrection", "correct triage verdicts")
     team, priority = (team or "").strip(), (priority or "").strip()
     if not team or not priority:
-        raise DomainError("A correction needs both a team and a priority.")
-    allowed = allowed_labels(request.version.system_prompt)
-    for field, value in (("team", team), ("priority", priority)):
-        choices = allowed.get(field)
-        if choices and value not in choices:
-            raise DomainError(
-                f"{field} {value!r} is not one the agent's prompt (v{request.version.number}) can produce: "
-                f"choose one of {', '.join(choices)}."
-            )
+        raise DomainError("A correction needs both a team and a priority: fill in both.")
+    allowed, source = correction_allowed_labels(request=request)
+    problems = label_problems(labels={"team": team, "priority": priority}, allowed=allowed, source=source)
+    if problems:
+        raise DomainError(" ".join(problems.values()) + " Choose one of those.")
     with transaction.atomic():
         correction = TriageCorrection.objects.select_for_update().filter(request=request).first()
         if correction is None:
@@ -59,8 +105,16 @@ def triage_requests_to_testset(*, requests: Iterable[TriageRequest], testset: An
 
     Each ticket is labelled with its correction, or with the verdict it was
     served when nobody corrected it; a call without a valid verdict must be
-    corrected first. Tickets already in the set are not added twice.
+    corrected first, and every label must be one the set allows
+    (``testset_allowed_labels``). Tickets already in the set are not added twice.
+    Needs ``triage.add_triagecorrection`` (reviewers curate labels) or
+    ``evals.add_testset`` (requesters import sets).
     """
+    if actor is None or not (actor.has_perm("triage.add_triagecorrection") or actor.has_perm("evals.add_testset")):
+        raise DomainError(
+            "You may not add logged requests to a test set: it takes a reviewer's or requester's role. "
+            "Ask an admin to give you one."
+        )
     chosen = list(
         TriageRequest.objects.filter(pk__in=[r.pk for r in requests])
         .select_related("correction", "agent")
@@ -80,6 +134,19 @@ def triage_requests_to_testset(*, requests: Iterable[TriageRequest], testset: An
         raise DomainError(
             f"Requests {', '.join(f'#{pk}' for pk in unlabelled)} have no valid verdict to use as a label: "
             "correct their verdicts first, then add them."
+        )
+    allowed = testset_allowed_labels(testset=testset)
+    mislabelled = []
+    for row in chosen:
+        label = _label_of(row)
+        assert label is not None
+        if label_problems(labels={"team": label[0], "priority": label[1]}, allowed=allowed, source=""):
+            mislabelled.append(f"#{row.pk} ({label[0]} / {label[1]})")
+    if mislabelled:
+        choices = "; ".join(f"{field}: {', '.join(values)}" for field, values in allowed.items())
+        raise DomainError(
+            f"Test set {testset.name!r} allows only these labels ({choices}); requests {', '.join(mislabelled)} "
+            "carry others. Correct their verdicts first, or pick another set."
         )
     lines: list[dict[str, Any]] = []
     existing_ids: set[str] = set()

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from promptctl.audit import audit_record
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent
 from promptctl.records import saved_by
 from triage.models import RoutingPolicy
@@ -25,10 +25,13 @@ from triage.services.common import _require
 # --- routing policy -----------------------------------------------------------------------------
 
 
-def _route_command(agent_name: str) -> str:
-    return (
-        f"`promptctl change request --agent {agent_name} --kind route --reason TEXT` (admin: Change "
-        "requests › File a change request, kind 'make default agent'); a reviewer approves it, then it is applied"
+def _route_fix(agent_name: str) -> Fix:
+    return Fix(
+        cli=f"File one: `promptctl change request --agent {agent_name} --kind route --reason TEXT` (admin: Change "
+        "requests › File a change request, kind 'make default agent'); a reviewer approves it, then it is applied.",
+        web=f"File one for {agent_name}: Change requests › File a change request, kind 'make default agent'; "
+        "a reviewer approves it, then it is applied.",
+        link=("admin:promptctl_changerequest_add", ()),
     )
 
 
@@ -55,7 +58,10 @@ def routing_policy_save(*, policy: RoutingPolicy, actor: Any) -> RoutingPolicy:
             raise DomainError(
                 f"Refused: the default agent changes which version serves POST /api/v1/triage, so it moves only by "
                 f"an approved change request, not by saving a routing policy (tried to {doing} {policy.agent.name} "
-                f"the default). File one: {_route_command(policy.agent.name)}."
+                "the default).",
+                code="default_agent_needs_change_request",
+                fields=("is_default",),
+                fix=_route_fix(policy.agent.name),
             )
         before = _policy_snapshot(RoutingPolicy.objects.filter(pk=policy.pk).first())
         policy.updated_at = timezone.now()

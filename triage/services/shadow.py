@@ -10,29 +10,79 @@
 Both run from tasks after the response (the caller never waits), with the
 network call outside any transaction, and keep one result per unit of work
 (a redelivered task finds it).
+
+A worker killed mid-run loses the task's message (the embedded broker drops
+it). ``shadow_runs_sweep`` (every worker's sweep timer) finds logged requests
+whose shadow candidate has no result once they are due, and sends them again
+with ``resume``: that run first looks up the sessions tagged with the request
+and candidate, adopts one that holds the ticket (so the model is not asked
+twice) and archives the rest.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
-from managed_agents.tickets import ticket_run
+from managed_agents.adoption import sessions_archive_listed, sessions_tagged
+from managed_agents.client import GatewayError
+from managed_agents.tickets import TicketRun, ticket_adopt, ticket_run
 from managed_agents.verdicts import allowed_labels
 from promptctl.models import Pin
 from triage import selectors
 from triage.models import CanaryComparison, Outcome, ShadowResult, TriageRequest
 from triage.services.common import _log_fields
 
+logger = logging.getLogger(__name__)
+
+SHADOW_TAG = "promptctl_shadow"
+SHADOW_SWEEP_BATCH = 200
+# (request id, received at) -> when this process's sweep last sent it (monotonic): a request is sent again at most once per
+# due window by one worker, so a run still in flight is not sent on every pass. Lost on restart: harmless.
+_sweep_sent: dict[tuple[int, datetime], float] = {}
+
+
+def _tagged_run(
+    *, agent_remote_id: str, version: int, tags: dict[str, str], text: str, allowed: dict, since: datetime
+) -> TicketRun | None:
+    """What an earlier run of this unit left in a session tagged ``tags``: adopted, and the other ones archived."""
+    try:
+        tagged = sessions_tagged(agent_id=agent_remote_id, metadata=tags, since=since)
+    except GatewayError as error:
+        logger.warning("could not look up sessions tagged %s (%s); running afresh", tags, error)
+        return None
+    run: TicketRun | None = None
+    adopted = ""
+    for session in reversed(tagged):  # newest first
+        if session.version != version:
+            continue
+        run = ticket_adopt(session_id=session.session_id, text=text, allowed=allowed)
+        if run is not None:
+            adopted = session.session_id
+            break
+    strays = [s.session_id for s in tagged if not s.archived and s.session_id != adopted]
+    if strays:
+        archived = sessions_archive_listed(session_ids=strays)
+        logger.warning("archived %d stray session(s) tagged %s: %s", len(archived), tags, archived)
+    return run
+
+
 # --- shadow mode ---------------------------------------------------------------------------
 
 
-def shadow_run(*, request_id: int) -> ShadowResult | None:
+def shadow_run(*, request_id: int, resume: bool = False) -> ShadowResult | None:
     """Send a logged ticket to its shadow candidate and record where it disagrees with production.
 
     Never affects the caller (it runs after the response, from a task). One
     result per (request, version): a redelivered task finds it and returns it.
+    With ``resume`` (sent by the sweep), an earlier run's session tagged with
+    the request and candidate is adopted instead of asking again.
     """
     request = TriageRequest.objects.select_related("agent", "shadow_version", "version").filter(pk=request_id).first()
     candidate = request.shadow_version if request is not None else None
@@ -43,14 +93,27 @@ def shadow_run(*, request_id: int) -> ShadowResult | None:
         return existing
     agent = request.agent
     started = time.monotonic()
-    run = ticket_run(
-        agent_id=agent.remote_id,
-        version=candidate.number,
-        environment_id=agent.environment_id,
-        text=request.ticket_text,
-        allowed=allowed_labels(candidate.system_prompt),
-        metadata={"promptctl_shadow": str(request.pk), "candidate": str(candidate.number)},
-    )
+    tags = {SHADOW_TAG: str(request.pk), "candidate": str(candidate.number)}
+    allowed = allowed_labels(candidate.system_prompt)
+    run = None
+    if resume:
+        run = _tagged_run(
+            agent_remote_id=agent.remote_id,
+            version=candidate.number,
+            tags=tags,
+            text=request.ticket_text,
+            allowed=allowed,
+            since=request.received_at,
+        )
+    if run is None:
+        run = ticket_run(
+            agent_id=agent.remote_id,
+            version=candidate.number,
+            environment_id=agent.environment_id,
+            text=request.ticket_text,
+            allowed=allowed,
+            metadata=tags,
+        )
     latency_ms = round((time.monotonic() - started) * 1000)
     agrees = None
     if run.ok and request.outcome == Outcome.OK:
@@ -62,6 +125,48 @@ def shadow_run(*, request_id: int) -> ShadowResult | None:
             return ShadowResult.objects.create(request=request, version=candidate, latency_ms=latency_ms, **fields)
     except IntegrityError:
         return ShadowResult.objects.get(request=request, version=candidate)
+
+
+def shadow_runs_sweep(*, now: datetime | None = None) -> list[int]:
+    """Send again every due shadow run that has no result; returns the request ids.
+
+    Due: logged more than ``PROMPTCTL_SHADOW_SWEEP_AFTER_SECONDS`` ago (long
+    enough for the first run to have finished) and less than
+    ``PROMPTCTL_SHADOW_SWEEP_HORIZON_SECONDS`` ago (older traffic is not worth
+    a session). A result is recorded whatever the run's outcome, so a request
+    is sent again only while its run is lost, and by one process at most once
+    per due window; a repeat finds the result, or adopts the session of a run
+    still in flight, so nothing is answered twice.
+    """
+    from triage import tasks  # lazy: triage.tasks imports triage.services at module level
+
+    now = now or timezone.now()
+    recorded = ShadowResult.objects.filter(request=OuterRef("pk"), version=OuterRef("shadow_version"))
+    rows = list(
+        TriageRequest.objects.filter(
+            shadow_version__isnull=False,
+            received_at__lt=now - timedelta(seconds=settings.PROMPTCTL_SHADOW_SWEEP_AFTER_SECONDS),
+            received_at__gte=now - timedelta(seconds=settings.PROMPTCTL_SHADOW_SWEEP_HORIZON_SECONDS),
+        )
+        .filter(~Exists(recorded))
+        .order_by("received_at")
+        .values_list("pk", "received_at")[:SHADOW_SWEEP_BATCH]
+    )
+    clock = time.monotonic()
+    window = settings.PROMPTCTL_SHADOW_SWEEP_AFTER_SECONDS
+    for key, sent_at in list(_sweep_sent.items()):
+        if clock - sent_at >= window:
+            del _sweep_sent[key]
+    due: list[int] = []
+    for key in rows:
+        if key in _sweep_sent:
+            continue
+        _sweep_sent[key] = clock
+        tasks.shadow_run.delay(key[0], True)
+        due.append(key[0])
+    if due:
+        logger.warning("sweep sent %d lost shadow run(s) again: requests %s", len(due), due)
+    return due
 
 
 # --- the canary watch: production answers a sample of the canary's tickets ----------------------

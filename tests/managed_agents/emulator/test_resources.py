@@ -67,7 +67,9 @@ def test_stale_update_is_one_409_naming_the_current_version(server, client, agen
         client.beta.agents.update(agent.id, version=1, system="my stale edit")
 
     assert refusal.value.status_code == 409
-    assert refusal.value.type == "conflict_error"
+    assert refusal.value.type == "invalid_request_error"  # the API documents no conflict_error type
+    assert refusal.value.request_id and refusal.value.request_id.startswith("req_")
+    assert refusal.value.body["request_id"] == refusal.value.request_id
     assert "version 2" in refusal.value.api_message
     assert server.stats()["requests"][route] == before + 1
     assert client.beta.agents.retrieve(agent.id).system == "edited elsewhere"
