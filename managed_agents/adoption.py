@@ -154,19 +154,8 @@ async def session_adopt_async(*, session_id: str, text: str, timeout: float | No
         logger.info("adopted session %s did not finish its turn in time; it was archived", session_id)
         return None
     logger.info("adopted session %s of an earlier attempt: its answer is reused", session_id)
-    return Transcript(
-        reply_text=collector.reply,
-        session_id=session_id,
-        latency_seconds=time.monotonic() - started,
-        usage=collector.usage,
-        event_count=collector.event_count,
-        attempts=attempts.total,
-        retries=attempts.retries,
-        stop_reason=collector.stop_reason,
-        archived=archived,
-        used_stream_fallback=True,
-        errors=tuple(collector.errors),
-        messages=tuple(collector.texts),
+    return collector.transcript(
+        session_id=session_id, started=started, attempts=attempts, archived=archived, used_stream_fallback=True
     )
 
 

@@ -100,6 +100,19 @@ def write_marker() -> str:
     return uuid.uuid4().hex
 
 
+def config_without_marker(config: dict) -> dict:
+    """``config`` as people read it: promptctl's write marker is bookkeeping, not a change anyone made.
+
+    Every write carries a fresh marker in ``metadata`` (so a retry can find what
+    landed); left in, every diff would show it as a changed field.
+    """
+    metadata = config.get("metadata")
+    if not isinstance(metadata, dict) or WRITE_MARKER not in metadata:
+        return config
+    rest = {key: value for key, value in metadata.items() if key != WRITE_MARKER}
+    return {**config, "metadata": rest or None}
+
+
 def marker_of(config: dict) -> str | None:
     metadata = config.get("metadata") if isinstance(config, dict) else None
     value = metadata.get(WRITE_MARKER) if isinstance(metadata, dict) else None

@@ -21,6 +21,7 @@ from managed_agents.agents import (
     agent_retrieve,
     agent_update,
     agent_versions,
+    config_without_marker,
     environment_archive,
     environment_ensure,
     write_marker,
@@ -75,4 +76,5 @@ __all__ = [
     "ticket_run",
     "ticket_run_async",
     "write_marker",
+    "config_without_marker",
 ]

@@ -180,6 +180,34 @@ class _TurnCollector:
                     self.request_usage or {}, model_usage.model_dump(mode="json", exclude_none=True)
                 )
 
+    def transcript(
+        self,
+        *,
+        session_id: str,
+        started: float,
+        attempts: Attempts,
+        archived: bool,
+        used_stream_fallback: bool,
+        stream_reconnects: int = 0,
+    ) -> Transcript:
+        """The finished turn as the gateway reports it (``started`` is the ``time.monotonic()`` the call began at)."""
+        return Transcript(
+            reply_text=self.reply,
+            session_id=session_id,
+            latency_seconds=time.monotonic() - started,
+            usage=self.usage,
+            event_count=self.event_count,
+            attempts=attempts.total,
+            retries=attempts.retries,
+            stop_reason=self.stop_reason,
+            archived=archived,
+            used_stream_fallback=used_stream_fallback,
+            errors=tuple(self.errors),
+            messages=tuple(self.texts),
+            stream_reconnects=stream_reconnects,
+            reschedules=self.reschedules,
+        )
+
     @property
     def reply(self) -> str:
         return self.texts[-1] if self.texts else ""
@@ -327,21 +355,13 @@ async def session_run_async(
             f"Session {session_id} (agent {agent_id} version {version}) did not answer within {budget:.0f}s; "
             "it was interrupted and archived. Raise PROMPTCTL_SESSION_TIMEOUT if the agent is just slow."
         )
-    return Transcript(
-        reply_text=collector.reply,
+    return collector.transcript(
         session_id=session_id,
-        latency_seconds=time.monotonic() - started,
-        usage=collector.usage,
-        event_count=collector.event_count,
-        attempts=attempts.total,
-        retries=attempts.retries,
-        stop_reason=collector.stop_reason,
+        started=started,
+        attempts=attempts,
         archived=archived,
         used_stream_fallback=used_fallback,
-        errors=tuple(collector.errors),
-        messages=tuple(collector.texts),
         stream_reconnects=reconnects,
-        reschedules=collector.reschedules,
     )
 
 

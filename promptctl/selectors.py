@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
 
+from managed_agents import gateway
 from promptctl.audit import AuditKeyError, AuditVerification, audit_verify
 from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent, AgentVersion, Approval, AuditEvent, ChangeRequest, Pin
@@ -262,7 +263,7 @@ def agent_status(*, agent: Agent) -> dict[str, Any]:
 
 
 def _config_lines(version: AgentVersion) -> list[str]:
-    config = {key: value for key, value in version.config.items() if key != "system"}
+    config = {key: value for key, value in gateway.config_without_marker(version.config).items() if key != "system"}
     return json.dumps(config, indent=2, sort_keys=True, default=str).splitlines()
 
 

@@ -191,6 +191,18 @@ def emulator(emulator_server, settings):
 
 
 @pytest.fixture
+def workers(transactional_db, emulator):
+    """Real Celery worker processes (``tests.evals.support.Workers``) against this test's emulator and broker."""
+    from tests.evals.support import Workers
+
+    pool = Workers(emulator_url=emulator.base_url)
+    pool.purge()
+    yield pool
+    pool.stop_all()
+    pool.purge()
+
+
+@pytest.fixture
 def emulator_proxy(emulator, settings):
     """A loopback proxy in front of the emulator that can hold requests and rewrite agents; the gateway uses it."""
     from tests.proxy_support import EmulatorProxy

@@ -258,7 +258,14 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
                 request,
                 f"Found versions changed outside promptctl: {numbers}. They reach a pin only through a change request.",
             )
-        elif not result.unstorable:
+        if result.reconciled:
+            numbers = ", ".join(f"v{v.number}" for v in result.reconciled)
+            messages.info(
+                request,
+                f"Recorded promptctl's own version(s) whose record was still pending: {numbers} "
+                "(made through promptctl; nothing outside promptctl changed them).",
+            )
+        elif not result.new_versions and not result.unstorable:
             messages.success(request, f"{agent.name} is in sync with the server.")
         for number, why in result.unstorable.items():
             messages.warning(

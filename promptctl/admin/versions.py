@@ -12,7 +12,7 @@ from django.utils.safestring import mark_safe
 from promptctl import selectors
 from promptctl.admin.mixins import ReadOnlyAdminMixin, refusal_show
 from promptctl.errors import DomainError
-from promptctl.models import AgentVersion
+from promptctl.models import AgentVersion, VersionIntent
 
 
 @admin.register(AgentVersion)
@@ -90,3 +90,23 @@ class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "against": against_number,
         }
         return TemplateResponse(request, "admin/promptctl/agentversion/diff.html", context)
+
+
+@admin.register(VersionIntent)
+class VersionIntentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Version creates promptctl started: open ones are settled by the next sync or create (docs/CHANGE_CONTROL.md)."""
+
+    list_display = ("agent", "base_version", "outcome", "version_number", "created_by", "started_at", "finished_at")
+    list_filter = ("outcome", "agent")
+    list_select_related = ("agent", "created_by")
+    fields = (
+        "agent",
+        "marker",
+        "base_version",
+        "outcome",
+        "version_number",
+        "created_by",
+        "started_at",
+        "finished_at",
+    )
+    readonly_fields = fields

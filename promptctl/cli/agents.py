@@ -135,7 +135,12 @@ def agent_sync(options, out):
     if result.new_versions:
         for version in result.new_versions:
             out.human(f"WARNING: version {version.number} was changed outside promptctl; recorded as such.")
-    elif not result.unstorable:
+    for version in result.reconciled:
+        out.human(
+            f"Recorded version {version.number}, made through promptctl by "
+            f"{getattr(version.created_by, 'username', '?')}, whose record was still pending."
+        )
+    if not result.new_versions and not result.reconciled and not result.unstorable:
         out.human(f"{agent.name} is in sync: the server has nothing promptctl has not recorded.")
     for number in result.mismatched_numbers:
         out.human(f"WARNING: the server's configuration of version {number} differs from what promptctl recorded.")
@@ -144,6 +149,7 @@ def agent_sync(options, out):
     return {
         "agent": agent.name,
         "new_versions": [selectors.version_as_dict(v) for v in result.new_versions],
+        "reconciled_versions": [selectors.version_as_dict(v) for v in result.reconciled],
         "latest_version": result.latest_version_number,
         "mismatched_versions": result.mismatched_numbers,
         "unstorable_versions": {str(number): why for number, why in result.unstorable.items()},

@@ -11,7 +11,7 @@ import pytest
 from managed_agents import ratelimit
 from promptctl import services as promptctl_services
 from tests.change_control_support import PASSWORD, V2
-from tests.evals.support import TICKETS, Workers
+from tests.evals.support import TICKETS
 
 
 @pytest.fixture
@@ -54,12 +54,3 @@ def _full_session_budget(settings):
 def generous_budget(settings):
     """For tests that run units one after another; the spacing of the shared budget is tested elsewhere."""
     settings.PROMPTCTL_SESSION_CREATE_BUDGET = 100_000
-
-
-@pytest.fixture
-def workers(transactional_db, emulator):
-    pool = Workers(emulator_url=emulator.base_url)
-    pool.purge()
-    yield pool
-    pool.stop_all()
-    pool.purge()

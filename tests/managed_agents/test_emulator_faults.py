@@ -20,23 +20,9 @@ import pytest
 from managed_agents import gateway, sessions, tickets
 from managed_agents.client import client
 from managed_agents.management.commands.emulator import Command as EmulatorCommand
-from promptctl.tutorial import tickets_load
+from tests.managed_agents.support import BILLING, CREATE, SEND, text_of
 
-TICKETS = tickets_load()
-BILLING = next(ticket for ticket in TICKETS if ticket["id"] == "TKT-1001")
-CREATE = "POST /v1/sessions"
-SEND = "POST /v1/sessions/{session_id}/events"
 STREAM = "GET /v1/sessions/{session_id}/events/stream"
-
-
-def text_of(ticket: dict) -> str:
-    return tickets.ticket_text(subject=ticket["subject"], body=ticket["body"])
-
-
-@pytest.fixture
-def quick_retries(settings):
-    settings.PROMPTCTL_BACKOFF_BASE = 0.01
-    settings.PROMPTCTL_BACKOFF_CAP = 0.05
 
 
 @pytest.fixture

@@ -21,12 +21,6 @@ CREATE_ENVIRONMENT = "POST /v1/environments"
 MODEL = "claude-sonnet-4-6"
 
 
-@pytest.fixture
-def quick_retries(settings):
-    settings.PROMPTCTL_BACKOFF_BASE = 0.01
-    settings.PROMPTCTL_BACKOFF_CAP = 0.05
-
-
 @pytest.mark.parametrize("mode", ["500", "close"])
 def test_a_lost_agent_create_response_adopts_the_agent_that_landed(emulator, quick_retries, mode):
     emulator.configure(fault_lost=1.0, lost_routes=CREATE_AGENT, lost_mode=mode)

@@ -15,21 +15,7 @@ import pytest
 
 from managed_agents import sessions, tickets
 from managed_agents.client import Attempts, UpstreamUnavailable, client, with_retries
-from promptctl.tutorial import tickets_load
-
-TICKETS = tickets_load()
-CREATE = "POST /v1/sessions"
-SEND = "POST /v1/sessions/{session_id}/events"
-
-
-def text_of(ticket: dict) -> str:
-    return tickets.ticket_text(subject=ticket["subject"], body=ticket["body"])
-
-
-@pytest.fixture
-def quick_retries(settings):
-    settings.PROMPTCTL_BACKOFF_BASE = 0.01
-    settings.PROMPTCTL_BACKOFF_CAP = 0.05
+from tests.managed_agents.support import CREATE, SEND, TICKETS, text_of
 
 
 @pytest.mark.parametrize("mode", ["500", "close"])

@@ -12,14 +12,7 @@ import time
 import pytest
 
 from managed_agents import gateway, tickets
-from promptctl.tutorial import tickets_load
-
-TICKETS = tickets_load()
-BILLING = next(ticket for ticket in TICKETS if ticket["id"] == "TKT-1001")
-
-
-def text_of(ticket: dict) -> str:
-    return tickets.ticket_text(subject=ticket["subject"], body=ticket["body"])
+from tests.managed_agents.support import BILLING, text_of
 
 
 def test_a_valid_verdict_is_read_and_the_sync_and_async_entries_agree(ticket_target, emulator):

@@ -55,18 +55,6 @@ def eager_tasks():
     app.conf.task_always_eager = previous
 
 
-@pytest.fixture
-def webhook_workers(transactional_db, emulator):
-    """Real Celery worker processes for delivery tests (``tests.evals.support.Workers``)."""
-    from tests.evals.support import Workers
-
-    pool = Workers(emulator_url=emulator.base_url)
-    pool.purge()
-    yield pool
-    pool.stop_all()
-    pool.purge()
-
-
 # --- the tutorial's review (alice files, bob and carol review, ada administers) ---------------
 
 

@@ -212,14 +212,14 @@ def test_webhooks_are_made_by_admins_only_audited_and_their_secret_is_masked(adm
 
 @pytest.mark.slow
 def test_a_real_worker_retries_a_failing_receiver_and_the_admin_lists_each_attempt(
-    agent, admin_user, requester, webhook_receiver, webhook_workers, client
+    agent, admin_user, requester, webhook_receiver, workers, client
 ):
     webhook_receiver.answers = [500, 500]  # then 200
     webhook = _webhook(webhook_receiver, admin_user)
     services.version_create(agent=agent, system_prompt=V2, actor=requester)
     agent.refresh_from_db()
-    webhook_workers.start(concurrency=2, PROMPTCTL_WEBHOOK_BACKOFF="0.2")
-    webhook_workers.wait_ready()
+    workers.start(concurrency=2, PROMPTCTL_WEBHOOK_BACKOFF="0.2")
+    workers.wait_ready()
 
     change = _file(agent, requester)  # autocommit: on_commit sends the task at once
 

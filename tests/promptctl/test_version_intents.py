@@ -17,7 +17,7 @@ import pytest
 from django.db import connection
 
 from managed_agents import gateway
-from promptctl import services
+from promptctl import selectors, services
 from promptctl.errors import DomainError
 from promptctl.models import AgentVersion, AuditEvent, VersionIntent
 from tests.change_control_support import V2
@@ -134,3 +134,12 @@ def test_a_conflict_resolves_the_intent_as_not_made(agent, requester, emulator):
     assert intent.outcome == VersionIntent.Outcome.NOT_MADE and intent.finished_at is not None
     assert list(agent.versions.filter(number=outside.version).values_list("origin", flat=True)) == ["outside"]
     assert intent.history.count() == 2  # opened, then resolved: simple-history keeps both
+
+
+def test_the_write_marker_is_bookkeeping_not_a_difference_people_see(agent, requester, emulator):
+    v1 = agent.versions.get()
+    v2 = services.version_create(agent=agent, system_prompt=V2, actor=requester)
+    assert gateway.WRITE_MARKER in v2.config["metadata"], "each write carries its own marker on the server"
+    diff = selectors.version_diff(agent=agent, left_number=v1.number, right_number=v2.number)
+    assert not any(gateway.WRITE_MARKER in line for line in diff.config_unified), diff.config_unified
+    assert any("ROUTING RULE" in line for line in diff.system_unified)

@@ -16,7 +16,6 @@ import pytest
 from django.db.models import Count
 
 from managed_agents.adoption import sessions_tagged
-from tests.evals.support import Workers
 from tests.triage.support import V3, ticket
 from triage import services
 from triage.models import ShadowResult, TriageJob, TriageRequest
@@ -33,15 +32,6 @@ FAST = {
     "PROMPTCTL_RATE_LIMITER": "off",
 }
 MODEL_SECONDS = 4.0  # the emulator's time to answer: long enough to kill a worker while it waits
-
-
-@pytest.fixture
-def workers(transactional_db, emulator):
-    pool = Workers(emulator_url=emulator.base_url)
-    pool.purge()
-    yield pool
-    pool.stop_all()
-    pool.purge()
 
 
 def _wait(what: str, condition, *, timeout: float) -> None:
