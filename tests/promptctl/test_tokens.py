@@ -1,4 +1,8 @@
-"""Personal tokens: shown once, stored hashed, expiring, revocable; the CLI acts only as the token's owner."""
+"""Personal tokens: shown once, stored hashed, expiring, revocable; the CLI acts only as the token's owner.
+
+Creating and revoking are clicked in Chromium (the browser tests at the end); the one test that posts to
+an admin URL does so on purpose, to show a forged request (no checkbox, no such choice) changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -217,33 +221,35 @@ def test_api_auth_refuses_writes_with_a_read_only_token_and_never_leaks_its_bind
     assert token_current() == ""
 
 
-def test_the_admin_creates_shows_once_and_revokes_own_tokens(client, requester, reviewer, bot):
-    client.force_login(requester)
-    page = client.post("/admin/promptctl/personaltoken/add/", {"name": "laptop", "expires_in_days": "30"})
-    assert page.status_code == 200
-    token = PersonalToken.objects.get(user=requester, name="laptop")
-    secret = page.context["secret"]
-    assert secret.startswith(token.prefix) and secret in page.content.decode()
-    assert services.token_authenticate(secret=secret).user == requester
+def test_the_token_pages_show_only_your_own_and_never_a_secret(client, requester, reviewer):
+    # Creating and revoking are clicked in a real browser (the browser tests below).
+    mine = services.token_create(user=requester, actor=requester, name="laptop")
     theirs = services.token_create(user=reviewer, actor=reviewer, name="victors")
+    client.force_login(requester)
     listing = client.get("/admin/promptctl/personaltoken/").content.decode()
-    assert "laptop" in listing and "victors" not in listing and secret not in listing
+    assert "laptop" in listing and "victors" not in listing and mine.secret not in listing
     assert client.get(f"/admin/promptctl/personaltoken/{theirs.token.pk}/change/").status_code in (302, 403)
     form = client.get("/admin/promptctl/personaltoken/add/").content.decode()
     assert 'name="owner"' not in form  # only admins may pick a bot
+
+
+def test_a_forged_revoke_of_someone_elses_token_or_a_forged_owner_changes_nothing(client, requester, reviewer, bot):
+    """Posts on purpose: rita's list has no checkbox for victor's token, ada's owner list offers no reviewer."""
+    mine = services.token_create(user=requester, actor=requester, name="laptop")
+    theirs = services.token_create(user=reviewer, actor=reviewer, name="victors")
+    client.force_login(requester)
     client.post(
         "/admin/promptctl/personaltoken/",
-        {"action": "revoke_selected", "_selected_action": [token.pk, theirs.token.pk]},
+        {"action": "revoke_selected", "_selected_action": [mine.token.pk, theirs.token.pk]},
     )
-    assert PersonalToken.objects.get(pk=token.pk).revoked_at is not None
+    assert PersonalToken.objects.get(pk=mine.token.pk).revoked_at is not None
     assert PersonalToken.objects.get(pk=theirs.token.pk).revoked_at is None  # not in rita's list at all
 
     admin = services.user_create(username="ada", role="admin", password=PASSWORD)
     client.force_login(admin)
-    page = client.post("/admin/promptctl/personaltoken/add/", {"name": "ci", "owner": bot.pk})
-    assert page.status_code == 200 and PersonalToken.objects.filter(user=bot, name="ci").exists()
     page = client.post("/admin/promptctl/personaltoken/add/", {"name": "ci", "owner": reviewer.pk})
-    assert not PersonalToken.objects.filter(user=reviewer, name="ci").exists()  # not a choice: refused
+    assert page.status_code == 200 and "Select a valid choice" in page.content.decode()
+    assert not PersonalToken.objects.filter(name="ci").exists()  # not a choice: refused
 
 
 @pytest.mark.browser
@@ -254,11 +260,19 @@ def test_in_a_browser_rita_makes_a_token_uses_it_once_and_revokes_it(browser_pag
     services.user_create(username="rita", role="requester", password=PASSWORD)
     page = browser_page()
     admin_login(page, username="rita", password=PASSWORD)
-    page.goto("/admin/promptctl/personaltoken/add/")
+    page.goto("/admin/promptctl/personaltoken/")
+    page.click(".object-tools a.addlink")
+    page.wait_for_url("**/admin/promptctl/personaltoken/add/")
+    assert page.locator("#id_owner").count() == 0  # only admins may pick a bot
     page.fill("#id_name", "laptop")
-    page.click("input[type=submit]")
+    page.fill("#id_expires_in_days", "30")
+    page.click("input[type=submit][value='Create token']")
     secret = page.inner_text("#personal-token-secret").strip()
-    assert secret.startswith("pctlu_")
+    token = PersonalToken.objects.get(name="laptop")
+    assert secret.startswith("pctlu_") and secret.startswith(token.prefix)
+    assert token.user.username == "rita" and "It acts as rita" in page.inner_text("#content")
+    assert timedelta(days=29) < token.expires_at - timezone.now() <= timedelta(days=30)
+    assert services.token_authenticate(secret=secret).user == token.user
     assert run("token", "list", secret=secret)[0] == 0
 
     page.goto("/admin/promptctl/personaltoken/")
@@ -269,3 +283,30 @@ def test_in_a_browser_rita_makes_a_token_uses_it_once_and_revokes_it(browser_pag
     assert "Revoked laptop" in page.inner_text(".messagelist")
     code, _out, err = run("token", "list", secret=secret)
     assert code == 1 and "was revoked on" in err
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_in_a_browser_an_admin_makes_a_token_for_a_bot_shown_once(browser_page, bot, reviewer):
+    from tests.browser_support import admin_login
+
+    services.user_create(username="ada", role="admin", password=PASSWORD)
+    page = browser_page()
+    admin_login(page, username="ada", password=PASSWORD)
+    page.goto("/admin/promptctl/personaltoken/")
+    page.click(".object-tools a.addlink")
+    page.wait_for_url("**/admin/promptctl/personaltoken/add/")
+    # The owner list offers "me" and the service accounts, never another person.
+    owners = page.locator("#id_owner option").all_inner_texts()
+    assert "ci-bot" in owners and reviewer.username not in owners
+    page.fill("#id_name", "ci")
+    page.select_option("#id_owner", label="ci-bot")
+    page.click("input[type=submit][value='Create token']")
+    secret = page.inner_text("#personal-token-secret").strip()
+    token = PersonalToken.objects.get(name="ci")
+    assert token.user == bot and secret.startswith(token.prefix)
+    assert "It acts as ci-bot" in page.inner_text("#content")
+    # Shown once: the list shows the prefix, never the secret.
+    page.click("text=Back to the personal tokens")
+    page.wait_for_url("**/admin/promptctl/personaltoken/")
+    assert secret not in page.content() and token.prefix in page.content()
