@@ -12,8 +12,8 @@ Three halves:
   rendered as admin and scanned for CLI flags and ``promptctl`` commands.
 - **Refusals**: each refusal the admin can meet is raised through the real
   services and worded by the admin's own helper (``refusal_text``), and some
-  are driven through the admin's forms with the test client; none may name a
-  flag or a command.
+  are met by filling the admin's forms in Chromium and clicking submit; none
+  may name a flag or a command.
 - **The CLI keeps its words**: each refusal code's ``str()`` (what the CLI and
   the stdlib client print) still names the flag or command to type, and the
   API's error body carries both wordings, the code and the fields.
@@ -42,10 +42,11 @@ from promptctl import services as change_services
 from promptctl.admin.mixins import refusal_text
 from promptctl.api_errors import refusal_body
 from promptctl.models import ChangeRequest
+from tests.browser_support import admin_login
 from tests.promptctl.api_support import caller_for
-from tests.triage.support import V2, Api, People, ProductionAgent, eval_run_now, gate_tickets_jsonl, ticket
+from tests.triage.support import PASSWORD, V2, Api, People, ProductionAgent, eval_run_now, gate_tickets_jsonl, ticket
 from triage import services as triage_services
-from triage.models import RoutingPolicy
+from triage.models import ApiKey, RoutingPolicy
 
 # A flag as the CLI takes it (` --evidence`, `(--to`), and a command of the operator CLI.
 FLAG = re.compile(r"(?:^|[\s(\[`'\"])--[a-z][a-z-]*")
@@ -370,23 +371,45 @@ def test_each_refusal_code_keeps_its_cli_wording(story):
     assert checked >= 21
 
 
-def test_the_admin_forms_show_the_web_wording(story):
-    """Refusals driven through the admin's own forms (the test client) come back in the web's words."""
-    agent = story.production.agent
-    rita = _client(story.people.requester)
-    filed = rita.post(
-        reverse("admin:promptctl_changerequest_add"),
-        {"agent": agent.pk, "kind": "promote", "channel": "production", "target_version": story.v2, "reason": "r"},
-    )
-    body = filed.content.decode()
-    assert filed.status_code == 200 and "must carry eval evidence" in body
-    assert "Start run" in body and page_words(body) == []
-    assert f'<a href="{reverse("admin:evals_evalrun_add")}">Open it</a>' in body  # the fix's link, not escaped
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_forms_show_the_web_wording(story, browser_page):
+    """Refusals met by filling the admin's own forms in Chromium and clicking submit come back in the web's words.
 
-    keys = _client(story.people.admin).post(reverse("admin:triage_apikey_add"), {"name": "nobody"})
-    body = keys.content.decode()
-    assert keys.status_code == 200 and "tick All agents" in body
-    assert page_words(body) == []
+    The story is made before the browser starts (Playwright's loop would refuse its session calls).
+    """
+    agent = story.production.agent
+    filed_before = ChangeRequest.objects.count()
+    rita = browser_page()
+    admin_login(rita, username=story.people.requester.username, password=PASSWORD)
+    rita.goto(reverse("admin:promptctl_changerequest_add") + f"?agent={agent.pk}")
+    rita.select_option("#id_kind", "promote")
+    rita.fill("#id_channel", "production")
+    rita.select_option("#id_target_version", str(story.v2))
+    rita.fill("#id_reason", "r")
+    assert rita.input_value("#id_evidence") == ""  # no evidence picked
+    rita.click("#file-request")
+    rita.wait_for_selector("#refusal")
+    refusal = rita.inner_text("#refusal")
+    assert "must carry eval evidence" in refusal and "Start run" in refusal
+    assert page_words(rita.content()) == []
+    assert rita.input_value("#id_reason") == "r"  # the form keeps what she typed
+    assert ChangeRequest.objects.count() == filed_before
+    # The fix is a link (not escaped text), and it leads to the page that starts a run.
+    rita.click("#refusal a:has-text('Open it')")
+    rita.wait_for_url(f"**{reverse('admin:evals_evalrun_add')}")
+    assert page_words(rita.content()) == []
+
+    ada = browser_page()
+    admin_login(ada, username=story.people.admin.username, password=PASSWORD)
+    ada.goto(reverse("admin:triage_apikey_add"))
+    ada.fill("#id_name", "nobody")
+    ada.click("input[type=submit][value='Create key']")
+    ada.wait_for_selector(".errorlist.nonfield")
+    assert "tick All agents" in ada.inner_text(".errorlist.nonfield")
+    assert page_words(ada.content()) == []
+    assert ada.locator("#api-key-secret").count() == 0
+    assert not ApiKey.objects.filter(name="nobody").exists()
 
 
 def test_a_refusal_keeps_its_structure_and_the_api_returns_both_wordings(story):

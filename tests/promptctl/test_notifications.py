@@ -2,8 +2,10 @@
 
 The receiver is a real HTTP server on loopback (``tests.promptctl.webhook_support``)
 that checks each signature with the webhook's secret. Tasks run in the test
-process (``eager_tasks``) except in the retry test, where a real Celery worker
-process delivers and retries.
+process (``eager_tasks``) except in the real-worker test, where a real Celery
+worker process delivers and retries. The admin's webhook forms and the
+deliveries list's "Retry now" are clicked in Chromium in
+tests/promptctl/test_notifications_browser.py; here are the rules behind them.
 """
 
 from __future__ import annotations
@@ -144,9 +146,10 @@ def test_a_tripped_canary_says_promptctl_filed_the_rollback(
     assert slack.verified and set(slack.json) == {"text"} and "canary tripped" in slack.json["text"]
 
 
-def test_a_failing_receiver_ends_failed_with_its_error_and_retry_now_delivers_it(
-    agent, admin_user, requester, webhook_receiver, eager_tasks, django_capture_on_commit_callbacks, settings, client
+def test_a_failing_receiver_ends_failed_with_its_error_and_a_retry_delivers_it(
+    agent, admin_user, requester, webhook_receiver, eager_tasks, django_capture_on_commit_callbacks, settings
 ):
+    """The rule behind the deliveries list's "Retry now" (clicked in tests/promptctl/test_notifications_browser.py)."""
     settings.PROMPTCTL_WEBHOOK_MAX_ATTEMPTS = 3
     settings.PROMPTCTL_WEBHOOK_BACKOFF = 0  # eager: each retry runs at once
     webhook_receiver.answers = [503, 503, 503]
@@ -162,52 +165,46 @@ def test_a_failing_receiver_ends_failed_with_its_error_and_retry_now_delivers_it
     assert delivery.last_error == "receiver says 503"
     assert len(webhook_receiver.requests) == 3 and all(r.verified for r in webhook_receiver.requests)
 
-    client.force_login(admin_user)
+    with pytest.raises(DomainError, match="change_webhook"):
+        services.webhook_delivery_retry(delivery=delivery, actor=requester)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            reverse("admin:promptctl_webhookdelivery_changelist"),
-            {"action": "retry_now", "_selected_action": [delivery.pk]},
-            follow=True,
-        )
+        services.webhook_delivery_retry(delivery=delivery, actor=admin_user)
 
-    assert "1 delivery queued for another attempt." in response.content.decode()
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.last_response_code) == ("delivered", 4, 200)
     assert AuditEvent.objects.filter(verb="webhook.retry", object_id=str(delivery.pk)).exists()
+    with pytest.raises(DomainError, match="delivered already"):
+        services.webhook_delivery_retry(delivery=delivery, actor=admin_user)
 
 
-def test_webhooks_are_made_by_admins_only_audited_and_their_secret_is_masked(admin_user, requester, client):
+def test_webhooks_are_made_by_admins_only_and_audited_without_their_secret(admin_user, requester):
+    """The rules behind the webhook forms (clicked in tests/promptctl/test_notifications_browser.py)."""
     with pytest.raises(DomainError, match="promptctl.add_webhook"):
         services.webhook_create(actor=requester, url="https://hooks.example.com/x")
     with pytest.raises(DomainError, match="not an http"):
         services.webhook_create(actor=admin_user, url="file:///etc/passwd")
 
-    client.force_login(admin_user)
-    response = client.post(
-        reverse("admin:promptctl_webhook_add"),
-        {"url": "https://hooks.example.com/promptctl", "events": ["change.filed"], "format": "json", "active": "on"},
-        follow=True,
+    issued = services.webhook_create(
+        actor=admin_user, url="https://hooks.example.com/promptctl", events=["change.filed"]
     )
-    page = response.content.decode()
-
-    from promptctl.models import Webhook
-
-    webhook = Webhook.objects.get()
-    assert webhook.secret.startswith("whsec_") and webhook.secret in page  # shown once, in the message
-    assert client.get(reverse("admin:promptctl_webhook_changelist")).content.decode().count(webhook.secret) == 0
+    assert issued.secret == issued.webhook.secret and issued.secret.startswith("whsec_")
     create = AuditEvent.objects.get(verb="webhook.create")
-    assert create.after["events"] == ["change.filed"] and webhook.secret not in str(create.after)
+    assert create.after["events"] == ["change.filed"] and issued.secret not in str(create.after)
 
-    response = client.post(
-        reverse("admin:promptctl_webhook_change", args=[webhook.pk]),
-        {"url": "https://hooks.example.com/v2", "format": "slack", "active": "on", "rotate_secret": "on"},
-        follow=True,
+    rotated = services.webhook_update(
+        webhook=issued.webhook,
+        actor=admin_user,
+        rotate_secret=True,
+        url="https://hooks.example.com/v2",
+        events=[],
+        format="slack",
+        agent=None,
+        active=True,
     )
-    old_secret = webhook.secret
-    webhook.refresh_from_db()
-    assert webhook.secret != old_secret and webhook.secret in response.content.decode()
+    assert rotated.secret and rotated.secret != issued.secret
     update = AuditEvent.objects.get(verb="webhook.update")
     assert update.after["secret_rotated"] is True and update.after["format"] == "slack"
+    assert rotated.secret not in str(update.after)
 
 
 @pytest.mark.slow

@@ -14,7 +14,6 @@ canary call comes, on average, with the 20th call; the tests allow 50 calls
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.db import DatabaseError, transaction
 from django.test import Client
 from django.urls import reverse
@@ -298,37 +297,3 @@ def test_an_auto_end_written_around_the_service_is_not_acted_on(production, peop
     assert check.end_change.status == ChangeRequest.Status.PENDING
     assert "written around canary_policy_save" in check.end_change.reason
     assert AuditEvent.objects.get(verb="canary.check").after["auto_end_refused"].startswith("automatic ending is on")
-
-
-def test_the_admin_saves_a_canary_policy_through_the_service(production, people):
-    client = Client()
-    client.force_login(people.admin)
-    response = client.post(
-        reverse("admin:triage_canarypolicy_add"),
-        {
-            "agent": production.agent.pk,
-            "compare_percent": "50",
-            "disagreement_limit": "0.25",
-            "min_compared": "12",
-            "auto_end": "on",
-        },
-        follow=True,
-    )
-    assert response.status_code == 200
-    policy = CanaryPolicy.objects.get()
-    assert policy.auto_end and policy.auto_end_granted_by == people.admin and policy.compare_percent == 50
-    assert AuditEvent.objects.filter(verb="canary_policy.update", actor_username="ada").count() == 1
-    account = get_user_model().objects.get(username=services.AUTO_END_USERNAME)
-    assert set(account.groups.values_list("name", flat=True)) == {"reviewers"}
-    listing = client.get(reverse("admin:triage_canarypolicy_changelist"))
-    assert b"ada at" in listing.content
-
-    # Turning it off withdraws the standing approval and the account's group membership.
-    client.post(
-        reverse("admin:triage_canarypolicy_change", args=[policy.pk]),
-        {"compare_percent": "50", "disagreement_limit": "0.25", "min_compared": "12"},
-        follow=True,
-    )
-    policy.refresh_from_db()
-    assert not policy.auto_end and policy.auto_end_granted_by is None
-    assert not account.groups.exists()

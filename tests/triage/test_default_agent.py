@@ -50,7 +50,13 @@ def test_saving_a_routing_policy_cannot_switch_the_default(api, production, peop
     assert api.post("/triage", ticket(1)).json()["agent"] == "ticket-triage"
 
 
-def test_the_admin_shows_the_default_read_only(client, production, people):
+def test_the_admin_shows_the_default_read_only_and_ignores_a_forged_is_default(client, production, people):
+    """The change form offers no ``is_default`` field; a forged post that adds one changes the rest, never the default.
+
+    The form is read-only for the default because the default moves only by an
+    approved route request; a crafted request carrying the flag (the form does
+    not offer it, so only a forged post can) must not switch it either.
+    """
     other = ProductionAgent(people, name="other", default=False)
     client.force_login(people.admin)
     url = reverse("admin:triage_routingpolicy_change", args=[other.policy.pk])
