@@ -336,6 +336,11 @@ PROMPTCTL_WEBHOOK_TIMEOUT = env.float("PROMPTCTL_WEBHOOK_TIMEOUT", default=10.0)
 PROMPTCTL_WEBHOOK_MAX_ATTEMPTS = env.int("PROMPTCTL_WEBHOOK_MAX_ATTEMPTS", default=5)
 PROMPTCTL_WEBHOOK_BACKOFF = env.float("PROMPTCTL_WEBHOOK_BACKOFF", default=10.0)  # 10 s, 30 s, 90 s, 270 s: x3
 CELERY_BEAT_SCHEDULE["webhook-sweep"] = {"task": "promptctl.webhook_sweep", "schedule": 60.0}
+# Bound Managed Agents deployments read and compared with what promptctl set (promptctl/services/deployments.py).
+CELERY_BEAT_SCHEDULE["deployments-check"] = {
+    "task": "promptctl.deployments_check",
+    "schedule": env.float("PROMPTCTL_DEPLOYMENTS_CHECK_SECONDS", default=300.0),
+}
 
 LOGGING = {
     "version": 1,

@@ -21,12 +21,15 @@ from django.conf import settings
 from evals import selectors as eval_selectors
 from evals import services as eval_services
 from evals.models import EvalRun
-from promptctl import selectors, services
+from managed_agents import gateway
+from promptctl import config_files, selectors, services
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion, ChangeRequest
 from promptctl.tutorial import TICKETS_FILE, V1_PROMPT, V2_PROMPT
 
 AGENT_NAME = "ticket-triage"
+DEPLOYMENT_NAME = "nightly-digest"
+UPGRADE_MODEL = "claude-opus-4-7"
 TESTSET_NAME = "support-tickets"
 DEMO_USERS = (
     ("alice", "requester", "alice-demo-pass"),
@@ -107,6 +110,7 @@ class Story:
         self.say("bob approved")
         services.change_request_apply(change=change, actor=alice)
         self.say(f"applied: production is v{self.production_number(agent)}")
+        digest = self.deployment_bind(agent=agent, version=v1.number)
         route = services.change_request_create(
             agent=agent,
             kind="route",
@@ -138,7 +142,7 @@ class Story:
                 evidence_ref=f"comparison:{comparison.pk}",
             )
         except DomainError as refusal:
-            self.say(f"REFUSED: {refusal}")
+            self.say("REFUSED: " + str(refusal).removeprefix("Refused: "))
         else:
             raise DomainError("The regression gate let a regressed promotion be filed; the demo stops here.")
         accepted = services.change_request_create(
@@ -159,6 +163,7 @@ class Story:
         self.say("bob and carol approved")
         services.change_request_apply(change=accepted, actor=alice)
         self.say(f"applied: production is v{self.production_number(agent)}")
+        self.show_deployment(digest, "follows production")
 
         self.step(5, "billing complains: alice requests a rollback to v1, bob approves, alice applies")
         rollback = services.change_request_create(
@@ -171,6 +176,7 @@ class Story:
         services.change_request_approve(change=rollback, reviewer=bob, comment="Roll back.")
         services.change_request_apply(change=rollback, actor=alice)
         self.say(f"applied: production is v{self.production_number(agent)} again")
+        self.show_deployment(digest, "followed the rollback")
         verification = selectors.audit_chain_verify()
         self.say(verification.message)
         if not verification.ok:
@@ -182,8 +188,48 @@ class Story:
             self.goalposts_moved(agent=agent, v2=v2, comparison=comparison)
             step += 1
 
+        self.step(
+            step, "alice upgrades the model in the agent's config file: scored, compared and promoted like a prompt"
+        )
+        self.model_upgrade(agent=agent, deployment_id=digest)
+        step += 1
+
         self.step(step, "Final status")
         self.show_status(agent)
+
+    def model_upgrade(self, *, agent: Agent, deployment_id: str) -> None:
+        """Versions as code: export production's configuration, change the model, and take the same gate."""
+        alice, bob = self.users["alice"], self.users["bob"]
+        production = selectors.pins_for_agent(agent=agent)["production"].version
+        exported = selectors.version_config_export(agent=agent, number=production.number)
+        path = Path(settings.VAR_DIR) / "demo" / f"{agent.name}.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(exported["config_file"].replace(f'id = "{production.model}"', f'id = "{UPGRADE_MODEL}"'))
+        self.say(f"alice exports v{production.number}'s configuration to {path} and sets the model to {UPGRADE_MODEL}")
+        upgraded = services.version_create(agent=agent, config=config_files.config_file_read(path), actor=alice)
+        diff = selectors.version_diff(agent=agent, left_number=production.number, right_number=upgraded.number)
+        self.say(f"version {upgraded.number} recorded from the file; its diff against v{production.number}:")
+        for line in diff.lines():
+            self.say(f"  {line}")
+        gating = eval_selectors.testset_version_latest(testset=eval_selectors.testset_gating_for(agent=agent))
+        baseline = self.run_and_wait(agent_version=production, testset_version=gating, actor=alice)
+        candidate = self.run_and_wait(agent_version=upgraded, testset_version=gating, actor=alice)
+        comparison = eval_services.comparison_create(baseline_run=baseline, candidate_run=candidate, actor=alice)
+        self.show_comparison(eval_selectors.comparison_summary(comparison=comparison))
+        change = services.change_request_create(
+            agent=agent,
+            kind="promote",
+            target_number=upgraded.number,
+            reason=f"Model upgrade to {UPGRADE_MODEL}.",
+            actor=alice,
+            evidence_ref=f"comparison:{comparison.pk}",
+        )
+        services.change_request_approve(change=change, reviewer=bob, comment="Same routing on every team; upgrade.")
+        services.change_request_apply(change=change, actor=alice)
+        self.say(
+            f"change request #{change.pk} approved by bob and applied: production is v{self.production_number(agent)}"
+        )
+        self.show_deployment(deployment_id, "follows the model upgrade")
 
     def goalposts_moved(self, *, agent: Agent, v2: AgentVersion, comparison: Any) -> None:
         """A gating set trimmed after the approval makes the approved request stale: refused, and the reviewer told."""
@@ -211,7 +257,7 @@ class Story:
         try:
             services.change_request_apply(change=again, actor=alice)
         except DomainError as refusal:
-            self.say(f"REFUSED: {refusal}")
+            self.say("REFUSED: " + str(refusal).removeprefix("Refused: "))
         else:
             raise DomainError("An approval on evidence from the old gating set moved the pin; the demo stops here.")
         self.say(
@@ -219,6 +265,23 @@ class Story:
         )
 
     # --- helpers ---------------------------------------------------------------------
+
+    def deployment_bind(self, *, agent: Agent, version: int) -> str:
+        """A nightly deployment on the server (made there, as people do), bound by the admin to production."""
+        remote = gateway.deployment_create(
+            name=DEPLOYMENT_NAME,
+            agent_id=agent.remote_id,
+            version=version,
+            environment_id=agent.environment_id,
+            message="Summarise last night's support tickets by team.",
+        )
+        services.deployment_bind(agent=agent, deployment_id=remote.id, actor=self.users["admin"])
+        self.say(f"admin binds deployment {DEPLOYMENT_NAME} ({remote.id}) to production: it runs v{remote.version}")
+        return remote.id
+
+    def show_deployment(self, deployment_id: str, what: str) -> None:
+        remote = gateway.deployment_retrieve(deployment_id=deployment_id)  # read back from the server
+        self.say(f"deployment {remote.name} {what}: the server says it runs v{remote.version}")
 
     def production_number(self, agent: Agent) -> int | None:
         pin = selectors.pins_for_agent(agent=agent).get("production")

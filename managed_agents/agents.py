@@ -27,7 +27,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -301,8 +301,15 @@ def agent_update(
     system: str | None = None,
     model: str | None = None,
     marker: str | None = None,
+    fields: Mapping[str, Any] | None = None,
 ) -> RemoteAgentVersion:
     """Make a new version only if ``expected_version`` is still the latest (optimistic concurrency).
+
+    ``fields`` are further update parameters as the SDK takes them (``model``
+    as an object, ``description``, ``tools``, ``mcp_servers``, ``skills``,
+    ``multiagent``, ``execution_identity``, and ``metadata`` as a patch: the
+    write marker is added to it), checked by the caller against the SDK's
+    types (``promptctl.config_files``).
 
     A 409 is never retried: it means another change landed first, and the
     caller must look at what the server now has before deciding again. A
@@ -316,10 +323,14 @@ def agent_update(
         changes["system"] = system
     if model is not None:
         changes["model"] = model
-    if not changes:
-        raise GatewayError("Nothing to change: give a new system prompt or model.")
+    extra = dict(fields or {})
+    patch = extra.pop("metadata", None) or {}
+    changes.update(extra)
+    if not changes and not patch:
+        raise GatewayError("Nothing to change: give a new system prompt, model or other field.")
     agent_config_check(model=model, system=system)  # before the request: refused input makes no version
     marker = marker or write_marker()
+    changes["metadata"] = {**patch, WRITE_MARKER: marker}
     api = client().beta.agents
     attempts = Attempts()
 
@@ -329,7 +340,7 @@ def agent_update(
     what = f"update agent {agent_id}"
     try:
         agent = _write(
-            lambda: api.update(agent_id, version=expected_version, metadata={WRITE_MARKER: marker}, **changes),
+            lambda: api.update(agent_id, version=expected_version, **changes),
             what=what,
             landed=landed,
             attempts=attempts,

@@ -5,6 +5,7 @@ the rules live in the modules behind it:
 
 - ``managed_agents.client``: the SDK clients, the errors, the one retry policy;
 - ``managed_agents.agents``: environments and agents, the conditional update;
+- ``managed_agents.deployments``: deployments read, and pinned to a version (read-check-write-verify);
 - ``managed_agents.sessions``: one pinned session turn (async, with a sync wrapper);
 - ``managed_agents.tickets``: one ticket on one pinned version, read and classified.
 
@@ -37,6 +38,17 @@ from managed_agents.client import (
     client,
     client_reset,
 )
+from managed_agents.deployments import (
+    DeploymentArchived,
+    DeploymentMissing,
+    DeploymentNotVerified,
+    RemoteDeployment,
+    deployment_create,
+    deployment_list,
+    deployment_pin,
+    deployment_retrieve,
+    deployment_unpause,
+)
 from managed_agents.sessions import (
     Transcript,
     session_run,
@@ -47,6 +59,15 @@ from managed_agents.sessions import (
 from managed_agents.tickets import TicketRun, ticket_run, ticket_run_async
 
 __all__ = [
+    "DeploymentArchived",
+    "DeploymentMissing",
+    "DeploymentNotVerified",
+    "RemoteDeployment",
+    "deployment_create",
+    "deployment_list",
+    "deployment_pin",
+    "deployment_retrieve",
+    "deployment_unpause",
     "LIVE_API_BASE_URL",
     "OFFLINE_PLACEHOLDER_KEY",
     "WRITE_MARKER",

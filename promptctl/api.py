@@ -28,9 +28,10 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Path, Query, Router, Status
 
-from promptctl import selectors, services
+from promptctl import config_files, selectors, services
 from promptctl.api_auth import acting
 from promptctl.dbsteps import db_step
+from promptctl.errors import DomainError
 from promptctl.models import ChangeRequest
 from promptctl.schemas import READ_ERRORS, WRITE_ERRORS, ApproveIn, ChangeIn, RejectIn, VersionIn
 from promptctl.services.users import BOTS, REQUESTERS, REVIEWERS
@@ -125,16 +126,37 @@ def version_list(request: HttpRequest, name: str = AgentName):
 @router.post(
     "/agents/{name}/versions",
     response={201: dict[str, Any], **WRITE_ERRORS},
-    summary="Make a new server version with a new system prompt",
+    summary="Make a new server version from a whole configuration, or with a new system prompt",
 )
 @in_db_step
 def version_create(request: HttpRequest, payload: VersionIn, name: str = AgentName):
     agent = selectors.agent_get(name=name)
-    with acting(request):
-        version = services.version_create(
-            agent=agent, system_prompt=payload.system_prompt, actor=_user(request), model=payload.model
+    if (payload.config is None) == (payload.system_prompt is None):
+        raise DomainError(
+            "Send either `config` (the whole configuration) or `system_prompt` (and optionally `model`).",
+            code="bad_input",
+            fields=("config", "system_prompt"),
         )
+    config = None if payload.config is None else config_files.config_check(payload.config, source="config")
+    with acting(request):
+        if config is not None:
+            version = services.version_create(agent=agent, config=config, actor=_user(request), model=payload.model)
+        else:
+            version = services.version_create(
+                agent=agent, system_prompt=payload.system_prompt, actor=_user(request), model=payload.model
+            )
     return Status(201, selectors.version_as_dict(version))
+
+
+@router.get(
+    "/agents/{name}/export",
+    response={200: dict[str, Any], **READ_ERRORS},
+    summary="A version's whole configuration as a TOML file (the latest recorded version unless `version` is given)",
+)
+@in_db_step
+def agent_export(request: HttpRequest, name: str = AgentName, version: int | None = Query(None)):
+    agent = selectors.agent_get(name=name)
+    return selectors.version_config_export(agent=agent, number=version)
 
 
 @router.get(

@@ -16,7 +16,7 @@ class PromptctlConfig(AppConfig):
             registry.role_permissions_register(group_name, permissions)
         for provider in (selectors.timeline_versions, selectors.timeline_changes, selectors.timeline_approvals):
             registry.timeline_provider_register(provider)
-        for module_name in ("users", "agents", "versions", "changes", "audit", "database"):
+        for module_name in ("users", "agents", "versions", "changes", "deployments", "audit", "database"):
             registry.cli_group_register(f"promptctl.cli.{module_name}")
         for check in (
             record_checks.pins_match_record,

@@ -9,6 +9,8 @@ target, a canary's percentage, who may approve) is the services' to decide.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ninja import Schema
 from pydantic import ConfigDict, Field, StrictInt, StrictStr, field_validator
 
@@ -45,10 +47,19 @@ class _In(Schema):
 
 
 class VersionIn(_In):
-    """A new version of the agent: a new system prompt, and optionally a new model."""
+    """A new version of the agent: a whole configuration (``config``), or a new system prompt and optionally a model.
 
-    system_prompt: StrictStr = Field(..., min_length=1, max_length=SYSTEM_PROMPT_MAX)
+    ``config`` is the parsed configuration file (``promptctl.config_files``:
+    ``system`` inline, ``model``, ``tools``, ``mcp_servers``, ``skills``,
+    ``description``, ``metadata``, ...); it is checked against the SDK's
+    parameter types, unknown keys refused by name, before anything is sent.
+    """
+
+    system_prompt: StrictStr | None = Field(None, min_length=1, max_length=SYSTEM_PROMPT_MAX)
     model: StrictStr | None = Field(None, min_length=1, max_length=MODEL_MAX, description="default: keep the model")
+    config: dict[str, Any] | None = Field(
+        None, description="the whole configuration, as the TOML file parses (instead of system_prompt and model)"
+    )
 
 
 class ChangeIn(_In):

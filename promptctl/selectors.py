@@ -7,17 +7,16 @@ however many rows there are (joins and prefetches, no per-row lookups).
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
 
-from managed_agents import gateway
+from promptctl import config_files
 from promptctl.audit import AuditKeyError, AuditVerification, audit_verify
+from promptctl.diffs import FieldChange, VersionDiff, versions_compare  # noqa: F401 (FieldChange re-exported)
 from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent, AgentVersion, Approval, AuditEvent, ChangeRequest, Pin
 from promptctl.registry import registry
@@ -259,80 +258,28 @@ def agent_status(*, agent: Agent) -> dict[str, Any]:
     }
 
 
-# --- diffs --------------------------------------------------------------------------
-
-
-def _config_lines(version: AgentVersion) -> list[str]:
-    config = {key: value for key, value in gateway.config_without_marker(version.config).items() if key != "system"}
-    return json.dumps(config, indent=2, sort_keys=True, default=str).splitlines()
-
-
-@dataclass(frozen=True)
-class VersionDiff:
-    """Two versions compared: unified text for terminals, and aligned rows for side-by-side views."""
-
-    agent: Agent
-    left: AgentVersion
-    right: AgentVersion
-    system_unified: list[str]
-    config_unified: list[str]
-    system_rows: list[tuple[str, str, str]] = field(default_factory=list)
-    config_rows: list[tuple[str, str, str]] = field(default_factory=list)
-
-    @property
-    def identical(self) -> bool:
-        return not self.system_unified and not self.config_unified
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "agent": self.agent.name,
-            "left": version_as_dict(self.left),
-            "right": version_as_dict(self.right),
-            "identical": self.identical,
-            "system_prompt_diff": self.system_unified,
-            "config_diff": self.config_unified,
-        }
-
-
-def _side_by_side(left: list[str], right: list[str]) -> list[tuple[str, str, str]]:
-    """Rows of (operation, left line, right line), operation one of equal/replace/delete/insert."""
-    rows: list[tuple[str, str, str]] = []
-    matcher = difflib.SequenceMatcher(a=left, b=right, autojunk=False)
-    for operation, a_start, a_end, b_start, b_end in matcher.get_opcodes():
-        a_lines, b_lines = left[a_start:a_end], right[b_start:b_end]
-        for index in range(max(len(a_lines), len(b_lines))):
-            rows.append(
-                (
-                    operation,
-                    a_lines[index] if index < len(a_lines) else "",
-                    b_lines[index] if index < len(b_lines) else "",
-                )
-            )
-    return rows
+# --- diffs (promptctl.diffs) and configuration files (promptctl.config_files) ------------------------
 
 
 def version_diff(*, agent: Agent, left_number: int, right_number: int) -> VersionDiff:
+    """Two recorded versions compared: the prompt as a text diff, every other field one row per change."""
     left = version_get(agent=agent, number=left_number)
     right = version_get(agent=agent, number=right_number)
-    left_system, right_system = left.system_prompt.splitlines(), right.system_prompt.splitlines()
-    left_config, right_config = _config_lines(left), _config_lines(right)
-    return VersionDiff(
-        agent=agent,
-        left=left,
-        right=right,
-        system_unified=list(
-            difflib.unified_diff(
-                left_system, right_system, f"v{left.number}/system", f"v{right.number}/system", lineterm=""
-            )
-        ),
-        config_unified=list(
-            difflib.unified_diff(
-                left_config, right_config, f"v{left.number}/config", f"v{right.number}/config", lineterm=""
-            )
-        ),
-        system_rows=_side_by_side(left_system, right_system),
-        config_rows=_side_by_side(left_config, right_config),
+    return versions_compare(
+        agent=agent, left=left, right=right, summaries=(version_as_dict(left), version_as_dict(right))
     )
+
+
+def version_config_export(*, agent: Agent, number: int | None = None) -> dict[str, Any]:
+    """The configuration file of one recorded version (the latest when ``number`` is None), and what it holds."""
+    version = version_get(agent=agent, number=agent.latest_version_number if number is None else number)
+    return {
+        "agent": agent.name,
+        "version": version.number,
+        "config_sha256": version.config_hash,
+        "config": config_files.config_of_version(version.config),
+        "config_file": config_files.config_render(version.config, agent_name=agent.name, version_number=version.number),
+    }
 
 
 # --- the timeline ---------------------------------------------------------------------

@@ -10,6 +10,12 @@
   and ``promptctl.webhook_sweep()``: reviewer notifications, enqueued on commit
   by ``promptctl.services.notifications``; the sweep (beat, every minute)
   re-sends deliveries whose message was lost.
+- ``promptctl.deployments_check()``: reads every bound Managed Agents
+  deployment and records drift (``promptctl.services.deployments``); beat runs
+  it every ``PROMPTCTL_DEPLOYMENTS_CHECK_SECONDS``. Idempotent: a drift already
+  recorded is not audited again. ``promptctl.deployments_follow(agent_id,
+  channel)``: moves them onto the pin after an apply made inside a caller's
+  transaction (``deployments_follow_later``).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 
 from promptctl.audit import CheckpointRefused, audit_checkpoint_publish
+from promptctl.services.deployments import DeploymentsBehind, deployments_check_all, deployments_follow_pin
 from promptctl.services.notifications import (
     notification_email_send,
     webhook_deliveries_overdue,
@@ -102,3 +109,26 @@ def webhook_sweep() -> None:
     """Re-send deliveries whose message was lost (broker down at commit, worker killed mid-attempt)."""
     for delivery_id in webhook_deliveries_overdue():
         webhook_delivery_enqueue(delivery_id=delivery_id)
+
+
+# --- bound deployments (promptctl/services/deployments.py) ---------------------------------------
+
+
+@shared_task(name="promptctl.deployments_check", ignore_result=True)
+def deployments_check() -> dict[str, int]:
+    """Read every bound deployment and record drift; returns how many are not in step, per agent."""
+    return {agent: len(findings) for agent, findings in deployments_check_all().items()}
+
+
+@shared_task(name="promptctl.deployments_follow", ignore_result=True)
+def deployments_follow(agent_id: int, channel: str) -> None:
+    """Put the bound deployments on the channel's pin as it stands now (a repeat finds them there: a no-op)."""
+    from promptctl.models import Agent
+
+    agent = Agent.objects.filter(pk=agent_id).first()
+    if agent is None:
+        return
+    try:
+        deployments_follow_pin(agent=agent, channel=channel, actor=None)
+    except DeploymentsBehind:
+        pass  # recorded on the bindings (behind) and in the audit event; the checks and the admin show them

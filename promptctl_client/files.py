@@ -76,3 +76,29 @@ def text_file_read(path: str, *, what: str, setting: str = "PROMPTCTL_MAX_PROMPT
             "which the database cannot store: remove it and try again."
         )
     return text
+
+
+def config_file_read(path: str) -> dict:
+    """A configuration file (TOML) as the JSON the server takes: ``system_file`` read, relative to the file.
+
+    Parsed here with the standard library (``tomllib``); every other rule (the
+    SDK's parameter types, unknown keys, limits) is the server's, checked before
+    it sends anything (``promptctl/config_files.py``).
+    """
+    import tomllib
+
+    text = text_file_read(path, what="agent configuration")
+    try:
+        config = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ClientError(f"{path!r} is not valid TOML: {error}. Fix the file and try again.")
+    if "system_file" in config:
+        if "system" in config:
+            raise ClientError(
+                f"{path!r} sets both `system` and `system_file`: keep one (the prompt inline, or a path to it)."
+            )
+        relative = config.pop("system_file")
+        if not isinstance(relative, str) or not relative.strip():
+            raise ClientError(f"{path!r}: `system_file` must be a path relative to the configuration file.")
+        config["system"] = text_file_read(os.path.join(os.path.dirname(path) or ".", relative), what="system prompt")
+    return config

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import errors
+from . import deployments, errors
 from .eventlog import close_streams
 from .knobs import KnobError, knobs_updated
 from .routes import ROUTE_NAMES
@@ -52,4 +52,7 @@ CONTROL_ROUTES = {
     ("POST", "/_emulator/config"): configure,
     ("GET", "/_emulator/stats"): lambda state, body: stats(state),
     ("POST", "/_emulator/reset"): lambda state, body: reset(state),
+    ("POST", "/_emulator/deployments/fire"): lambda state, body: deployments.deployment_fire_scheduled(
+        state, str(body.get("deployment_id") or "")
+    ),
 }

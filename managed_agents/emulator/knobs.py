@@ -12,6 +12,7 @@ from typing import Any
 
 VERSION_STYLES = ("sequential", "timestamp")
 LOST_MODES = ("500", "close")  # how a lost response looks: a 500 after the work, or a dropped connection
+DEPLOYMENT_LATEST_MODES = ("pin", "float")  # a bare agent id on a deployment: pinned at write time, or floating
 
 
 class KnobError(ValueError):
@@ -46,6 +47,7 @@ class Knobs:
     create_window: float = 60.0
     retry_after: float = 0.2
     versions: str = "sequential"
+    deployment_latest: str = "pin"
     noise: float = 0.0
     seed: int | None = None
 
@@ -187,6 +189,10 @@ def knobs_updated(current: Knobs, changes: Mapping[str, Any], *, route_names: Co
             if str(value) not in LOST_MODES:
                 raise KnobError(f"lost_mode {value!r} must be one of {', '.join(LOST_MODES)}")
             values[name] = str(value)
+        elif name == "deployment_latest":
+            if value not in DEPLOYMENT_LATEST_MODES:
+                raise KnobError(f"deployment_latest {value!r} must be one of {', '.join(DEPLOYMENT_LATEST_MODES)}")
+            values[name] = value
         elif name == "versions":
             if value not in VERSION_STYLES:
                 raise KnobError(f"versions {value!r} must be one of {', '.join(VERSION_STYLES)}")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from . import errors
+from . import agentconfig, errors
 from .pagination import page_limit, paginate
 from .state import Agent, AgentVersion, EmulatorState, Environment, new_id
 from .timefilters import created_at_filter, include_archived
@@ -112,25 +112,13 @@ def environment_delete(state: EmulatorState, environment_id: str) -> dict[str, A
 
 def _model_config(value: Any, what: str) -> dict[str, Any]:
     """A model string or object becomes the response's model object, effort resolved as the API does."""
-    if isinstance(value, str) and value:
-        return {"id": value, "effort": {"type": "high"}, "speed": "standard"}
-    if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"]:
-        effort = value.get("effort") or "high"
-        return {
-            "id": value["id"],
-            "effort": {"type": effort} if isinstance(effort, str) else effort,
-            "speed": value.get("speed") or "standard",
-            **({"inference_geo": value["inference_geo"]} if value.get("inference_geo") else {}),
-        }
-    raise errors.invalid_request(f"{what}: `model` is required: a model id string or an object with `id`.")
+    return agentconfig.model_resolved(value, what)
 
 
-def _list_field(value: Any, field: str, what: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise errors.invalid_request(f"{what}: `{field}` must be an array.")
-    return list(value)
+def _description(value: Any, what: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise errors.invalid_request(f"{what}: `description` must be a string or null.")
+    return value or None
 
 
 def _next_version_number(state: EmulatorState, previous: int | None) -> int:
@@ -148,14 +136,17 @@ def _next_version_number(state: EmulatorState, previous: int | None) -> int:
 
 def agent_create(state: EmulatorState, body: Mapping[str, Any]) -> dict[str, Any]:
     what = "Creating an agent"
-    config = {
+    tools = agentconfig.tools_resolved(body.get("tools"), what)
+    mcp_servers = agentconfig.mcp_servers_checked(body.get("mcp_servers"), what)
+    agentconfig.mcp_references_checked(tools, mcp_servers, what)
+    config: dict[str, Any] = {
         "name": _required_text(body, "name", what),
-        "description": body.get("description"),
+        "description": _description(body.get("description"), what),
         "model": _model_config(body.get("model"), what),
         "system": body.get("system"),
-        "tools": _list_field(body.get("tools"), "tools", what),
-        "mcp_servers": _list_field(body.get("mcp_servers"), "mcp_servers", what),
-        "skills": _list_field(body.get("skills"), "skills", what),
+        "tools": tools,
+        "mcp_servers": mcp_servers,
+        "skills": agentconfig.skills_resolved(body.get("skills"), what),
         "metadata": _metadata(body.get("metadata"), what),
         "execution_identity": body.get("execution_identity") or {"type": "service_account"},
         "multiagent": body.get("multiagent"),
@@ -223,12 +214,18 @@ def agent_update(state: EmulatorState, agent_id: str, body: Mapping[str, Any]) -
             config["name"] = _required_text(body, "name", what)
         if "model" in body:
             config["model"] = _model_config(body["model"], what)
-        for field in ("description", "system", "multiagent"):
+        if "description" in body:
+            config["description"] = _description(body["description"], what)
+        for field in ("system", "multiagent"):
             if field in body:
                 config[field] = body[field] if body[field] != "" else None
-        for field in ("tools", "mcp_servers", "skills"):
-            if field in body:
-                config[field] = _list_field(body[field], field, what)
+        if "tools" in body:
+            config["tools"] = agentconfig.tools_resolved(body["tools"], what)
+        if "mcp_servers" in body:
+            config["mcp_servers"] = agentconfig.mcp_servers_checked(body["mcp_servers"], what)
+        if "skills" in body:
+            config["skills"] = agentconfig.skills_resolved(body["skills"], what)
+        agentconfig.mcp_references_checked(config["tools"], config["mcp_servers"], what)
         if "execution_identity" in body:
             config["execution_identity"] = body["execution_identity"] or {"type": "service_account"}
         if "metadata" in body and body["metadata"] is not None:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import events, resources, sessions
+from . import deployments, events, resources, sessions
 from .state import EmulatorState
 
 STREAM = "stream"  # marker: the handler answers with server-sent events, not JSON
@@ -103,6 +103,44 @@ ROUTES = [
         lambda s, r: events.events_list(s, _path(r, "session_id"), r.query, _array(r, "types")),
     ),
     Route("GET", "/v1/sessions/{session_id}/events/stream", lambda s, r: STREAM),
+    Route("POST", "/v1/deployments", lambda s, r: deployments.deployment_create(s, r.body)),
+    Route("GET", "/v1/deployments", lambda s, r: deployments.deployment_list(s, r.query)),
+    Route(
+        "GET",
+        "/v1/deployments/{deployment_id}",
+        lambda s, r: deployments.deployment_retrieve(s, _path(r, "deployment_id")),
+    ),
+    Route(
+        "POST",
+        "/v1/deployments/{deployment_id}",
+        lambda s, r: deployments.deployment_update(s, _path(r, "deployment_id"), r.body),
+    ),
+    Route(
+        "POST",
+        "/v1/deployments/{deployment_id}/archive",
+        lambda s, r: deployments.deployment_archive(s, _path(r, "deployment_id")),
+    ),
+    Route(
+        "POST",
+        "/v1/deployments/{deployment_id}/pause",
+        lambda s, r: deployments.deployment_pause(s, _path(r, "deployment_id")),
+    ),
+    Route(
+        "POST",
+        "/v1/deployments/{deployment_id}/unpause",
+        lambda s, r: deployments.deployment_unpause(s, _path(r, "deployment_id")),
+    ),
+    Route(
+        "POST",
+        "/v1/deployments/{deployment_id}/run",
+        lambda s, r: deployments.deployment_run(s, _path(r, "deployment_id")),
+    ),
+    Route("GET", "/v1/deployment_runs", lambda s, r: deployments.deployment_run_list(s, r.query)),
+    Route(
+        "GET",
+        "/v1/deployment_runs/{deployment_run_id}",
+        lambda s, r: deployments.deployment_run_retrieve(s, _path(r, "deployment_run_id")),
+    ),
 ]
 
 _COMPILED = [(route, route.pattern) for route in ROUTES]

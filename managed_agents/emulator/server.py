@@ -321,3 +321,12 @@ class EmulatorServer:
 
     def stats(self) -> dict[str, Any]:
         return control.stats(self.state)
+
+    def fire_deployment(self, deployment_id: str) -> dict[str, Any]:
+        """Fire a scheduled deployment now (same as ``POST /_emulator/deployments/fire``); refusals raise ``ValueError``."""
+        try:
+            return control.CONTROL_ROUTES[("POST", "/_emulator/deployments/fire")](
+                self.state, {"deployment_id": deployment_id}
+            )
+        except errors.ApiError as refusal:
+            raise ValueError(refusal.message) from None

@@ -22,7 +22,7 @@ from .turns import WORKING_STATUSES, user_message_received
 OVERRIDABLE_AGENT_FIELDS = ("system", "model", "tools", "mcp_servers", "skills")
 
 
-def _check_create_rate(state: EmulatorState) -> None:
+def check_create_rate(state: EmulatorState) -> None:
     """Sliding-window limit on session creates; over it, 429 with the wait until a slot frees.
 
     Caller holds the lock, and the clock is read under it, so the window's times stay in
@@ -84,7 +84,7 @@ def session_create(state: EmulatorState, body: Mapping[str, Any]) -> dict[str, A
     initial_texts = [user_message_accept(event) for event in body.get("initial_events") or []]
     now = time.time()
     with state.lock:
-        _check_create_rate(state)
+        check_create_rate(state)
         environment = environment_get(state, environment_id)
         if environment.archived_at is not None:
             raise errors.invalid_request(
@@ -133,6 +133,7 @@ def session_list(state: EmulatorState, query: Mapping[str, str], statuses: list[
     keep_created = created_at_filter(query)
     agent_id = query.get("agent_id")
     agent_version = query.get("agent_version")
+    deployment_id = query.get("deployment_id")
     with state.lock:
         items = [
             session
@@ -140,6 +141,7 @@ def session_list(state: EmulatorState, query: Mapping[str, str], statuses: list[
             if (include_archived(query) or session.archived_at is None)
             and (not statuses or session.status in statuses)
             and (not agent_id or session.agent_id == agent_id)
+            and (not deployment_id or session.deployment_id == deployment_id)
             and (not (agent_id and agent_version) or str(session.agent_version.number) == agent_version)
             and keep_created(session.created_at)
         ]

@@ -105,6 +105,62 @@ class Agent:
 
 
 @dataclasses.dataclass
+class Deployment:
+    """An agent bound to an environment and initial events, with an optional cron schedule.
+
+    ``agent_version`` is the pinned version; ``None`` only under the ``deployment_latest=float``
+    knob, where a bare agent id follows the agent's latest version (see docs/EMULATOR.md).
+    """
+
+    id: str
+    sequence: int
+    name: str
+    agent_id: str
+    agent_version: int | None
+    environment_id: str
+    initial_events: list[dict[str, Any]]
+    description: str | None
+    metadata: dict[str, str]
+    resources: list[dict[str, Any]]
+    vault_ids: list[str]
+    schedule: dict[str, Any] | None  # {"type": "cron", "expression", "timezone"} as given
+    budget: dict[str, Any] | None
+    created_at: float
+    updated_at: float
+    paused: bool = False
+    paused_reason: dict[str, Any] | None = None  # {"type": "manual"} or {"type": "error", "error": {...}}
+    archived_at: float | None = None
+    last_run_at: float | None = None  # the last schedule-triggered run (manual runs do not count)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeploymentRun:
+    """One append-only record of a deployment firing: a session id, or the error that stopped it."""
+
+    id: str
+    sequence: int
+    deployment_id: str
+    agent_id: str
+    agent_version: int
+    trigger: dict[str, Any]
+    created_at: float
+    session_id: str | None
+    error: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": "deployment_run",
+            "agent": {"id": self.agent_id, "type": "agent", "version": self.agent_version},
+            "created_at": rfc3339(self.created_at),
+            "deployment_id": self.deployment_id,
+            "error": self.error,
+            "session_id": self.session_id,
+            "trigger_context": self.trigger,
+        }
+
+
+@dataclasses.dataclass
 class Turn:
     """Work the session is doing for one user message; a stale token means it was interrupted."""
 
@@ -144,6 +200,7 @@ class Session:
     active_seconds: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
+    deployment_id: str | None = None  # set on sessions a deployment run created
 
     def to_json(self) -> dict[str, Any]:
         now = time.time()
@@ -165,7 +222,7 @@ class Session:
             "updated_at": rfc3339(self.updated_at),
             "archived_at": rfc3339(self.archived_at) if self.archived_at else None,
             "budget": None,
-            "deployment_id": None,
+            "deployment_id": self.deployment_id,
             "outcome_evaluations": [],
             "resources": [],
             "vault_ids": [],
@@ -196,6 +253,9 @@ class EmulatorState:
         self.agents: dict[str, Agent] = {}
         self.sessions: dict[str, Session] = {}
         self.sessions_created = 0  # deleted sessions included
+        self.deployments: dict[str, Deployment] = {}
+        self.deployment_runs: dict[str, DeploymentRun] = {}
+        self.deployment_updates = 0  # accepted deployments.update calls (refused and faulted ones excluded)
         self.request_counts: collections.Counter[str] = collections.Counter()
         self.fault_counts: collections.Counter[str] = collections.Counter()
         self.session_create_times: collections.deque[float] = collections.deque()
@@ -258,6 +318,13 @@ class EmulatorState:
             "agents": len(self.agents),
             "agent_versions": sum(len(agent.versions) for agent in self.agents.values()),
             "environments": len(self.environments),
+            "deployments": {
+                "total": len(self.deployments),
+                "paused": sum(d.paused and d.archived_at is None for d in self.deployments.values()),
+                "archived": sum(d.archived_at is not None for d in self.deployments.values()),
+                "updates": self.deployment_updates,
+                "runs": len(self.deployment_runs),
+            },
             "requests": dict(self.request_counts),
             "faults": dict(self.fault_counts),
             "knobs": self.knobs.as_dict(),

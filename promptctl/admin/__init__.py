@@ -18,7 +18,7 @@ reuse, re-exported here as ``from promptctl.admin import ReadOnlyAdminMixin``.
 from django.contrib import admin
 
 # Importing the modules registers their ModelAdmins with the site.
-from promptctl.admin import agents, audit, changes, notifications, tokens, versions  # noqa: F401
+from promptctl.admin import agents, audit, changes, deployments, notifications, tokens, versions  # noqa: F401
 from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin
 
 __all__ = ["ReadOnlyAdminMixin", "ReadOnlyHistoryAdmin"]

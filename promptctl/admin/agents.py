@@ -186,6 +186,11 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
                 name="promptctl_agent_timeline",
             ),
             path("<path:object_id>/sync/", self.admin_site.admin_view(self.sync_view), name="promptctl_agent_sync"),
+            path(
+                "<path:object_id>/deployments/restore/",
+                self.admin_site.admin_view(self.deployments_restore_view),
+                name="promptctl_agent_deployments_restore",
+            ),
         ]
         return urls + super().get_urls()
 
@@ -196,6 +201,8 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
             context["drift_versions"] = selectors.agent_drift(agent=agent)
             context["may_sync"] = request.user.has_perm("promptctl.add_agentversion")
             context["may_file"] = request.user.has_perm("promptctl.add_changerequest")
+            context["deployment_bindings"] = list(agent.deployment_bindings.order_by("channel", "deployment_id"))
+            context["may_restore"] = request.user.has_perm("promptctl.apply_changerequest")
         return super().change_view(request, object_id, form_url, context)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
@@ -270,6 +277,36 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
         for number, why in result.unstorable.items():
             messages.warning(
                 request, f"Version {number} on the server cannot be recorded ({why}); it cannot be pinned."
+            )
+        try:
+            drift = services.deployments_check(agent=agent, actor=request.user)
+        except DomainError as refusal:
+            refusal_show(request, refusal, prefix="Bound deployments could not be read: ")
+            drift = []
+        for finding in drift:
+            messages.warning(
+                request,
+                f"Deployment {finding.name or finding.deployment_id} is {finding.state}: {finding.problem}. "
+                "“Restore deployments to the pin” below puts the pin back on it.",
+            )
+        return HttpResponseRedirect(change_url)
+
+    def deployments_restore_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Put the channel's pin back on its bound deployments (``services.deployments_restore``)."""
+        agent = self._agent_or_404(request, object_id)
+        change_url = reverse("admin:promptctl_agent_change", args=[agent.pk])
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        channel = request.POST.get("channel") or PRODUCTION
+        try:
+            outcome = services.deployments_restore(agent=agent, channel=channel, actor=request.user)
+        except DomainError as refusal:
+            refusal_show(request, refusal)
+            return HttpResponseRedirect(change_url)
+        if outcome is not None:
+            messages.success(
+                request,
+                f"Deployments of {agent.name}/{channel} are on the pin's v{outcome.version}: {outcome.words()}.",
             )
         return HttpResponseRedirect(change_url)
 

@@ -1,9 +1,11 @@
-"""``promptctl agent create|list|status|sync``."""
+"""``promptctl agent create|list|status|export|sync``."""
 
 from __future__ import annotations
 
 from promptctl import selectors, services
 from promptctl.cli.common import actor_from_options, add_actor_argument
+from promptctl.cli.deployments import drift_print
+from promptctl.errors import DomainError
 from promptctl.inputs import text_file_read
 
 
@@ -28,10 +30,37 @@ def register(groups) -> None:
     status.add_argument("--agent", required=True)
     status.set_defaults(handler=agent_status)
 
-    sync = actions.add_parser("sync", help="record versions made on the server outside promptctl")
+    export = actions.add_parser("export", help="write a version's whole configuration as a TOML file")
+    export.add_argument("name", nargs="?", metavar="NAME", help="the agent (or --agent NAME)")
+    export.add_argument("--agent", dest="agent_option", metavar="NAME")
+    export.add_argument("--version", type=int, metavar="N", help="default: the latest recorded version")
+    export.add_argument("--output", metavar="FILE", help="default: print it")
+    export.set_defaults(handler=agent_export)
+
+    sync = actions.add_parser(
+        "sync", help="record versions made on the server outside promptctl; report drift of bound deployments"
+    )
     sync.add_argument("--agent", required=True)
     add_actor_argument(sync, required=False)
     sync.set_defaults(handler=agent_sync)
+
+
+def agent_export(options, out):
+    """The file ``version create --config`` takes back as "no change"; written to --output, or printed."""
+    name = options.name or options.agent_option
+    if not name or (options.name and options.agent_option and options.name != options.agent_option):
+        raise DomainError("Name one agent: `promptctl agent export NAME` (or --agent NAME).", code="bad_input")
+    exported = selectors.version_config_export(agent=selectors.agent_get(name=name), number=options.version)
+    if options.output:
+        try:
+            with open(options.output, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(exported["config_file"])
+        except OSError as error:
+            raise DomainError(f"Cannot write {options.output!r}: {error.strerror or error}.") from error
+        out.human(f"Wrote version {exported['version']} of {name} to {options.output}.")
+    else:
+        out.human(exported["config_file"].rstrip("\n"))
+    return exported
 
 
 def read_text_file(path: str, what: str) -> str:
@@ -146,7 +175,10 @@ def agent_sync(options, out):
         out.human(f"WARNING: the server's configuration of version {number} differs from what promptctl recorded.")
     for number, why in result.unstorable.items():
         out.human(f"WARNING: version {number} on the server cannot be recorded ({why}); it cannot be pinned.")
+    drift = services.deployments_check(agent=agent, actor=actor)  # bound deployments: changed outside promptctl?
+    drift_print(agent=agent, findings=drift, out=out)
     return {
+        "deployments": [finding.__dict__ for finding in drift],
         "agent": agent.name,
         "new_versions": [selectors.version_as_dict(v) for v in result.new_versions],
         "reconciled_versions": [selectors.version_as_dict(v) for v in result.reconciled],

@@ -21,6 +21,7 @@ from promptctl.models.agents import Agent, AgentVersion
 from promptctl.models.audit import AuditChainHead, AuditEvent
 from promptctl.models.changes import Approval, ChangeRequest, Pin
 from promptctl.models.common import PRODUCTION
+from promptctl.models.deployments import DeploymentBinding
 from promptctl.models.intents import VersionIntent
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "AuditChainHead",
     "AuditEvent",
     "ChangeRequest",
+    "DeploymentBinding",
     "PersonalToken",
     "Pin",
     "VersionIntent",

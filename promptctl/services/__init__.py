@@ -34,6 +34,14 @@ from promptctl.services.changes import (
     change_request_withdraw,
     reviewer_eligible,
 )
+from promptctl.services.deployments import (
+    DeploymentsBehind,
+    deployment_bind,
+    deployment_unbind,
+    deployments_check,
+    deployments_check_all,
+    deployments_restore,
+)
 from promptctl.services.notifications import change_notify, notification_email_send, webhook_delivery_attempt
 from promptctl.services.tokens import (
     IssuedToken,
@@ -83,6 +91,12 @@ __all__ = [
     "change_request_create",
     "change_request_reject",
     "change_request_withdraw",
+    "DeploymentsBehind",
+    "deployment_bind",
+    "deployment_unbind",
+    "deployments_check",
+    "deployments_check_all",
+    "deployments_restore",
     "reviewer_eligible",
     "change_notify",
     "notification_email_send",

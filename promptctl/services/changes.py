@@ -17,6 +17,8 @@ Either supersedes the request, and the refusal says what changed.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import transaction
@@ -29,6 +31,15 @@ from promptctl.records import saved_by
 from promptctl.registry import change_applier, promotion_gate
 from promptctl.selectors import change_request_decisions, previously_pinned_numbers
 from promptctl.services.common import ChangeConflict, PermissionRefused, _change_snapshot, _pin_snapshot, _require
+from promptctl.services.deployments import (
+    FollowOutcome,
+    deployments_behind_refusal,
+    deployments_finish_apply,
+    deployments_follow_later,
+    deployments_follow_record,
+    deployments_moves_for_change,
+    deployments_put_back,
+)
 from promptctl.services.notifications import change_notify
 from promptctl.services.routes import route_request_create
 from promptctl.services.users import BOTS
@@ -373,10 +384,21 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
     since they were filed against a state that no longer holds. A ``route``
     request moves no pin: the registered applier makes its agent the default,
     and only other route requests for the same agent are superseded.
+
+    Deployments bound to the channel follow a promotion or rollback (moved on
+    the server first, recorded with the pin's move); if some could not be
+    moved, the pin still moves and ``DeploymentsBehind`` names them, and
+    applying the request again finishes them (``promptctl.services.deployments``).
     """
     _require(actor, "apply_changerequest", "apply change requests")
+    finished = deployments_finish_apply(change=change, actor=actor)  # applied again: its deployments catch up
+    if finished is not None:
+        return finished
+    # Remote first (no network call under the locks below): bound deployments move to the target, and the
+    # transaction records which did beside the pin's move (promptctl.services.deployments).
+    followed = deployments_moves_for_change(change=change)
     superseded_message: str | None = None
-    with transaction.atomic():
+    with _deployments_put_back_on_refusal(followed, actor), transaction.atomic():
         agent = Agent.objects.select_for_update().get(pk=change.agent_id)
         pin = (
             Pin.objects.select_for_update(of=("self",))
@@ -443,6 +465,10 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
         else:
             promotion_gate().apply_gate(change=change)
             pin = _pin_move(agent=agent, pin=pin, change=change, actor=actor)
+            if followed is not None:
+                deployments_follow_record(outcome=followed, actor=actor, change=change)
+            else:  # nothing was moved first (the caller holds a transaction): they follow after commit
+                deployments_follow_later(agent=agent, channel=change.channel, version=pin.version.number, actor=actor)
             _close(
                 change,
                 status=ChangeRequest.Status.APPLIED,
@@ -466,9 +492,24 @@ def change_request_apply(*, change: ChangeRequest, actor: Any) -> Pin:
                     reason=_moved_message(change=other, pin=pin),
                 )
     if superseded_message is not None:
+        if followed is not None and followed.moved:
+            deployments_put_back(agent_id=change.agent_id, channel=change.channel, actor=actor)
         raise ChangeConflict(superseded_message)
     assert pin is not None  # moved just now, or (route) the production pin the request was filed on
+    if followed is not None and followed.failed:
+        raise deployments_behind_refusal(agent=agent, outcome=followed, change=change)
     return pin
+
+
+@contextmanager
+def _deployments_put_back_on_refusal(followed: FollowOutcome | None, actor: Any) -> Iterator[None]:
+    """Deployments moved for an apply that then refused go back on the pin as it stands."""
+    try:
+        yield
+    except BaseException:
+        if followed is not None and followed.moved:
+            deployments_put_back(agent_id=followed.agent_id, channel=followed.channel, actor=actor)
+        raise
 
 
 def _moved_message(*, change: ChangeRequest, pin: Pin | None) -> str:

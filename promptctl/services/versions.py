@@ -33,6 +33,7 @@ from django.db import DatabaseError, transaction
 
 from managed_agents import gateway, validation
 from promptctl.audit import audit_record
+from promptctl.config_files import AgentConfig, config_changes
 from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent, AgentVersion, VersionIntent
 from promptctl.records import saved_by
@@ -46,17 +47,40 @@ from promptctl.services.agents import (
 from promptctl.services.common import _agent_snapshot, _require
 
 
-def version_create(*, agent: Agent, system_prompt: str, actor: Any, model: str | None = None) -> AgentVersion:
+def version_create(
+    *,
+    agent: Agent,
+    actor: Any,
+    system_prompt: str | None = None,
+    model: str | None = None,
+    config: AgentConfig | None = None,
+) -> AgentVersion:
     """Make a new server version on top of the last one promptctl knows, and record it.
+
+    Either ``system_prompt`` (and optionally ``model``): only those change; or
+    ``config``, a whole configuration (``promptctl.config_files``): every field
+    that differs from the latest version is sent in the one conditional update,
+    and a configuration that differs in nothing (prompt, model, tools, MCP
+    servers, skills, description, metadata; the write marker never counts) is
+    refused as ``no_change``, since a version identical to its parent is noise
+    in every diff and review.
 
     The remote update is conditional on that version and runs outside any
     transaction; when the server has moved on, the agent is synced and the
     refusal names what the server now has.
     """
     _require(actor, "add_agentversion", "create versions")
-    if not (system_prompt or "").strip():
-        raise DomainError("The system prompt is empty: a version needs instructions.")
-    validation.agent_config_check(model=model, system=system_prompt)
+    if config is not None and (system_prompt is not None or model is not None):
+        raise DomainError(
+            "Give either a whole configuration or a system prompt (and model), not both.",
+            code="bad_input",
+            fields=("config",),
+            fix=Fix(cli="Use --config FILE alone, or --system-file (and --model).", web="Send one of the two."),
+        )
+    if config is None:
+        if not (system_prompt or "").strip():
+            raise DomainError("The system prompt is empty: a version needs instructions.")
+        validation.agent_config_check(model=model, system=system_prompt)
     agent = Agent.objects.get(pk=agent.pk)
     if VersionIntent.objects.filter(agent=agent, outcome=VersionIntent.Outcome.OPEN).exists():
         # An earlier create may have made a version promptctl has not recorded: settle it before building on it.
@@ -64,14 +88,41 @@ def version_create(*, agent: Agent, system_prompt: str, actor: Any, model: str |
         agent = Agent.objects.get(pk=agent.pk)
     expected = agent.latest_version_number
     latest = agent.versions.filter(number=expected).first()
-    if latest is not None and latest.system_prompt == system_prompt and (model is None or model == latest.model):
+    fields: dict[str, Any] = {}
+    if config is not None:
+        current = (
+            latest.config
+            if latest is not None
+            else gateway.agent_retrieve(agent_id=agent.remote_id, version=expected).config
+        )
+        fields = config_changes(current=current, proposed=config)
+        if not fields:
+            raise DomainError(
+                f"The configuration matches version {expected} of {agent.name} in every field (prompt, model, tools, "
+                "MCP servers, skills, description, metadata): nothing to create.",
+                code="no_change",
+                fields=("config",),
+                fix=Fix(
+                    cli=f"Edit the field you mean to change, then run the command again "
+                    f"(`promptctl agent export --agent {agent.name}` writes the current file).",
+                    web="Change the field you mean to change and send the configuration again.",
+                ),
+            )
+        system_prompt = fields.pop("system", None)
+    elif latest is not None and latest.system_prompt == system_prompt and (model is None or model == latest.model):
         raise DomainError(
-            f"Version {expected} of {agent.name} already has exactly this system prompt: nothing to create."
+            f"Version {expected} of {agent.name} already has exactly this system prompt: nothing to create.",
+            code="no_change",
         )
     intent = version_intent_open(agent=agent, base_version=expected, actor=actor)
     try:
         remote = gateway.agent_update(
-            agent_id=agent.remote_id, expected_version=expected, system=system_prompt, model=model, marker=intent.marker
+            agent_id=agent.remote_id,
+            expected_version=expected,
+            system=system_prompt,
+            model=model,
+            marker=intent.marker,
+            fields=fields,
         )
     except gateway.VersionConflict as conflict:
         # The sync in the refusal settles the intent: it finds its version, or resolves it as not made.

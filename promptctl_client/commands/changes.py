@@ -21,13 +21,25 @@ def register(groups) -> None:
         show = actions.add_parser(name, help="pins, versions, drift and open requests of one agent")
         show.add_argument("--agent", required=True)
         show.set_defaults(handler=agent_show)
+    export = actions.add_parser("export", help="write a version's whole configuration as a TOML file")
+    export.add_argument("name", nargs="?", metavar="NAME", help="the agent (or --agent NAME)")
+    export.add_argument("--agent", dest="agent_option", metavar="NAME")
+    export.add_argument("--version", type=int, metavar="N", help="default: the latest recorded version")
+    export.add_argument("--output", metavar="FILE", help="default: print it")
+    export.set_defaults(handler=agent_export)
 
     version = groups.add_parser("version", help="agent versions: create, list, show, diff")
     actions = version.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = actions.add_parser("create", help="make a new server version with a new system prompt")
+    create = actions.add_parser(
+        "create", help="make a new server version from a configuration file, or with a new system prompt"
+    )
     create.add_argument("--agent", required=True)
-    create.add_argument("--system-file", required=True, help="file holding the system prompt (UTF-8, 100 KB at most)")
-    create.add_argument("--model", help="change the model too (default: keep it)")
+    source = create.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--config", metavar="FILE", help="the whole configuration as TOML (`promptctl agent export` writes one)"
+    )
+    source.add_argument("--system-file", help="file holding a new system prompt (UTF-8, 100 KB at most)")
+    create.add_argument("--model", help="with --system-file: change the model too (default: keep it)")
     create.set_defaults(handler=version_create)
     listing = actions.add_parser("list", help="every recorded version of an agent")
     listing.add_argument("--agent", required=True)
@@ -171,11 +183,34 @@ def _versions_table(out, versions: list[dict], *, with_model: bool = True) -> No
     )
 
 
-def version_create(options, ctx):
-    from promptctl_client.files import text_file_read
+def agent_export(options, ctx):
+    name = options.name or options.agent_option
+    if not name or (options.name and options.agent_option and options.name != options.agent_option):
+        raise ClientError("Name one agent: `promptctl agent export NAME` (or --agent NAME).")
+    query = {} if options.version is None else {"version": options.version}
+    exported = ctx.api.get(f"/agents/{segment(name)}/export", query)
+    if options.output:
+        try:
+            with open(options.output, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(exported["config_file"])
+        except OSError as error:
+            raise ClientError(f"Cannot write {options.output!r}: {error.strerror or error}.")
+        ctx.out.human(f"Wrote version {exported['version']} of {name} to {options.output}.")
+    else:
+        ctx.out.human(exported["config_file"].rstrip("\n"))
+    return exported
 
-    prompt = text_file_read(options.system_file, what="system prompt")
-    body = {"system_prompt": prompt} | ({"model": options.model} if options.model else {})
+
+def version_create(options, ctx):
+    from promptctl_client.files import config_file_read, text_file_read
+
+    if options.config:
+        if options.model:
+            raise ClientError("--model goes with --system-file; with --config, set the model in the file.")
+        body = {"config": config_file_read(options.config)}
+    else:
+        prompt = text_file_read(options.system_file, what="system prompt")
+        body = {"system_prompt": prompt} | ({"model": options.model} if options.model else {})
     version = ctx.api.post(f"/agents/{segment(options.agent)}/versions", body)
     ctx.out.human(
         f"Created version {version['version']} of {options.agent} (config sha256 {version['config_sha256'][:12]})."
@@ -205,9 +240,26 @@ def version_diff(options, ctx):
     diff = ctx.api.get(f"/agents/{segment(options.agent)}/diff", {"from": options.left, "to": options.right})
     if diff["identical"]:
         ctx.out.human(f"Versions {options.left} and {options.right} of {diff['agent']} have the same configuration.")
-    for line in diff["system_prompt_diff"] + diff["config_diff"]:
+    for line in diff["system_prompt_diff"] + [_field_line(row) for row in diff.get("fields", [])]:
         ctx.out.human(line)
     return diff
+
+
+def _value_text(value) -> str:
+    import json
+
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _field_line(row: dict) -> str:
+    """``~ model: claude-sonnet-4-5 -> claude-sonnet-4-6``, as ``manage.py promptctl version diff`` prints it."""
+    if row["change"] == "added":
+        return f"+ {row['label']}: {_value_text(row['new'])}"
+    if row["change"] == "removed":
+        return f"- {row['label']}: {_value_text(row['old'])}"
+    return f"~ {row['label']}: {_value_text(row['old'])} -> {_value_text(row['new'])}"
 
 
 # --- change requests --------------------------------------------------------------------

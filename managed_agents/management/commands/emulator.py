@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from managed_agents.emulator.knobs import LOST_MODES, VERSION_STYLES
+from managed_agents.emulator.knobs import DEPLOYMENT_LATEST_MODES, LOST_MODES, VERSION_STYLES
 from managed_agents.emulator.server import EmulatorServer
 
 KNOB_FLAGS = (
@@ -46,11 +46,21 @@ class Command(BaseCommand):
         )
         parser.add_argument("--versions", choices=VERSION_STYLES, default=None, help="agent version numbering")
         parser.add_argument("--lost-mode", choices=LOST_MODES, default=None, help="a lost answer: 500, or close")
+        parser.add_argument(
+            "--deployment-latest",
+            choices=DEPLOYMENT_LATEST_MODES,
+            default=None,
+            help="a deployment given a bare agent id: pin its latest version (default), or float with it",
+        )
         for flag, kind, text in KNOB_FLAGS:
             parser.add_argument(flag, type=kind, default=None, help=text)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        names = [flag.removeprefix("--").replace("-", "_") for flag, _, _ in KNOB_FLAGS] + ["versions", "lost_mode"]
+        names = [flag.removeprefix("--").replace("-", "_") for flag, _, _ in KNOB_FLAGS] + [
+            "versions",
+            "lost_mode",
+            "deployment_latest",
+        ]
         knobs = {name: options[name] for name in names if options.get(name) is not None}
         try:
             server = EmulatorServer(host=options["host"], port=options["port"], **knobs)
