@@ -157,6 +157,26 @@ def _issued_key(world: dict) -> None:
     world["key"] = _triage().api_key_create(name="to-revoke", actor=world["admin"], all_agents=True).key
 
 
+def _remote_deployment(world: dict) -> None:
+    from managed_agents import gateway
+
+    agent = world["agent"]
+    world["deployment_id"] = gateway.deployment_create(
+        name="door-digest",
+        agent_id=agent.remote_id,
+        version=agent.latest_version_number,
+        environment_id=agent.environment_id,
+        message="Summarise the night's tickets.",
+    ).id
+
+
+def _bound_deployment(world: dict) -> None:
+    _remote_deployment(world)
+    world["binding"] = _services().deployment_bind(
+        agent=world["agent"], deployment_id=world["deployment_id"], actor=world["admin"]
+    )
+
+
 DOORS = [
     Door(
         "agent policy",
@@ -202,6 +222,18 @@ DOORS = [
         "issue an API key",
         "apikey.create",
         lambda w, actor: _triage().api_key_create(name="door-key", actor=actor, all_agents=True),
+    ),
+    Door(
+        "bind a deployment",
+        "deployment.bind",
+        lambda w, actor: _services().deployment_bind(agent=w["agent"], deployment_id=w["deployment_id"], actor=actor),
+        _remote_deployment,
+    ),
+    Door(
+        "unbind a deployment",
+        "deployment.unbind",
+        lambda w, actor: _services().deployment_unbind(binding=w["binding"], actor=actor),
+        _bound_deployment,
     ),
     Door(
         "revoke an API key",

@@ -31,7 +31,7 @@ BOTS = "bots"
 ROLES = ("requester", "reviewer", "admin", "bot")
 
 # Who may do what in change control, as "app_label.codename"; apps above add theirs through the
-# registry (frozen copies live in promptctl migration 0003 and evals migration 0002;
+# registry (frozen copies live in promptctl migrations 0003 and 0013 and evals migration 0002;
 # docs/CHANGE_CONTROL.md explains it).
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     REQUESTERS: (
@@ -45,6 +45,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "promptctl.apply_changerequest",
         "promptctl.view_approval",
         "promptctl.view_auditevent",
+        "promptctl.view_deploymentbinding",
+        "promptctl.view_versionintent",
     ),
     REVIEWERS: (
         "promptctl.view_agent",
@@ -55,6 +57,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "promptctl.apply_changerequest",
         "promptctl.view_approval",
         "promptctl.view_auditevent",
+        "promptctl.view_deploymentbinding",
+        "promptctl.view_versionintent",
     ),
 }
 
