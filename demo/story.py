@@ -42,10 +42,18 @@ TOKEN_DAYS = 7  # long enough to try the client after the demo; short, since the
 
 class Story:
     def __init__(
-        self, *, web_url: str, write: Callable[[str], None], run_timeout: float = 600.0, goalposts: bool = True
+        self,
+        *,
+        web_url: str,
+        write: Callable[[str], None],
+        run_timeout: float = 600.0,
+        goalposts: bool = True,
+        model_upgrade: bool = True,
     ) -> None:
         self.web_url = web_url.rstrip("/")
         self.goalposts = goalposts  # play the refused gating-set swap (python -m redteam plays it as an attack)
+        # The closing model upgrade (a v3 in production); python -m redteam attacks the tutorial's v1/v2 state instead.
+        self.model_upgrade = model_upgrade
         self.write = write
         self.run_timeout = run_timeout
         self.users: dict[str, Any] = {}
@@ -188,16 +196,17 @@ class Story:
             self.goalposts_moved(agent=agent, v2=v2, comparison=comparison)
             step += 1
 
-        self.step(
-            step, "alice upgrades the model in the agent's config file: scored, compared and promoted like a prompt"
-        )
-        self.model_upgrade(agent=agent, deployment_id=digest)
-        step += 1
+        if self.model_upgrade:
+            self.step(
+                step, "alice upgrades the model in the agent's config file: scored, compared and promoted like a prompt"
+            )
+            self.upgrade_model(agent=agent, deployment_id=digest)
+            step += 1
 
         self.step(step, "Final status")
         self.show_status(agent)
 
-    def model_upgrade(self, *, agent: Agent, deployment_id: str) -> None:
+    def upgrade_model(self, *, agent: Agent, deployment_id: str) -> None:
         """Versions as code: export production's configuration, change the model, and take the same gate."""
         alice, bob = self.users["alice"], self.users["bob"]
         production = selectors.pins_for_agent(agent=agent)["production"].version

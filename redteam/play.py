@@ -120,7 +120,9 @@ def _baseline_play(backend: str) -> None:
     stack.start("worker", process_argv("worker"))
     try:
         lines: list[str] = []
-        Story(web_url="http://127.0.0.1:0", write=lines.append, run_timeout=300, goalposts=False).play()
+        Story(
+            web_url="http://127.0.0.1:0", write=lines.append, run_timeout=300, goalposts=False, model_upgrade=False
+        ).play()
     finally:
         stack.stop()
 
