@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(DEV_ENV) $(BIN)/python -m bench.cli --json var/bench-cli.json
 	$(DEV_ENV) $(BIN)/python -m bench.soak --broker both --json var/bench-soak.json
 	$(DEV_ENV) $(BIN)/python -m bench.faults --json var/bench-faults.json
+	$(DEV_ENV) $(BIN)/python -m bench.scale --json var/bench-scale.json
 
 emulator: $(STAMP)
 	$(DEV_ENV) $(BIN)/python manage.py emulator --port 8765

@@ -247,7 +247,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "promptctl.audit_checkpoint",
         "schedule": env.float("PROMPTCTL_AUDIT_CHECKPOINT_SECONDS", default=300.0),
     },
+    # Retention (triage/services/retention.py, docs/OPERATIONS.md "Retention"): hourly by default.
+    "retention-purge": {
+        "task": "triage.retention_purge",
+        "schedule": env.float("PROMPTCTL_RETENTION_PURGE_SECONDS", default=3600.0),
+    },
 }
+# Retention of customer text: a logged ticket's subject, body, reply and request key (and a finished job's
+# text and its history copies) are emptied after this many days; every figure is kept. History rows of
+# tracked models older than PROMPTCTL_RETENTION_HISTORY_DAYS are deleted, each object's latest kept.
+PROMPTCTL_RETENTION_TICKET_TEXT_DAYS = env.int("PROMPTCTL_RETENTION_TICKET_TEXT_DAYS", default=30)
+PROMPTCTL_RETENTION_HISTORY_DAYS = env.int("PROMPTCTL_RETENTION_HISTORY_DAYS", default=90)
 # Shared session-creation budget (managed_agents/ratelimit.py): at most BUDGET creates in any WINDOW seconds,
 # BURST of them at once. Redis when the broker is Redis, else a flock'ed file under PROMPTCTL_VAR_DIR.
 PROMPTCTL_RATE_LIMITER = env.str("PROMPTCTL_RATE_LIMITER", default="auto")  # auto | redis | file | off

@@ -174,7 +174,10 @@ class EvalRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "created_at"], name="evalrun_status_lookup")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="evalrun_status_lookup"),
+            models.Index(fields=["-created_at", "-id"], name="evalrun_recent"),  # the runs list's order
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["queued", "running", "finished", "failed", "cancelled"]),
@@ -228,7 +231,10 @@ class EvalResult(ImmutableRecord):
 
     class Meta:
         ordering = ["run_id", "case_id", "attempt"]
-        indexes = [models.Index(fields=["run", "created_at"], name="evalresult_run_progress")]
+        indexes = [
+            models.Index(fields=["run", "created_at"], name="evalresult_run_progress"),
+            models.Index(fields=["kind", "run"], name="evalresult_kind"),  # the results list's filter
+        ]
         constraints = [
             models.UniqueConstraint(fields=["run", "case", "attempt"], name="evalresult_one_per_unit"),
             models.CheckConstraint(condition=Q(attempt__gte=1), name="evalresult_attempt_positive"),
@@ -264,6 +270,11 @@ class Comparison(ImmutableRecord):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # the comparisons list's order and its "regressed" filter (its agent filter uses the agent key's index)
+            models.Index(fields=["-created_at", "-id"], name="comparison_recent"),
+            models.Index(fields=["regressed", "-created_at"], name="comparison_regressed_recent"),
+        ]
         constraints = [
             models.CheckConstraint(condition=~Q(baseline_run=F("candidate_run")), name="comparison_two_different_runs"),
             models.CheckConstraint(

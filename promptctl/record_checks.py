@@ -66,7 +66,11 @@ def agent_policies_match_record() -> Iterator[str]:
             agent_id_ref=agent.pk, object_type="promptctl.agent", verb__in=("agent.create", "agent.policy")
         )
         if recorded is None:
-            yield f"agent {agent.name} has no audited creation: it was inserted outside promptctl."
+            # The live policy is in the sentence, so an archive's state baseline (promptctl.audit.segments)
+            # accepts this agent only with the policy it had when its creation was archived.
+            now = _agent_snapshot(agent)
+            policy = ", ".join(f"{key} {now.get(key)!r}" for key in POLICY_KEYS)
+            yield f"agent {agent.name} has no audited creation: it was inserted outside promptctl (policy: {policy})."
             continue
         now = _agent_snapshot(agent)
         changed = [key for key in POLICY_KEYS if key in recorded and recorded[key] != now[key]]

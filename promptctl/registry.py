@@ -73,7 +73,8 @@ class ReviewEvidence(Protocol):
         ...
 
 
-TimelineProvider = Callable[[Any], Iterable[Any]]
+# (agent, *, before: datetime | None, limit: int) -> at most `limit` entries at or before `before`, from bounded queries.
+TimelineProvider = Callable[..., Iterable[Any]]
 # A check of live state against the audit trail: yields one sentence per difference.
 RecordCheck = Callable[[], Iterable[str]]
 # Adds to a promotion's frozen evidence (e.g. triage's shadow record): (snapshot, target_version) -> snapshot.

@@ -133,9 +133,15 @@ def previously_pinned_numbers(*, agent: Agent, channel: str) -> set[int]:
     return set(applied.values_list("target_version__number", flat=True))
 
 
-def agent_drift(*, agent: Agent) -> list[AgentVersion]:
-    """Versions found on the server that promptctl did not make: each one is a warning on the agent."""
-    return list(agent.versions.filter(origin=AgentVersion.Origin.OUTSIDE).order_by("number"))
+def agent_drift(*, agent: Agent, limit: int | None = None) -> list[AgentVersion]:
+    """Versions found on the server that promptctl did not make: each one is a warning on the agent.
+
+    ``limit``: only the newest that many (the agent page's bounded warning), still oldest first.
+    """
+    outside = agent.versions.filter(origin=AgentVersion.Origin.OUTSIDE).defer("system_prompt", "config")
+    if limit is None:
+        return list(outside.order_by("number"))
+    return list(outside.order_by("-number")[:limit])[::-1]
 
 
 # --- representations for the CLI and API -------------------------------------------
@@ -282,6 +288,16 @@ def version_config_export(*, agent: Agent, number: int | None = None) -> dict[st
     }
 
 
+def agent_versions_recent(*, agent: Agent, limit: int = 20) -> list[AgentVersion]:
+    """The agent's newest ``limit`` versions (without their prompts and configs): the agent page's bounded slice."""
+    return list(
+        AgentVersion.objects.filter(agent=agent)
+        .select_related("created_by")
+        .defer("system_prompt", "config")
+        .order_by("-number")[:limit]
+    )
+
+
 # --- the timeline ---------------------------------------------------------------------
 
 
@@ -300,8 +316,21 @@ def _who(user: Any) -> str:
     return user.username if user is not None else "(server)"
 
 
-def timeline_versions(agent: Agent) -> Iterable[TimelineEntry]:
-    for version in agent.versions.select_related("created_by").order_by("created_at"):
+def timeline_window(queryset: QuerySet, field: str, *, before: dt.datetime | None, limit: int) -> QuerySet:
+    """The newest ``limit`` rows whose ``field`` is at or before ``before``: one bounded query over an index.
+
+    Every timeline source reads through this, so a page of the timeline costs the same at
+    ten rows or a million (``agent_timeline_page``).
+    """
+    rows = queryset.filter(**{f"{field}__isnull": False})
+    if before is not None:
+        rows = rows.filter(**{f"{field}__lte": before})
+    return rows.order_by(f"-{field}", "-pk")[:limit]
+
+
+def timeline_versions(agent: Agent, *, before: dt.datetime | None = None, limit: int = 50) -> Iterable[TimelineEntry]:
+    versions = AgentVersion.objects.filter(agent=agent).select_related("created_by").defer("system_prompt", "config")
+    for version in timeline_window(versions, "created_at", before=before, limit=limit):
         if version.origin == AgentVersion.Origin.OUTSIDE:
             yield TimelineEntry(
                 version.created_at,
@@ -320,12 +349,19 @@ def _change_request_url(change_id: int) -> str:
     return reverse("admin:promptctl_changerequest_change", args=[change_id])
 
 
-def timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
-    changes = ChangeRequest.objects.filter(agent=agent).select_related(
-        "target_version", "base_version", "requested_by", "closed_by"
+def timeline_changes(agent: Agent, *, before: dt.datetime | None = None, limit: int = 50) -> Iterable[TimelineEntry]:
+    """Requests filed, approved and closed: one bounded query per moment (each over an ``(agent, moment)`` index)."""
+    changes = (
+        ChangeRequest.objects.filter(agent=agent)
+        .select_related("target_version", "base_version", "requested_by", "closed_by")
+        .defer(
+            "target_version__system_prompt",
+            "target_version__config",
+            "base_version__system_prompt",
+            "base_version__config",
+        )
     )
-    for change in changes:
-        url = _change_request_url(change.pk)
+    for change in timeline_window(changes, "requested_at", before=before, limit=limit):
         extra = f" at {change.canary_percent}%" if change.kind == ChangeRequest.Kind.CANARY else ""
         evidence = (
             f"; evidence {change.evidence_type}:{change.evidence_id or change.evidence.get('reference', '')}"
@@ -338,39 +374,41 @@ def timeline_changes(agent: Agent) -> Iterable[TimelineEntry]:
             change.requested_by.username,
             f"requested #{change.pk}: {change.kind} {change.channel} to version {change.target_version.number}{extra}"
             f" — {change.reason}{evidence}",
-            url,
+            _change_request_url(change.pk),
         )
-        if change.approved_at:
+    for change in timeline_window(changes, "approved_at", before=before, limit=limit):
+        yield TimelineEntry(
+            change.approved_at,
+            "change request",
+            "",
+            f"#{change.pk} reached its {change.approvals_required} approval(s)",
+            _change_request_url(change.pk),
+        )
+    for change in timeline_window(changes, "closed_at", before=before, limit=limit):
+        url = _change_request_url(change.pk)
+        extra = f" at {change.canary_percent}%" if change.kind == ChangeRequest.Kind.CANARY else ""
+        if change.status == ChangeRequest.Status.APPLIED:
             yield TimelineEntry(
-                change.approved_at,
-                "change request",
-                "",
-                f"#{change.pk} reached its {change.approvals_required} approval(s)",
+                change.closed_at,
+                "pin move",
+                _who(change.closed_by),
+                f"applied #{change.pk}: {change.channel} pin moved "
+                f"{'to canary of' if change.kind == ChangeRequest.Kind.CANARY else 'to'} version {change.target_version.number}{extra}",
                 url,
             )
-        if change.closed_at:
-            if change.status == ChangeRequest.Status.APPLIED:
-                yield TimelineEntry(
-                    change.closed_at,
-                    "pin move",
-                    _who(change.closed_by),
-                    f"applied #{change.pk}: {change.channel} pin moved "
-                    f"{'to canary of' if change.kind == ChangeRequest.Kind.CANARY else 'to'} version {change.target_version.number}{extra}",
-                    url,
-                )
-            elif change.status != ChangeRequest.Status.REJECTED:
-                yield TimelineEntry(
-                    change.closed_at,
-                    "change request",
-                    _who(change.closed_by),
-                    f"#{change.pk} {change.status}: {change.status_reason}",
-                    url,
-                )
+        elif change.status != ChangeRequest.Status.REJECTED:
+            yield TimelineEntry(
+                change.closed_at,
+                "change request",
+                _who(change.closed_by),
+                f"#{change.pk} {change.status}: {change.status_reason}",
+                url,
+            )
 
 
-def timeline_approvals(agent: Agent) -> Iterable[TimelineEntry]:
+def timeline_approvals(agent: Agent, *, before: dt.datetime | None = None, limit: int = 50) -> Iterable[TimelineEntry]:
     approvals = Approval.objects.filter(change__agent=agent).select_related("reviewer")
-    for approval in approvals:
+    for approval in timeline_window(approvals, "created_at", before=before, limit=limit):
         verb = "approved" if approval.decision == Approval.Decision.APPROVE else "rejected"
         comment = f": {approval.comment}" if approval.comment else ""
         yield TimelineEntry(
@@ -382,13 +420,63 @@ def timeline_approvals(agent: Agent) -> Iterable[TimelineEntry]:
         )
 
 
-def agent_timeline(*, agent: Agent) -> list[TimelineEntry]:
-    """Every registered provider's entries for ``agent``, oldest first (ties keep provider order)."""
+TIMELINE_PAGE_SIZE = 50
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class TimelinePage:
+    """One page of an agent's timeline, newest first; ``next_before`` is the cursor of the next (older) page."""
+
+    entries: list[TimelineEntry]
+    next_before: dt.datetime | None
+
+
+def _timeline_collect(agent: Agent, *, before: dt.datetime | None, limit: int) -> list[TimelineEntry]:
     entries: list[TimelineEntry] = []
     for provider in list(registry.timeline_providers):
-        entries.extend(provider(agent))
-    epoch = dt.datetime.min.replace(tzinfo=dt.UTC)
-    return sorted(entries, key=lambda entry: entry.at or epoch)
+        entries.extend(provider(agent, before=before, limit=limit))
+    return entries
+
+
+def agent_timeline_page(
+    *, agent: Agent, before: dt.datetime | None = None, limit: int = TIMELINE_PAGE_SIZE
+) -> TimelinePage:
+    """The newest ``limit`` entries at or before ``before`` (keyset pagination over every provider's stream).
+
+    Each provider answers with at most ``limit + 1`` entries from bounded queries, so a page
+    costs the same however long the agent's history is. A page never splits entries that share
+    a moment: the cursor is the moment of the first entry not shown, and every entry at that
+    moment moves to the next page (a tie larger than a page widens that page instead).
+    """
+    if limit < 1:
+        raise DomainError(f"A timeline page holds at least one entry, got {limit}.")
+    size = limit
+    while True:
+        entries = sorted(
+            _timeline_collect(agent, before=before, limit=size + 1),
+            key=lambda entry: entry.at or _EPOCH,
+            reverse=True,
+        )
+        if len(entries) <= size:
+            return TimelinePage(entries=entries, next_before=None)
+        cut = entries[size].at
+        shown = [entry for entry in entries[:size] if entry.at != cut]
+        if shown:
+            return TimelinePage(entries=shown, next_before=cut)
+        size *= 2  # every entry of this page shares one moment with the next: widen until the tie fits
+
+
+def agent_timeline(*, agent: Agent) -> list[TimelineEntry]:
+    """Every entry of ``agent``'s timeline, oldest first: for the CLI and tests; the admin pages it instead."""
+    entries: list[TimelineEntry] = []
+    before: dt.datetime | None = None
+    while True:
+        page = agent_timeline_page(agent=agent, before=before, limit=500)
+        entries.extend(page.entries)
+        if page.next_before is None:
+            return entries[::-1]
+        before = page.next_before
 
 
 # --- audit ------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ class TriageConfig(AppConfig):
         registry.timeline_provider_register(selectors.timeline_canary_checks)
         registry.timeline_provider_register(selectors.timeline_shadow)
         registry.cli_group_register("triage.cli")
+        registry.cli_group_register("triage.retention_cli")
         registry.record_check_register(record_checks.default_agent_matches_record)
         # Jobs and shadow runs a killed worker lost, sent again from every worker's sweep timer (evals.tasks).
         registry.worker_sweep_register(services.triage_jobs_sweep)

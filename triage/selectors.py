@@ -1,28 +1,31 @@
 """Reads of the triage API's records: canary and shadow numbers, jobs, keys, the timeline.
 
 Selectors never write. Each aggregate is one query however many rows there
-are (the canary window is served by the ``triagerequest_canary_window`` index).
+are (the canary window is served by the ``triagerequest_canary_window`` index; the
+per-call canary check reads one ``CanaryCounter`` row).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Q
 
 from evals import selectors as evals_selectors
 from promptctl.errors import DomainError, Fix
 from promptctl.models import Agent, AgentVersion
-from promptctl.selectors import TimelineEntry
+from promptctl.selectors import TimelineEntry, timeline_window
 from triage import pins
 from triage.models import (
     ERROR_OUTCOMES,
     ApiKey,
     CanaryCheck,
     CanaryComparison,
+    CanaryCounter,
     CanaryPolicy,
     Outcome,
     RoutingPolicy,
@@ -52,7 +55,24 @@ class CanaryStats:
 
 
 def canary_stats(*, agent_id: int, pin_revision: int) -> CanaryStats:
-    """How the canary of one pin state has done so far: requests it served, invalid replies, failed sessions."""
+    """How the canary of one pin state has done so far: requests it served, invalid replies, failed sessions.
+
+    One read of the pin revision's ``CanaryCounter`` row (kept with every canary log insert), so the check that
+    runs on every canary call costs the same at 10 rows or 10 million; ``canary_stats_counted`` is the same
+    figure counted over the log.
+    """
+    counts = (
+        CanaryCounter.objects.filter(agent_id=agent_id, pin_revision=pin_revision)
+        .values("requests", "invalid", "errors")
+        .first()
+    )
+    if counts is None:
+        return CanaryStats(requests=0, invalid=0, errors=0)
+    return CanaryStats(requests=counts["requests"], invalid=counts["invalid"], errors=counts["errors"])
+
+
+def canary_stats_counted(*, agent_id: int, pin_revision: int) -> CanaryStats:
+    """``canary_stats`` counted over every logged canary request of the pin revision (audits and tests; scans)."""
     counts = TriageRequest.objects.filter(agent_id=agent_id, pin_revision=pin_revision, canary=True).aggregate(
         requests=Count("pk"),
         invalid=Count("pk", filter=Q(outcome=Outcome.INVALID)),
@@ -75,10 +95,19 @@ def _canary_limits(agent_id: int) -> dict[str, Any]:
     return values or dict(_POLICY_DEFAULTS)
 
 
-def _over(stats: CanaryStats, limits: dict[str, Any]) -> bool:
+def canary_limits_crossed(stats: CanaryStats, limits: dict[str, Any]) -> list[str]:
+    """The routing policy's limits a canary's figures cross (none before ``canary_min_requests`` calls).
+
+    The one place the rule lives: the per-call check and the check that ends the canary both ask it.
+    """
     if stats.requests < limits["canary_min_requests"]:
-        return False
-    return stats.invalid_rate > limits["canary_max_invalid_rate"] or stats.error_rate > limits["canary_max_error_rate"]
+        return []
+    crossed = []
+    if stats.invalid_rate > limits["canary_max_invalid_rate"]:
+        crossed.append("invalid output")
+    if stats.error_rate > limits["canary_max_error_rate"]:
+        crossed.append("failed sessions")
+    return crossed
 
 
 def canary_over_limits(*, route: pins.Route) -> bool:
@@ -89,7 +118,7 @@ def canary_over_limits(*, route: pins.Route) -> bool:
     if CanaryCheck.objects.filter(canary_change_id=route.pin_change_id).exists():
         return False
     stats = canary_stats(agent_id=route.agent_id, pin_revision=route.pin_revision)
-    return _over(stats, _canary_limits(route.agent_id))
+    return bool(canary_limits_crossed(stats, _canary_limits(route.agent_id)))
 
 
 # --- the canary watch: disagreement with production -------------------------------------------
@@ -326,8 +355,11 @@ def promotion_evidence_with_shadow(snapshot: dict, target_version) -> dict:
 # --- the agent timeline (promptctl's extension point) ------------------------------
 
 
-def timeline_canary_checks(agent: Agent) -> Iterable[TimelineEntry]:
-    for check in CanaryCheck.objects.filter(agent=agent).select_related("canary_version"):
+def timeline_canary_checks(
+    agent: Agent, *, before: dt.datetime | None = None, limit: int = 50
+) -> Iterable[TimelineEntry]:
+    checks = CanaryCheck.objects.filter(agent=agent).select_related("canary_version")
+    for check in timeline_window(checks, "created_at", before=before, limit=limit):
         yield TimelineEntry(
             check.created_at,
             "canary check",
@@ -341,18 +373,23 @@ def timeline_canary_checks(agent: Agent) -> Iterable[TimelineEntry]:
         )
 
 
-def timeline_shadow(agent: Agent) -> Iterable[TimelineEntry]:
-    versions = {v.pk: v for v in agent.versions.all()}
-    summaries = shadow_summaries(version_ids=versions)
-    for version_id, summary in summaries.items():
-        latest = (
-            ShadowResult.objects.filter(version_id=version_id)
-            .order_by("-created_at")
-            .values_list("created_at", flat=True)
-            .first()
-        )
-        if latest is None:  # the summary counted results, so there is one; a race with retention would skip it
+def timeline_shadow(agent: Agent, *, before: dt.datetime | None = None, limit: int = 50) -> Iterable[TimelineEntry]:
+    """One entry per shadowed version, at its latest shadow run: three queries whatever the number of versions."""
+    latest_rows = (
+        ShadowResult.objects.filter(version__agent=agent)
+        .values("version_id")
+        .annotate(latest=Max("created_at"))
+        .order_by("-latest", "-version_id")
+    )
+    if before is not None:
+        latest_rows = latest_rows.filter(latest__lte=before)
+    latest = {row["version_id"]: row["latest"] for row in latest_rows[:limit]}
+    if not latest:
+        return
+    summaries = shadow_summaries(version_ids=latest)
+    numbers = dict(AgentVersion.objects.filter(pk__in=latest).values_list("pk", "number"))
+    for version_id, at in latest.items():
+        summary = summaries.get(version_id)
+        if summary is None:  # a race with retention removed its results since the first query
             continue
-        yield TimelineEntry(
-            latest, "shadow", "promptctl", f"version {versions[version_id].number}: {summary.sentence()}"
-        )
+        yield TimelineEntry(at, "shadow", "promptctl", f"version {numbers[version_id]}: {summary.sentence()}")

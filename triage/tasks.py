@@ -16,6 +16,8 @@ worker runs on its sweep timer (registered in ``TriageConfig.ready``).
   policy, ends it). One per canary: a repeat finds the first.
 - ``triage.canary_compare(request_id)``: a ticket the canary answered, run on
   the production version to compare verdicts. One per request: a repeat finds it.
+- ``triage.retention_purge()``: the scheduled retention purge (beat, hourly by
+  default). A repeat finds nothing more to remove and writes no audit event.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from celery import shared_task
 
 from evals.tasks import worker_identity
 from triage import services
+from triage.services import retention
 
 
 @shared_task(name="triage.run_job", bind=True, ignore_result=True, acks_late=True)
@@ -44,3 +47,8 @@ def canary_end(agent_id: int, pin_revision: int) -> None:
 @shared_task(name="triage.canary_compare", ignore_result=True, acks_late=True)
 def canary_compare(request_id: int) -> None:
     services.canary_compare(request_id=request_id)
+
+
+@shared_task(name="triage.retention_purge", ignore_result=True)
+def retention_purge() -> None:
+    retention.retention_purge(actor=None)

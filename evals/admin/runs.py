@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
@@ -34,6 +35,24 @@ class EvalRunStartForm(forms.Form):
     )
 
 
+class RunChangeList(ChangeList):
+    """The runs list counts results for the page's runs only (one grouped, indexed query), never for every run."""
+
+    def get_results(self, request) -> None:
+        super().get_results(request)
+        runs = list(self.result_list)
+        done = dict(
+            EvalResult.objects.filter(run_id__in=[run.pk for run in runs])
+            .order_by()
+            .values_list("run_id")
+            .annotate(count=Count("id"))
+            .values_list("run_id", "count")
+        )
+        for run in runs:
+            run.done = done.get(run.pk, 0)
+        self.result_list = runs
+
+
 @admin.register(EvalRun)
 class EvalRunAdmin(ReadOnlyHistoryAdmin):
     list_display = (
@@ -53,8 +72,8 @@ class EvalRunAdmin(ReadOnlyHistoryAdmin):
     list_select_related = ("agent_version__agent", "testset_version__testset", "started_by")
     ordering = ("-created_at", "-id")
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).annotate(done=Count("results"))
+    def get_changelist(self, request, **kwargs):
+        return RunChangeList
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # runs change only through their buttons
@@ -240,6 +259,7 @@ class EvalResultAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     list_filter = ("kind",)
     list_select_related = ("run", "case")
+    show_full_result_count = False
     search_fields = ("case__external_id", "session_id")
     readonly_fields = [
         "latency" if field.name == "latency_seconds" else field.name for field in EvalResult._meta.fields

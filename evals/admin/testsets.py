@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from evals import services
 from evals.admin.common import admin_context as _context
 from evals.models import TestCase, TestSet, TestSetVersion
-from promptctl.admin import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin
+from promptctl.admin import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, display
 from promptctl.admin.mixins import refusal_text
 from promptctl.errors import DomainError
 from promptctl.models import Agent
@@ -136,12 +136,35 @@ class TestSetAdmin(ReadOnlyHistoryAdmin):
         return TemplateResponse(request, "admin/evals/testset_upload.html", context)
 
 
-class TestCaseInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = TestCase
-    fields = ("position", "external_id", "team", "priority", "subject", "tags")
+CASES_SHOWN = 50  # cases on a version's page; the rest are one link away, on a paginated list
+
+
+@admin.register(TestCase)
+class TestCaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every case of a version, 100 to a page (reached from the version's page, filtered to that version)."""
+
+    list_display = ("position", "external_id", "team", "priority", "subject_short", "tags")
+    list_display_links = ("external_id",)
+    list_select_related = ("version__testset",)
+    list_per_page = 100
+    show_full_result_count = False
+    search_fields = ("=external_id",)
+    ordering = ("version_id", "position")
+    fields = ("version", "position", "external_id", "team", "priority", "tags", "subject", "body")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("evals.view_testset") or super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request) -> bool:
+        return False  # reached from a version's page, not listed on its own
+
+    def lookup_allowed(self, lookup, value, request=None) -> bool:
+        return lookup in ("version__id__exact", "version") or super().lookup_allowed(lookup, value, request)
+
+    @admin.display(description="subject")
+    def subject_short(self, case: TestCase) -> str:
+        return display.truncated(case.subject, 60)
 
 
 @admin.register(TestSetVersion)
@@ -159,9 +182,9 @@ class TestSetVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "warnings",
         "created_by",
         "created_at",
+        "cases",
     )
     readonly_fields = fields
-    inlines = (TestCaseInline,)
 
     def has_view_permission(self, request, obj=None) -> bool:
         return request.user.has_perm("evals.view_testset") or super().has_view_permission(request, obj)
@@ -172,4 +195,39 @@ class TestSetVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             return "—"
         return format_html(
             "<ul>{}</ul>", format_html_join("", "<li>{}</li>", ((w["message"],) for w in version.label_warnings))
+        )
+
+    @admin.display(description="tickets")
+    def cases(self, version: TestSetVersion) -> str:
+        """The first ``CASES_SHOWN`` cases and a link to all of them: the page stays small at any set size."""
+        shown = list(
+            TestCase.objects.filter(version=version)
+            .order_by("position")
+            .only("position", "external_id", "team", "priority", "subject", "tags")[:CASES_SHOWN]
+        )
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    case.position,
+                    case.external_id,
+                    case.team,
+                    case.priority,
+                    display.truncated(case.subject, 60),
+                    ", ".join(map(str, case.tags)) or "—",
+                )
+                for case in shown
+            ),
+        )
+        link = reverse("admin:evals_testcase_changelist") + f"?version__id__exact={version.pk}"
+        return format_html(
+            '<p class="testset-cases-note">Showing the first {} of {} tickets. <a href="{}">All {} tickets</a> '
+            "(paginated).</p><table><thead><tr><th>#</th><th>id</th><th>team</th><th>priority</th><th>subject</th>"
+            "<th>tags</th></tr></thead><tbody>{}</tbody></table>",
+            len(shown),
+            version.case_count,
+            link,
+            version.case_count,
+            rows,
         )

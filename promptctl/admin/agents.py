@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Prefetch, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
+from django.utils.http import urlencode
 
 from promptctl import selectors, services
 from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, refusal_show
@@ -29,35 +33,10 @@ def _canary_text(pin: Pin | None) -> str:
     return f"v{pin.canary_version.number} at {pin.canary_percent}%"
 
 
+RECENT_VERSIONS = 20  # the agent page shows this many; the version list pages the rest
+
+
 # --- agents --------------------------------------------------------------------------
-
-
-class VersionInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = AgentVersion
-    fields = ("version_link", "origin_flag", "model", "created_by", "created_at", "config_short")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = False
-    ordering = ("-number",)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("created_by", "agent")
-
-    @admin.display(description="version")
-    def version_link(self, version: AgentVersion) -> str:
-        url = reverse("admin:promptctl_agentversion_change", args=[version.pk])
-        return format_html('<a href="{}">v{}</a>', url, version.number)
-
-    @admin.display(description="origin")
-    def origin_flag(self, version: AgentVersion) -> str:
-        if version.is_outside:
-            return mark_safe('<strong class="promptctl-warning">⚠ changed outside promptctl</strong>')
-        return "made through promptctl"
-
-    @admin.display(description="config sha256")
-    def config_short(self, version: AgentVersion) -> str:
-        return version.config_hash[:12]
 
 
 class PinInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -89,7 +68,7 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
         "approver_group",
     )
     search_fields = ("name", "remote_id")
-    inlines = (PinInline, VersionInline)
+    inlines = (PinInline,)  # versions: the recent slice in change_view, the rest paged in the version list
     readonly_fields = (
         "name",
         "remote_id",
@@ -198,11 +177,21 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
         agent = self.get_object(request, object_id)
         context = dict(extra_context or {})
         if agent is not None:
-            context["drift_versions"] = selectors.agent_drift(agent=agent)
+            context["drift_versions"] = selectors.agent_drift(agent=agent, limit=RECENT_VERSIONS)
+            context["drift_total"] = agent.versions_outside
+            context["drift_url"] = (
+                reverse("admin:promptctl_agentversion_changelist")
+                + f"?agent__id__exact={agent.pk}&origin__exact=outside"
+            )
             context["may_sync"] = request.user.has_perm("promptctl.add_agentversion")
             context["may_file"] = request.user.has_perm("promptctl.add_changerequest")
             context["deployment_bindings"] = list(agent.deployment_bindings.order_by("channel", "deployment_id"))
             context["may_restore"] = request.user.has_perm("promptctl.apply_changerequest")
+            context["recent_versions"] = selectors.agent_versions_recent(agent=agent, limit=RECENT_VERSIONS)
+            context["versions_total"] = agent.versions_total
+            context["versions_url"] = (
+                reverse("admin:promptctl_agentversion_changelist") + f"?agent__id__exact={agent.pk}"
+            )
         return super().change_view(request, object_id, form_url, context)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
@@ -231,14 +220,33 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
         return agent
 
     def timeline_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """One page of the timeline (``?before=`` the cursor an "Older entries" link carries), oldest first on the page."""
         agent = self._agent_or_404(request, object_id)
+        before = None
+        if request.GET.get("before"):
+            try:
+                before = parse_datetime(request.GET["before"])
+            except ValueError:
+                before = None
+            if before is not None and timezone.is_naive(before):
+                before = timezone.make_aware(before, dt.UTC)
+            if before is None:
+                messages.error(
+                    request, f"{request.GET['before']!r} is not a moment of the timeline; showing its newest entries."
+                )
+        page = selectors.agent_timeline_page(agent=agent, before=before)
+        timeline_url = reverse("admin:promptctl_agent_timeline", args=[agent.pk])
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "original": agent,
             "agent": agent,
             "title": f"Timeline of {agent.name}",
-            "entries": selectors.agent_timeline(agent=agent),
+            "entries": page.entries[::-1],
+            "older_url": f"{timeline_url}?{urlencode({'before': page.next_before.isoformat()})}"
+            if page.next_before
+            else "",
+            "newest_url": timeline_url if before else "",
             "pins": selectors.pins_for_agent(agent=agent),
         }
         return TemplateResponse(request, "admin/promptctl/agent/timeline.html", context)

@@ -10,6 +10,7 @@ from django.urls import path, reverse
 from promptctl import selectors
 from promptctl.admin import display
 from promptctl.admin.mixins import ReadOnlyAdminMixin
+from promptctl.admin.paging import EstimatedCountPaginator
 from promptctl.models import AuditEvent
 
 
@@ -39,6 +40,9 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = fields
     list_select_related = ("actor",)
     change_list_template = "admin/promptctl/auditevent/change_list.html"
+    # The log only grows: no full count per page (promptctl.admin.paging).
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
 
     @admin.display(description="actor", ordering="actor_username")
     def who(self, event: AuditEvent) -> str:

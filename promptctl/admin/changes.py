@@ -6,8 +6,9 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -16,6 +17,7 @@ from django.utils.safestring import mark_safe
 
 from promptctl import services
 from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, refusal_show, refusal_text
+from promptctl.admin.paging import EstimatedCountPaginator
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Agent, AgentVersion, Approval, ChangeRequest, Pin
 from promptctl.registry import review_evidence
@@ -111,6 +113,22 @@ ACTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+class ApprovalCountChangeList(ChangeList):
+    """Counts approvals for the page's rows only (one grouped query), never over every request before the limit."""
+
+    def get_results(self, request) -> None:
+        super().get_results(request)
+        page = list(self.result_list)
+        counts = dict(
+            Approval.objects.filter(change_id__in=[change.pk for change in page], decision=Approval.Decision.APPROVE)
+            .values("change_id")
+            .annotate(approvals=Count("pk"))
+            .values_list("change_id", "approvals")
+        )
+        for change in page:
+            change.approval_count = counts.get(change.pk, 0)
+
+
 @admin.register(ChangeRequest)
 class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
     list_display = (
@@ -128,6 +146,8 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
     list_display_links = ("id",)
     list_filter = ("status", "agent", "kind", "channel")
     list_select_related = ("agent", "base_version", "target_version", "requested_by")
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     search_fields = ("reason", "agent__name")
     inlines = (ApprovalInline,)
     fields = (
@@ -163,8 +183,10 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
             super()
             .get_queryset(request)
             .select_related("agent", "base_version", "target_version", "requested_by", "closed_by")
-            .annotate(approval_count=Count("approvals", filter=Q(approvals__decision=Approval.Decision.APPROVE)))
         )
+
+    def get_changelist(self, request, **kwargs):
+        return ApprovalCountChangeList
 
     def has_add_permission(self, request) -> bool:
         return request.user.has_perm("promptctl.add_changerequest")

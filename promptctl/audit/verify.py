@@ -16,6 +16,16 @@ Rules, and why:
   (truncation, a deleted tail with the head rewound) the checkpoints do.
 - Events after the latest checkpoint are covered by their MACs only; the
   report says how many and how old that checkpoint is.
+- Events archived with ``promptctl audit archive`` (``promptctl.audit.segments``)
+  are gone from the table on purpose: the walk starts from the latest
+  archived seal, whose MAC the checkpoint file records, and the first live
+  event must link to it. Segment rows must carry their MACs, follow each
+  other seal to seal, and the last archived one must have its
+  ``audit.archive`` event in the live chain (archiving without the command
+  is named). An exported segment is verified on its own by
+  ``audit_segment_file_verify``. The state checks' sentences recorded as
+  that event's state baseline are accepted word for word (see
+  ``promptctl.audit.segments``); any other is named.
 - The state the events describe (pins, approval policies, approvers, the
   default agent, gating sets) must still be what the trail last says: the
   checks registered in ``promptctl.registry`` name state changed without an
@@ -35,6 +45,7 @@ from django.utils import timezone
 from promptctl.audit.checkpoints import Checkpoint, checkpoint_path, checkpoints_read
 from promptctl.audit.keys import audit_key_ring
 from promptctl.audit.macs import GENESIS_HASH, LEGACY_KEY_ID, event_mac, legacy_event_hash, macs_equal, timestamp
+from promptctl.audit.segments import archive_baseline, archive_event_after, archived_through
 from promptctl.models import AuditChainHead, AuditEvent
 from promptctl.registry import registry
 
@@ -51,6 +62,7 @@ KIND_NAMES = {
     "head_mismatch": "chain head tampered",
     "state_drift": "live state differs from the record",
     "checkpoints_missing": "checkpoint file missing",
+    "segment": "archived segment not as sealed",
 }
 
 
@@ -93,6 +105,7 @@ class AuditVerification:
     uncovered: int = 0
     checkpoint_file: str = ""
     notes: tuple[str, ...] = field(default=())
+    archived_through: int = 0
 
     @property
     def coverage(self) -> str:
@@ -113,7 +126,11 @@ class AuditVerification:
     @property
     def message(self) -> str:
         if self.ok:
-            return f"Audit chain verified: {self.checked} events, intact up to #{self.head_sequence}. " + self.coverage
+            start = f" from the seal of #{self.archived_through} (archived before it)" if self.archived_through else ""
+            return (
+                f"Audit chain verified: {self.checked} events, intact{start} up to #{self.head_sequence}. "
+                + self.coverage
+            )
         if all(finding.kind == "state_drift" for finding in self.findings):
             more = f" (and {len(self.findings) - 1} more; see --json)" if len(self.findings) > 1 else ""
             return f"Audit chain intact ({self.checked} events); the live state differs from it: {self.findings[0].detail}{more}"
@@ -140,6 +157,7 @@ class AuditVerification:
             "checkpoint_file": self.checkpoint_file,
             "coverage": self.coverage,
             "notes": list(self.notes),
+            "archived_through": self.archived_through,
         }
 
 
@@ -235,6 +253,22 @@ def audit_verify() -> AuditVerification:
     legacy_until = max((checkpoint.legacy_until for checkpoint in valid), default=None)
 
     previous_sequence, previous_hash, checked, keyed_seen = 0, GENESIS_HASH, 0, False
+    archived_sequence, archived_mac, segment_problems = archived_through()
+    for problem in segment_problems:
+        findings.add("segment", None, problem + ".")
+    lowest = AuditEvent.objects.order_by("sequence").values_list("sequence", flat=True).first()
+    if archived_sequence and (lowest is None or lowest > archived_sequence):
+        previous_sequence, previous_hash = archived_sequence, archived_mac
+        keyed_seen = archived_sequence > (legacy_until or 0)  # keyed events were archived
+        if archive_event_after(archived_sequence) is None:
+            findings.add(
+                "segment",
+                archived_sequence,
+                f"events up to #{archived_sequence} are marked archived, but the live chain holds no "
+                "`audit.archive` event for that segment: they were deleted outside `promptctl audit archive`.",
+            )
+    else:
+        archived_sequence = 0
     for event, unreadable in _events_in_order():
         if event is None or not _readable(event):
             # A row an insider wrote with the wrong types: named, and the walk goes on past it.
@@ -363,9 +397,19 @@ def audit_verify() -> AuditVerification:
     if findings.items:
         notes.append("The live state was not compared with the record: the chain itself is broken.")
     else:
+        baseline = set(archive_baseline(archived_sequence))
+        accepted = 0
         for check in registry.record_checks:
             for problem in check():
+                if problem in baseline:
+                    accepted += 1  # said, word for word, when the history behind it was archived
+                    continue
                 findings.add("state_drift", None, problem)
+        if accepted:
+            notes.append(
+                f"{accepted} state comparison(s) rest on archived events and read as they did when those were "
+                "archived (the state baseline in the `audit.archive` event)."
+            )
 
     latest = valid[-1] if valid else None
     age = (timezone.now() - latest.published).total_seconds() if latest else None
@@ -390,4 +434,5 @@ def audit_verify() -> AuditVerification:
         uncovered=max(0, previous_sequence - covered_to) if latest else previous_sequence,
         checkpoint_file=str(checkpoint_path()),
         notes=tuple(notes),
+        archived_through=archived_sequence,
     )

@@ -18,7 +18,7 @@ Writes go through ``promptctl.services``; nothing here moves state on its own.
 
 from promptctl.models.access import PersonalToken, Webhook, WebhookDelivery
 from promptctl.models.agents import Agent, AgentVersion
-from promptctl.models.audit import AuditChainHead, AuditEvent
+from promptctl.models.audit import AuditChainHead, AuditEvent, AuditSegment
 from promptctl.models.changes import Approval, ChangeRequest, Pin
 from promptctl.models.common import PRODUCTION
 from promptctl.models.deployments import DeploymentBinding
@@ -31,6 +31,7 @@ __all__ = [
     "Approval",
     "AuditChainHead",
     "AuditEvent",
+    "AuditSegment",
     "ChangeRequest",
     "DeploymentBinding",
     "PersonalToken",

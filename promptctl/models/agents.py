@@ -97,6 +97,11 @@ class AgentVersion(models.Model):
 
     class Meta:
         ordering = ["agent_id", "number"]
+        # The timeline reads an agent's versions newest first; the admin filters on origin (migration 0014).
+        indexes = [
+            models.Index(fields=["agent", "created_at"], name="agentversion_agent_created"),
+            models.Index(fields=["origin", "agent"], name="agentversion_origin"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["agent", "number"], name="agentversion_unique_number_per_agent"),
             # Lets pins, change requests and (on PostgreSQL) composite foreign keys

@@ -48,6 +48,11 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["sequence"]
+        # The admin's filters, each read newest first (migration 0014).
+        indexes = [
+            models.Index(fields=["verb", "-sequence"], name="auditevent_verb"),
+            models.Index(fields=["object_type", "-sequence"], name="auditevent_object_type"),
+        ]
         constraints = [models.CheckConstraint(condition=Q(sequence__gte=1), name="auditevent_sequence_positive")]
 
     def __str__(self) -> str:
@@ -74,3 +79,41 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head at #{self.sequence}"
+
+
+class AuditSegment(models.Model):
+    """A sealed, exported stretch of the chain (events ``first_sequence``..``last_sequence``); see ``promptctl.audit.segments``.
+
+    Insert-only but for ``archived_at``/``archived_events``, set once when the
+    segment's events are deleted; the database refuses deleting the row and
+    refuses deleting any audit event no archived segment covers (migration 0015).
+    """
+
+    number = models.PositiveIntegerField(unique=True, editable=False)
+    first_sequence = models.PositiveBigIntegerField(editable=False)
+    last_sequence = models.PositiveBigIntegerField(unique=True, editable=False)
+    last_mac = models.CharField(max_length=64, editable=False, help_text="the MAC of event last_sequence (the seal)")
+    previous_seal_mac = models.CharField(max_length=64, editable=False, help_text="the previous segment's seal")
+    file_mac = models.CharField(max_length=64, editable=False, help_text="the MAC over the exported file")
+    export_path = models.CharField(max_length=500, editable=False)
+    export_verified = models.BooleanField(default=False, editable=False)
+    key_id = models.CharField(max_length=32, editable=False, help_text="the audit key that MACed file and row")
+    row_mac = models.CharField(max_length=64, editable=False, help_text="MAC over this row's sealed fields")
+    sealed_at = models.DateTimeField(editable=False)
+    archived_at = models.DateTimeField(null=True, blank=True, editable=False)
+    archived_events = models.PositiveBigIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(first_sequence__gte=1) & Q(last_sequence__gte=models.F("first_sequence")),
+                name="auditsegment_range_valid",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"audit segment {self.number}: #{self.first_sequence} to #{self.last_sequence}"
+
+    def delete(self, *args, **kwargs):
+        raise DomainError("Audit segments are part of the record: they cannot be deleted.")

@@ -78,7 +78,18 @@ class ChangeRequest(models.Model):
             ("approve_changerequest", "Can approve or reject change requests"),
             ("apply_changerequest", "Can apply approved change requests"),
         ]
-        indexes = [models.Index(fields=["agent", "channel", "status"], name="changerequest_open_lookup")]
+        # The open-request lookup; the timeline's three moments per agent; the admin list's order and filters
+        # (migration 0014: a filtered page reads its rows from an index, not a sort of the table).
+        indexes = [
+            models.Index(fields=["agent", "channel", "status"], name="changerequest_open_lookup"),
+            models.Index(fields=["agent", "requested_at"], name="changerequest_agent_requested"),
+            models.Index(fields=["agent", "approved_at"], name="changerequest_agent_approved"),
+            models.Index(fields=["agent", "closed_at"], name="changerequest_agent_closed"),
+            models.Index(fields=["-requested_at", "-id"], name="changerequest_newest"),
+            models.Index(fields=["status", "-requested_at"], name="changerequest_status"),
+            models.Index(fields=["kind", "-requested_at"], name="changerequest_kind"),
+            models.Index(fields=["channel", "-requested_at"], name="changerequest_channel"),
+        ]
         constraints = [
             # Lets approvals (on PostgreSQL) insist that their copied requester is the request's.
             models.UniqueConstraint(fields=["id", "requested_by"], name="changerequest_unique_id_requester"),
@@ -149,6 +160,7 @@ class Approval(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["created_at"], name="approval_created")]  # the timeline, newest first
         constraints = [
             models.UniqueConstraint(fields=["change", "reviewer"], name="approval_one_per_reviewer"),
             models.CheckConstraint(condition=~Q(reviewer=F("requester")), name="approval_reviewer_is_not_requester"),

@@ -50,7 +50,7 @@ ALL_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REF
 
 # promptctl's record models that are not ``ImmutableRecord`` subclasses (their own save/delete refuse).
 RECORD_MODELS = {"promptctl.agentversion", "promptctl.approval", "promptctl.auditevent"}
-NO_DELETE_MODELS = {"promptctl.changerequest", "promptctl.pin", "promptctl.auditchainhead"}
+NO_DELETE_MODELS = {"promptctl.changerequest", "promptctl.pin", "promptctl.auditchainhead", "promptctl.auditsegment"}
 READ_ONLY_TABLES = {"django_migrations"}
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

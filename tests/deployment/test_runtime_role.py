@@ -49,7 +49,7 @@ def _first_column(table: str) -> str:
 def test_the_plan_keeps_the_record_append_only():
     grants = {grant.table: grant.privileges for grant in runtime_grants()}
     assert {table: grants[table] for table in RECORD_TABLES} == {table: APPEND for table in RECORD_TABLES}
-    assert grants["promptctl_changerequest"] == grants["promptctl_pin"] == NO_DELETE
+    assert grants["promptctl_changerequest"] == grants["promptctl_pin"] == grants["promptctl_auditsegment"] == NO_DELETE
     assert all(privileges == APPEND for table, privileges in grants.items() if "_historical" in table)
     assert not any("TRUNCATE" in privileges for privileges in grants.values())
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.functional import cached_property
 from django.utils.html import format_html_join
 
 from evals.models import TestSet
@@ -16,6 +20,52 @@ from triage import services
 from triage.models import Outcome, TriageCorrection, TriageRequest
 
 SHOWN_ON_CONFIRM = 50  # rows listed on the confirmation page; the count says how many there are in all
+COUNT_LIMIT = 10_000  # the list counts matches up to this many (pages past it: narrow the filters)
+SQLITE_SEARCH_ROWS = 5_000  # SQLite has no trigram index: its search reads only this many newest rows
+
+
+class BoundedPaginator(Paginator):
+    """The request log's paginator: a count that costs the same at any size.
+
+    Unfiltered on PostgreSQL it is the planner's row estimate (``pg_class.reltuples``);
+    otherwise matches are counted only up to ``COUNT_LIMIT`` (a ``COUNT`` over a
+    ``LIMIT``), so a filter or search matching millions of rows stops counting early.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if connection.vendor == "postgresql" and not queryset.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [TriageRequest._meta.db_table]
+                )
+                row = cursor.fetchone()
+            if row and row[0] > COUNT_LIMIT:
+                return int(row[0])
+        return queryset.order_by()[:COUNT_LIMIT].count()
+
+
+def request_log_search(queryset, term: str):
+    """Requests whose subject contains ``term``, or whose request key or session id is ``term``.
+
+    Never a scan of the whole log: on PostgreSQL ``icontains`` on the subject
+    (``UPPER(subject) LIKE``) is served by the ``pg_trgm`` GIN index of
+    migration 0009 and the keys by their b-tree indexes; SQLite has no such
+    index, so there the search reads only the newest ``SQLITE_SEARCH_ROWS``
+    rows (the page says so).
+    """
+    matches = Q(subject__icontains=term) | Q(request_key=term) | Q(session_id=term)
+    if connection.vendor != "postgresql":
+        floor = (
+            TriageRequest.objects.order_by("-received_at", "-id")
+            .values_list("received_at", flat=True)[SQLITE_SEARCH_ROWS - 1 : SQLITE_SEARCH_ROWS]
+            .first()
+        )
+        if floor is not None:
+            queryset = queryset.filter(received_at__gte=floor)
+    return queryset.filter(matches)
+
 
 # --- the request log -------------------------------------------------------------------------------
 
@@ -121,7 +171,10 @@ class TriageRequestAdmin(admin.ModelAdmin):
     list_filter = ("agent", OutcomeFilter, CorrectedFilter, "received_at", "canary", "source")
     list_select_related = ("agent", "version", "api_key", "correction")
     search_fields = ("subject", "request_key", "session_id")
-    date_hierarchy = "received_at"
+    search_help_text = "subject contains the words, or the exact request key or session id"
+    # No date_hierarchy: its MIN/MAX over the matches scanned the log; the "received" filter has fixed ranges.
+    show_full_result_count = False
+    paginator = BoundedPaginator
     inlines = (CorrectionInline,)
     actions = ("add_to_testset",)
     fields = (
@@ -154,6 +207,21 @@ class TriageRequestAdmin(admin.ModelAdmin):
         return (
             super().get_queryset(request).select_related("agent", "version", "api_key", "correction", "shadow_version")
         )
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return request_log_search(queryset, term), False
+
+    def changelist_view(self, request, extra_context=None):
+        if request.GET.get("q", "").strip() and connection.vendor != "postgresql":
+            messages.info(
+                request,
+                f"Search looks only at the newest {SQLITE_SEARCH_ROWS:,} requests on this SQLite database "
+                "(PostgreSQL searches them all through a trigram index); filter by date or agent to reach older ones.",
+            )
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -19,6 +19,7 @@ Rules the models keep (each also held by the database where it can be):
 
 from triage.models.access import ApiKey, ApiKeyUsage, RoutingPolicy
 from triage.models.common import ERROR_OUTCOMES, Outcome
+from triage.models.counters import CanaryCounter
 from triage.models.requests import TriageCorrection, TriageJob, TriageRequest
 from triage.models.rollout import CanaryCheck, CanaryComparison, CanaryPolicy, ShadowCandidate, ShadowResult
 
@@ -28,6 +29,7 @@ __all__ = [
     "ApiKeyUsage",
     "CanaryCheck",
     "CanaryComparison",
+    "CanaryCounter",
     "CanaryPolicy",
     "Outcome",
     "RoutingPolicy",

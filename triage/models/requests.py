@@ -58,12 +58,26 @@ class TriageRequest(ImmutableRecord):
     latency_ms = models.PositiveIntegerField(editable=False, help_text="from routing to the recorded verdict")
     received_at = models.DateTimeField(editable=False)
     recorded_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Retention (triage.services.retention): the ticket's text (subject, body, reply, request key) is emptied
+    # once it is older than PROMPTCTL_RETENTION_TICKET_TEXT_DAYS, and this is stamped; every figure stays.
+    redacted_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="when retention emptied the ticket's text"
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
         indexes = [
             models.Index(fields=["agent", "pin_revision", "canary"], name="triagerequest_canary_window"),
             models.Index(fields=["-received_at"], name="triagerequest_recent"),
+            # One per filter the request-log page offers, each ordered like the page (newest first), so a
+            # filtered page reads its 100 rows off an index (migration 0009; PostgreSQL also gets a trigram
+            # index on UPPER(subject) for the search).
+            models.Index(fields=["outcome", "-received_at"], name="triagerequest_outcome_recent"),
+            models.Index(fields=["canary", "-received_at"], name="triagerequest_canary_recent"),
+            models.Index(fields=["source", "-received_at"], name="triagerequest_source_recent"),
+            models.Index(fields=["agent", "-received_at"], name="triagerequest_agent_recent"),
+            models.Index(fields=["request_key"], name="triagerequest_request_key"),
+            models.Index(fields=["session_id"], name="triagerequest_session"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(outcome__in=OUTCOME_VALUES), name="triagerequest_outcome_valid"),
@@ -144,6 +158,9 @@ class TriageJob(models.Model):
         null=True, blank=True, editable=False, help_text="when a message for the job was last sent"
     )
     resumes = models.PositiveIntegerField(default=0, editable=False, help_text="times the sweep sent the job again")
+    redacted_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="when retention emptied the ticket's text"
+    )
     history = HistoricalRecords()
 
     class Meta:

@@ -41,6 +41,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from promptctl import services as change_services
@@ -50,8 +51,8 @@ from promptctl.models import PRODUCTION, Agent, AuditEvent, ChangeRequest, Pin
 from promptctl.records import saved_by
 from promptctl.services.access import acting_user_bind
 from triage import selectors
-from triage.models import CanaryCheck, CanaryPolicy
-from triage.selectors import CanaryStats, _canary_limits
+from triage.models import ERROR_OUTCOMES, CanaryCheck, CanaryCounter, CanaryPolicy, Outcome
+from triage.selectors import _canary_limits
 from triage.services.common import _require
 
 SYSTEM_USERNAME = "promptctl"
@@ -170,18 +171,34 @@ def canary_policy_save(*, policy: CanaryPolicy, actor: Any) -> CanaryPolicy:
     return policy
 
 
+# --- rolling counters ----------------------------------------------------------------------------
+
+
+def canary_counter_add(*, agent_id: int, pin_revision: int, outcome: str) -> None:
+    """Count one logged canary call into its pin revision's ``CanaryCounter`` row.
+
+    Call it inside the transaction that inserts the log row, so the counter and
+    the log commit (or roll back) together and ``canary_stats`` always equals a
+    count over the log. An ``F()`` increment (no read-modify-write); the first
+    call of a revision inserts the row in a savepoint, and a concurrent first
+    call that loses the unique key falls back to the increment.
+    """
+    invalid = 1 if outcome == Outcome.INVALID else 0
+    errors = 1 if outcome in ERROR_OUTCOMES else 0
+    row = CanaryCounter.objects.filter(agent_id=agent_id, pin_revision=pin_revision)
+    increments = {"requests": F("requests") + 1, "invalid": F("invalid") + invalid, "errors": F("errors") + errors}
+    if row.update(**increments):
+        return
+    try:
+        with transaction.atomic():
+            CanaryCounter.objects.create(
+                agent_id=agent_id, pin_revision=pin_revision, requests=1, invalid=invalid, errors=errors
+            )
+    except IntegrityError:
+        row.update(**increments)
+
+
 # --- ending a canary ---------------------------------------------------------------------------
-
-
-def _limits_crossed(stats: CanaryStats, limits: dict[str, Any]) -> list[str]:
-    if stats.requests < limits["canary_min_requests"]:
-        return []
-    crossed = []
-    if stats.invalid_rate > limits["canary_max_invalid_rate"]:
-        crossed.append("invalid output")
-    if stats.error_rate > limits["canary_max_error_rate"]:
-        crossed.append("failed sessions")
-    return crossed
 
 
 def _standing_approval(agent: Agent) -> tuple[CanaryPolicy | None, str]:
@@ -264,7 +281,7 @@ def canary_end(*, agent_id: int, pin_revision: int) -> CanaryCheck | None:
     stats = selectors.canary_stats(agent_id=agent_id, pin_revision=pin_revision)
     limits = _canary_limits(agent_id)
     watch = selectors.canary_watch(agent_id=agent_id, pin_revision=pin_revision)
-    crossed = _limits_crossed(stats, limits) + [f"disagreement ({what})" for what in watch.tripped()]
+    crossed = selectors.canary_limits_crossed(stats, limits) + [f"disagreement ({what})" for what in watch.tripped()]
     if not crossed:
         return None
     system_user = system_user_ensure()

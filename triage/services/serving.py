@@ -26,6 +26,7 @@ from triage import pins
 from triage.models import Outcome, TriageRequest
 from triage.selectors import canary_over_limits, canary_policy_values
 from triage.services.apikeys import Principal, api_key_authenticate
+from triage.services.canary import canary_counter_add
 from triage.services.common import AgentOutOfScope, TriageFailed, _log_fields
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
@@ -142,6 +143,8 @@ def triage_record(
         request_id = request.pk
         if route.shadow_version_id:
             transaction.on_commit(lambda: tasks.shadow_run.delay(request_id))
+        if route.canary:
+            canary_counter_add(agent_id=route.agent_id, pin_revision=route.pin_revision, outcome=request.outcome)
         if route.canary and canary_over_limits(route=route):
             agent_id, revision = route.agent_id, route.pin_revision
             transaction.on_commit(lambda: tasks.canary_end.delay(agent_id, revision))
