@@ -55,3 +55,18 @@ def token_env_for_as(args: Sequence[str]):
     if user is None:
         return nullcontext()
     return token_env(token_secret_for(user))
+
+
+def cli_run(*args: str) -> tuple[int, str, str]:
+    """``manage.py promptctl ARGS`` in process, acting as ``--as``'s token: (exit code, stdout, stderr)."""
+    import io
+
+    from django.core.management import call_command
+
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with token_env_for_as(args):
+            call_command("promptctl", *args, stdout=out, stderr=err)
+    except SystemExit as exit_:
+        return int(exit_.code), out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()

@@ -6,10 +6,7 @@ only on PostgreSQL, after the server had made the version.
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from django.core.management import call_command
 from django.db import connection
 
 from managed_agents import validation
@@ -17,17 +14,9 @@ from promptctl import services
 from promptctl.errors import DomainError
 from promptctl.models import Agent, AgentVersion, AuditEvent
 from tests.change_control_support import V1, V2
-from tests.cli_support import token_env_for_as
+from tests.cli_support import cli_run
 
-
-def run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with token_env_for_as(args):
-            call_command("promptctl", *args, stdout=out, stderr=err)
-    except SystemExit as exit_:
-        return int(exit_.code), out.getvalue(), err.getvalue()
-    return 0, out.getvalue(), err.getvalue()
+run = cli_run
 
 
 def remote_version_numbers(remote_client, agent) -> list[int]:

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from django.core.management import call_command
 
 from tests.change_control_support import CHANNEL, V1, V2
-from tests.cli_support import token_env_for_as
+from tests.cli_support import cli_run
 
-
-def run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with token_env_for_as(args):
-            call_command("promptctl", *args, stdout=out, stderr=err)
-    except SystemExit as exit_:
-        return int(exit_.code), out.getvalue(), err.getvalue()
-    return 0, out.getvalue(), err.getvalue()
+run = cli_run
 
 
 def run_json(*args: str):

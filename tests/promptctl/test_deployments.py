@@ -204,19 +204,9 @@ def _nobody():
 
 
 def _cli(*args: str) -> tuple[int, str, str]:
-    import io
+    from tests.cli_support import cli_run
 
-    from django.core.management import call_command
-
-    from tests.cli_support import token_env_for_as
-
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with token_env_for_as(args):
-            call_command("promptctl", *args, stdout=out, stderr=err)
-    except SystemExit as exit_:
-        return int(exit_.code), out.getvalue(), err.getvalue()
-    return 0, out.getvalue(), err.getvalue()
+    return cli_run(*args)
 
 
 def test_the_cli_binds_lists_reports_drift_in_agent_sync_and_restores(

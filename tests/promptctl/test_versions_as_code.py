@@ -6,18 +6,16 @@ Real SDK over HTTP against the emulator; the operator CLI through
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
 
 from promptctl import config_files, selectors, services
 from promptctl.errors import DomainError
 from promptctl.models import VersionIntent
-from tests.cli_support import token_env_for_as
+from tests.cli_support import cli_run
 from tests.promptctl.api_support import caller_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,14 +106,7 @@ def test_a_prompt_in_a_system_file_beside_the_config(agent, requester, emulator,
     assert "+Route every ticket to billing." in diff.system_unified and diff.field_changes == []
 
 
-def run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    try:
-        with token_env_for_as(args):
-            call_command("promptctl", *args, stdout=out, stderr=err)
-    except SystemExit as exit_:
-        return int(exit_.code), out.getvalue(), err.getvalue()
-    return 0, out.getvalue(), err.getvalue()
+run = cli_run
 
 
 def test_the_operator_cli_exports_creates_and_diffs(agent, requester, emulator, tmp_path):
