@@ -100,6 +100,32 @@ def write_marker() -> str:
     return uuid.uuid4().hex
 
 
+def agent_config_param_types() -> dict[str, Any]:
+    """The SDK's parameter types of each configuration field ``agents.update`` takes (imported on first use).
+
+    promptctl's config files are checked against these before any call, so a
+    file the installed SDK would not send is refused with the key named.
+    """
+    from anthropic.types.beta import agent_update_params
+    from anthropic.types.beta.beta_managed_agents_execution_identity_params import (
+        BetaManagedAgentsExecutionIdentityParams,
+    )
+    from anthropic.types.beta.beta_managed_agents_model_config_params import BetaManagedAgentsModelConfigParams
+    from anthropic.types.beta.beta_managed_agents_multiagent_params import BetaManagedAgentsMultiagentParams
+    from anthropic.types.beta.beta_managed_agents_skill_params import BetaManagedAgentsSkillParams
+    from anthropic.types.beta.beta_managed_agents_url_mcp_server_params import BetaManagedAgentsURLMCPServerParams
+
+    return {
+        "model": BetaManagedAgentsModelConfigParams,
+        "metadata": dict[str, str],
+        "tools": agent_update_params.Tool,
+        "mcp_servers": BetaManagedAgentsURLMCPServerParams,
+        "skills": BetaManagedAgentsSkillParams,
+        "multiagent": BetaManagedAgentsMultiagentParams,
+        "execution_identity": BetaManagedAgentsExecutionIdentityParams,
+    }
+
+
 def config_without_marker(config: dict) -> dict:
     """``config`` as people read it: promptctl's write marker is bookkeeping, not a change anyone made.
 

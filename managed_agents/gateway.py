@@ -18,6 +18,7 @@ from managed_agents.agents import (
     RemoteAgentVersion,
     RemoteEnvironment,
     agent_archive,
+    agent_config_param_types,
     agent_create,
     agent_retrieve,
     agent_update,
@@ -97,5 +98,6 @@ __all__ = [
     "ticket_run",
     "ticket_run_async",
     "write_marker",
+    "agent_config_param_types",
     "config_without_marker",
 ]

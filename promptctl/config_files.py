@@ -15,7 +15,7 @@ The rules, and why:
   dependency, and TOML has no implicit typing (``no`` stays a string) and no
   null. Files are written with ``tomli-w`` (``agent export``).
 - Checked before any call, against the installed SDK's own parameter types
-  (``anthropic.types.beta``: the TypedDicts ``agents.update`` takes), with
+  (the SDK's TypedDicts ``agents.update`` takes, named by ``gateway.agent_config_param_types``), with
   unknown keys refused at every depth, the key named: a misspelt key would
   otherwise be dropped silently and make a version nobody asked for.
 - promptctl's write marker (``managed_agents.agents.WRITE_MARKER``) is
@@ -217,24 +217,7 @@ def _checked(check: Any, *args: Any, where: str) -> None:
 @cache
 def _types() -> dict[str, Any]:
     """Type adapters over the SDK's parameter TypedDicts, unknown keys forbidden at every depth."""
-    from anthropic.types.beta import agent_update_params
-    from anthropic.types.beta.beta_managed_agents_execution_identity_params import (
-        BetaManagedAgentsExecutionIdentityParams,
-    )
-    from anthropic.types.beta.beta_managed_agents_model_config_params import BetaManagedAgentsModelConfigParams
-    from anthropic.types.beta.beta_managed_agents_multiagent_params import BetaManagedAgentsMultiagentParams
-    from anthropic.types.beta.beta_managed_agents_skill_params import BetaManagedAgentsSkillParams
-    from anthropic.types.beta.beta_managed_agents_url_mcp_server_params import BetaManagedAgentsURLMCPServerParams
-
-    return {
-        "model": BetaManagedAgentsModelConfigParams,
-        "metadata": dict[str, str],
-        "tools": agent_update_params.Tool,
-        "mcp_servers": BetaManagedAgentsURLMCPServerParams,
-        "skills": BetaManagedAgentsSkillParams,
-        "multiagent": BetaManagedAgentsMultiagentParams,
-        "execution_identity": BetaManagedAgentsExecutionIdentityParams,
-    }
+    return gateway.agent_config_param_types()
 
 
 def _literal_values(member: Any, key: str) -> tuple[Any, ...]:

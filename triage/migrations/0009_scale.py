@@ -20,8 +20,10 @@ def counters_fill(apps, schema_editor):
 
     request_model = apps.get_model("triage", "TriageRequest")
     counter_model = apps.get_model("triage", "CanaryCounter")
+    alias = schema_editor.connection.alias  # the connection migrating (the owner's, under `db migrate`)
     rows = (
-        request_model.objects.filter(canary=True)
+        request_model.objects.using(alias)
+        .filter(canary=True)
         .order_by()
         .values("agent_id", "pin_revision")
         .annotate(
@@ -30,7 +32,7 @@ def counters_fill(apps, schema_editor):
             errors=Count("pk", filter=Q(outcome__in=["unavailable", "timeout", "refused"])),
         )
     )
-    counter_model.objects.bulk_create(counter_model(**row) for row in rows)
+    counter_model.objects.using(alias).bulk_create(counter_model(**row) for row in rows)
 
 
 def trigram_index_create(apps, schema_editor):
