@@ -41,6 +41,7 @@ class TriageConfig(AppConfig):
         registry.cli_group_register("triage.cli")
         registry.cli_group_register("triage.retention_cli")
         registry.record_check_register(record_checks.default_agent_matches_record)
+        registry.record_check_register(record_checks.canary_counters_match_the_log)
         # Jobs and shadow runs a killed worker lost, sent again from every worker's sweep timer (evals.tasks).
         registry.worker_sweep_register(services.triage_jobs_sweep)
         registry.worker_sweep_register(services.shadow_runs_sweep)
