@@ -48,7 +48,7 @@ def _measure(options: argparse.Namespace) -> dict:
     from bench.api import _bench_setup, _emulator_process
     from managed_agents import gateway
     from triage import pins, selectors
-    from triage.models import CanaryCounter, Outcome
+    from triage.models import Outcome
     from triage.services.canary import canary_counter_add
 
     emulator, emulator_url = _emulator_process(latency=0.0)
@@ -88,12 +88,6 @@ def _measure(options: argparse.Namespace) -> dict:
     }
     scale_seed.triage_requests_add(
         agent=agent, count=options.canary_rows, tickets=tickets, canary=True, pin_revision=route.pin_revision
-    )
-    counted = selectors.canary_stats_counted(agent_id=route.agent_id, pin_revision=route.pin_revision)
-    CanaryCounter.objects.update_or_create(
-        agent_id=route.agent_id,
-        pin_revision=route.pin_revision,
-        defaults={"requests": counted.requests, "invalid": counted.invalid, "errors": counted.errors},
     )
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:

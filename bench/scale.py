@@ -298,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     database = options.database or (
         "postgres" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
     )
-    results = [json.loads(Path(path).read_text()) for path in options.merge.split(",") if path]
+    results = []
+    for path in filter(None, options.merge.split(",")):  # earlier --json answers (or one size's answer)
+        earlier = json.loads(Path(path).read_text())
+        results.extend(earlier["sizes"] if "sizes" in earlier else [earlier])
     with tempfile.TemporaryDirectory(prefix="promptctl-bench-scale-") as scratch:
         for size in [int(part) for part in options.sizes.split(",")]:
             database_url = ""
@@ -326,12 +329,12 @@ def main(argv: list[str] | None = None) -> int:
             result = json.loads(answer.read_text())
             result["wall_seconds"] = round(time.perf_counter() - began, 1)
             results.append(result)
-    print(_table(results))
     if options.json:
         Path(options.json).parent.mkdir(parents=True, exist_ok=True)
         Path(options.json).write_text(
             json.dumps({"target_ratio": TARGET_RATIO, "target_ms": TARGET_MS, "sizes": results}, indent=2, default=str)
         )
+    print(_table(results))
     small, large = results[0], results[-1]
     within = all(
         "error" not in large["pages"][name]

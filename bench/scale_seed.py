@@ -220,6 +220,7 @@ def triage_requests_add(*, agent, count: int, tickets: list[dict], canary: bool 
     from triage.models import TriageRequest
 
     pin = Pin.objects.select_related("version").get(agent=agent, channel=PRODUCTION)
+    revision = pin_revision if pin_revision is not None else pin.revision
     rows = []
     for index in range(count):
         ticket = tickets[index % len(tickets)]
@@ -230,7 +231,7 @@ def triage_requests_add(*, agent, count: int, tickets: list[dict], canary: bool 
                 agent=agent,
                 channel=PRODUCTION,
                 version=pin.version,
-                pin_revision=pin_revision if pin_revision is not None else pin.revision,
+                pin_revision=revision,
                 canary=canary,
                 source=TriageRequest.Source.API,
                 request_key=f"{'canary' if canary else 'ticket'}-{index:08d}",
@@ -251,3 +252,22 @@ def triage_requests_add(*, agent, count: int, tickets: list[dict], canary: bool 
             TriageRequest.objects.bulk_create(rows)
             rows = []
     TriageRequest.objects.bulk_create(rows)
+    if canary:
+        _canary_counter_settle(agent_id=agent.pk, pin_revision=revision)
+
+
+def _canary_counter_settle(*, agent_id: int, pin_revision: int) -> None:
+    """Set the revision's ``CanaryCounter`` to a full count of its log rows, as the serving path keeps it.
+
+    The copies are bulk-inserted without ``triage_record``, so the counter (and the record check
+    ``canary_counters_match_the_log``) would otherwise read zero.
+    """
+    from triage import selectors
+    from triage.models import CanaryCounter
+
+    counted = selectors.canary_stats_counted(agent_id=agent_id, pin_revision=pin_revision)
+    CanaryCounter.objects.update_or_create(
+        agent_id=agent_id,
+        pin_revision=pin_revision,
+        defaults={"requests": counted.requests, "invalid": counted.invalid, "errors": counted.errors},
+    )

@@ -162,6 +162,10 @@ class EvalRun(models.Model):
     )
     label_warnings = models.JSONField(default=list, blank=True, editable=False)
     scores = models.JSONField(null=True, blank=True, editable=False, help_text="computed once, when the run finishes")
+    # scores["overall"]'s two figures, copied when the run finishes: lists and the timeline read these
+    # instead of the scores JSON (which holds every ticket of the run).
+    overall_correct = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    overall_total = models.PositiveIntegerField(null=True, blank=True, editable=False)
     started_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
     )

@@ -2,7 +2,7 @@
 
 Each source is read through ``promptctl.selectors.timeline_window``: the newest ``limit`` rows at or
 before the page's cursor, so a timeline page costs the same at any number of runs. A run's ``scores``
-JSON is never loaded: only the two figures the sentence needs are read from it by the database.
+JSON is never read: the run's two overall figures are columns of their own.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from django.db.models.fields.json import KT
 from django.urls import reverse
 
 from evals.models import Comparison, EvalRun
@@ -25,8 +24,18 @@ def eval_timeline(agent, *, before: dt.datetime | None = None, limit: int = 50) 
     runs = (
         EvalRun.objects.filter(agent_version__agent=agent)
         .select_related("agent_version", "testset_version__testset", "started_by")
-        .defer("scores", "agent_version__system_prompt", "agent_version__config")
-        .annotate(overall_correct=KT("scores__overall__correct"), overall_total=KT("scores__overall__total"))
+        .only(
+            "created_at",
+            "finished_at",
+            "status",
+            "status_reason",
+            "overall_correct",
+            "overall_total",
+            "agent_version__number",
+            "testset_version__number",
+            "testset_version__testset__name",
+            "started_by__username",
+        )
     )
     for run in timeline_window(runs, "created_at", before=before, limit=limit):
         where = f"{run.testset_version.testset.name} v{run.testset_version.number}"

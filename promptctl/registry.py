@@ -79,6 +79,23 @@ TimelineProvider = Callable[..., Iterable[Any]]
 RecordCheck = Callable[[], Iterable[str]]
 # Adds to a promotion's frozen evidence (e.g. triage's shadow record): (snapshot, target_version) -> snapshot.
 EvidenceExtender = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """Columns of one table that retention empties once, stamping the row (owned by the app keeping customer text).
+
+    ``promptctl db roles`` grants the runtime role UPDATE on these columns only, and on PostgreSQL
+    installs a guard refusing any UPDATE that is not exactly this redaction of a row older than the
+    ticket-text floor (``RetentionFloor``).
+    """
+
+    model: Any  # a model class, or a django-simple-history model
+    text_fields: tuple[str, ...]
+    stamp_field: str  # set when the text is emptied; a stamped row is never redacted again
+    age_field: str  # the row's time, compared with the floor
+
+
 # Work a dead worker may have lost, found again from the database: run by every worker's sweep timer
 # (evals.tasks) after the eval runs' own sweep. Returns what it sent again, for the log (empty: nothing).
 WorkerSweep = Callable[[], Any]
@@ -101,6 +118,8 @@ class Registry:
     record_checks: list[RecordCheck] = field(default_factory=list)
     # sweeps of lost work run on each worker's timer (triage: async jobs, shadow runs)
     worker_sweeps: list[WorkerSweep] = field(default_factory=list)
+    # customer text retention may empty (triage: the request log, job history); see ``promptctl db roles``
+    redactions: list[Redaction] = field(default_factory=list)
 
 
 registry = Registry()
@@ -171,6 +190,14 @@ def worker_sweep_register(sweep: WorkerSweep) -> None:
 
 def worker_sweeps() -> list[WorkerSweep]:
     return list(registry.worker_sweeps)
+
+
+def redaction_register(redaction: Redaction) -> None:
+    _add_once(registry.redactions, redaction)
+
+
+def redactions() -> list[Redaction]:
+    return list(registry.redactions)
 
 
 def promotion_gate() -> PromotionGate:

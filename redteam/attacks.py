@@ -21,10 +21,13 @@ from redteam.plays_gate import (
     dev_zero_import,
     gating_set_swap,
     nul_prompt,
+    runtime_role_erases_early,
     runtime_role_rewrites,
     sock_puppet_reviewer,
 )
 from redteam.plays_record import (
+    archive_by_hand,
+    archive_forged,
     audit_delete_tail,
     audit_rewrite,
     audit_truncate,
@@ -70,6 +73,9 @@ ATTACKS: list[Attack] = [
     Attack("SQL: relabel the gating tickets", sql_gating_relabel),
     Attack("junk checkpoint line", junk_in_the_record),
     Attack("delete the checkpoint file", checkpoints_deleted),
+    Attack("archive a sealed segment by hand in SQL", archive_by_hand),
+    Attack("forge a segment row, delete its events", archive_forged),
+    Attack("runtime role erases text and history early", runtime_role_erases_early, backends=("postgres",)),
     Attack("a reviewer named b\u043eb (Cyrillic o)", confusable_reviewer),
     Attack("NUL byte in a system prompt", nul_prompt),
     Attack("testset import /dev/zero", dev_zero_import),

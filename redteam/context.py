@@ -60,6 +60,36 @@ class Context:
             return list(cursor.fetchall())
 
 
+def runtime_role_tries(statements: list[str]) -> tuple[str, str]:
+    """Log in as the runtime role ``db roles`` grants (PostgreSQL) and run each statement: all must be refused."""
+    import psycopg
+
+    from promptctl.services.database_roles import runtime_role_apply
+
+    role = "promptctl_redteam_app"
+    runtime_role_apply(role=role)
+    settings_dict = connection.settings_dict
+    login = psycopg.connect(
+        host=settings_dict["HOST"] or "127.0.0.1",
+        port=settings_dict["PORT"] or 5432,
+        dbname=settings_dict["NAME"],
+        user=role,
+        autocommit=True,
+    )
+    refusals = []
+    try:
+        for statement in statements:
+            try:
+                login.execute(statement)
+            except psycopg.Error as error:
+                refusals.append(f"{statement.split()[0]}: {str(error).splitlines()[0]}")
+            else:
+                return NOT_CAUGHT, f"the runtime role ran: {statement}"
+    finally:
+        login.close()
+    return "refused", "; ".join(refusals)
+
+
 def verify_outcome() -> tuple[str, str]:
     """``audit verify`` after an attack on the record: detected (with its words) or not."""
     from promptctl.audit import audit_verify

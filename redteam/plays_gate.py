@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import connection
 
-from redteam.context import NOT_CAUGHT, Context, cli_refused, refused
+from redteam.context import NOT_CAUGHT, Context, cli_refused, refused, runtime_role_tries
 
 
 def _v2(context: Context) -> Any:
@@ -39,37 +39,36 @@ def change_reinsert(context: Context) -> tuple[str, str]:
 
 def runtime_role_rewrites(context: Context) -> tuple[str, str]:
     """The web process's own database login (the runtime role) tries to wipe or rewrite the record."""
-    import psycopg
-
-    from promptctl.services.database_roles import runtime_role_apply
-
-    role = "promptctl_redteam_app"
-    runtime_role_apply(role=role)
-    settings_dict = connection.settings_dict
-    login = psycopg.connect(
-        host=settings_dict["HOST"] or "127.0.0.1",
-        port=settings_dict["PORT"] or 5432,
-        dbname=settings_dict["NAME"],
-        user=role,
-        autocommit=True,
-    )
-    refusals = []
-    try:
-        for statement in (
+    return runtime_role_tries(
+        [
             "TRUNCATE promptctl_approval",
             "DELETE FROM promptctl_auditevent",
             "UPDATE promptctl_agentversion SET system_prompt = 'rewritten'",
             "DROP TRIGGER IF EXISTS promptctl_approval_immutable ON promptctl_approval",
-        ):
-            try:
-                login.execute(statement)
-            except psycopg.Error as error:
-                refusals.append(f"{statement.split()[0]}: {str(error).splitlines()[0]}")
-            else:
-                return NOT_CAUGHT, f"the runtime role ran: {statement}"
-    finally:
-        login.close()
-    return "refused", "; ".join(refusals)
+        ]
+    )
+
+
+def runtime_role_erases_early(context: Context) -> tuple[str, str]:
+    """The runtime role, which runs the retention purge, tries to erase ticket text and history before the policy allows.
+
+    It holds UPDATE on the log's text columns and DELETE on history tables for the purge; the guards
+    ``db roles`` installs bound both by the retention floor the owner set, which the role may only read.
+    """
+    logged = context.rows("SELECT id FROM triage_triagerequest ORDER BY id DESC LIMIT 1")
+    statements = [
+        "DELETE FROM promptctl_historicalchangerequest",
+        "DELETE FROM promptctl_historicalagent",
+        "UPDATE promptctl_retentionfloor SET ticket_text_days = 0, history_days = 0",
+        "DELETE FROM promptctl_retentionfloor",
+        "DROP TRIGGER promptctl_historicalchangerequest_delete_retention ON promptctl_historicalchangerequest",
+    ]
+    if logged:
+        statements.append(
+            "UPDATE triage_triagerequest SET subject = '', body = '', reply = '', request_key = '', "
+            f"redacted_at = now() WHERE id = {logged[0][0]}"
+        )
+    return runtime_role_tries(statements)
 
 
 def sock_puppet_reviewer(context: Context) -> tuple[str, str]:

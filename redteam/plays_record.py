@@ -92,3 +92,41 @@ def checkpoints_deleted(context: Context) -> tuple[str, str]:
     time.sleep(2 * settings.PROMPTCTL_AUDIT_CHECKPOINT_SECONDS + 0.2)
     checkpoint_path().unlink()
     return verify_outcome()
+
+
+def archive_by_hand(context: Context) -> tuple[str, str]:
+    """An operator seals events #1 to #10 honestly; the owner then marks the segment archived and deletes them in SQL.
+
+    The one update a segment row allows is its archiving, so the row itself stays valid: what is
+    missing is the ``audit.archive`` event the archive command writes with the check it made.
+    """
+    from promptctl.audit.segments import audit_segment_seal
+
+    audit_segment_seal(actor=None, through=10)
+    context.owner_sql(
+        [
+            "UPDATE promptctl_auditsegment SET archived_at = CURRENT_TIMESTAMP, archived_events = 10 WHERE number = 1",
+            "DELETE FROM promptctl_auditevent WHERE sequence <= 10",
+        ]
+    )
+    return verify_outcome()
+
+
+def archive_forged(context: Context) -> tuple[str, str]:
+    """The owner writes a segment row of their own, "archiving" events #1 to #12, and deletes those events.
+
+    They have the database, not the audit key: the row's MACs are made up, and no seal was exported.
+    """
+    context.owner_sql(
+        [
+            (
+                "INSERT INTO promptctl_auditsegment (number, first_sequence, last_sequence, last_mac, "
+                "previous_seal_mac, file_mac, export_path, export_verified, key_id, row_mac, sealed_at, "
+                "archived_at, archived_events) SELECT 1, 1, 12, hash, %s, %s, %s, true, key_id, %s, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 12 FROM promptctl_auditevent WHERE sequence = 12",
+                ["0" * 64, "f" * 64, "/tmp/segment-000001.jsonl", "e" * 64],
+            ),
+            "DELETE FROM promptctl_auditevent WHERE sequence <= 12",
+        ]
+    )
+    return verify_outcome()

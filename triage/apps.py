@@ -32,6 +32,7 @@ class TriageConfig(AppConfig):
         """Plug into change control: the default agent's change requests, shadow records in evidence, timeline, CLI."""
         from promptctl import registry
         from triage import record_checks, selectors, services
+        from triage.services.retention import redactions
         from triage.services.routing import DefaultAgentApplier
 
         registry.change_applier_register("route", DefaultAgentApplier())
@@ -45,5 +46,8 @@ class TriageConfig(AppConfig):
         # Jobs and shadow runs a killed worker lost, sent again from every worker's sweep timer (evals.tasks).
         registry.worker_sweep_register(services.triage_jobs_sweep)
         registry.worker_sweep_register(services.shadow_runs_sweep)
+        # Customer text retention empties: the runtime role may update these columns and nothing else.
+        for redaction in redactions():
+            registry.redaction_register(redaction)
         for group_name, permissions in ROLE_PERMISSIONS.items():
             registry.role_permissions_register(group_name, permissions)

@@ -36,7 +36,31 @@ class EvalRunStartForm(forms.Form):
 
 
 class RunChangeList(ChangeList):
-    """The runs list counts results for the page's runs only (one grouped, indexed query), never for every run."""
+    """The runs list reads a bounded amount per row, whatever the number of runs and results.
+
+    It counts results for the page's runs only (one grouped, indexed query), and loads only the columns
+    it shows: never a run's ``scores`` JSON (every ticket of a finished run; the accuracy column reads
+    the two figures copied from it) nor the versions' prompts and configs.
+    """
+
+    def get_queryset(self, request, exclude_parameters=None):
+        return (
+            super()
+            .get_queryset(request, exclude_parameters)
+            .only(
+                "repeats",
+                "unit_total",
+                "status",
+                "overall_correct",
+                "overall_total",
+                "created_at",
+                "agent_version__number",
+                "agent_version__agent__name",
+                "testset_version__number",
+                "testset_version__testset__name",
+                "started_by__username",
+            )
+        )
 
     def get_results(self, request) -> None:
         super().get_results(request)
@@ -103,11 +127,10 @@ class EvalRunAdmin(ReadOnlyHistoryAdmin):
 
     @admin.display(description="accuracy")
     def accuracy(self, run: EvalRun) -> str:
-        if not run.scores:
+        if run.overall_total is None:  # not finished, or failed before any score
             return "—"
-        overall = run.scores["overall"]
-        share = display.percent(overall["correct"] / overall["total"]) if overall["total"] else "—"
-        return f"{overall['correct']}/{overall['total']} ({share})"
+        share = display.percent(run.overall_correct / run.overall_total) if run.overall_total else "—"
+        return f"{run.overall_correct}/{run.overall_total} ({share})"
 
     def get_urls(self):
         def view(function):

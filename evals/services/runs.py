@@ -242,6 +242,8 @@ def _run_finish(run: EvalRun) -> None:
     scores = selectors.eval_run_score(run=run)
     errors = scores["overall"]["errors"]
     run.scores = scores
+    run.overall_correct = scores["overall"]["correct"]
+    run.overall_total = scores["overall"]["total"]
     run.finished_at = timezone.now()
     run.started_at = run.started_at or run.finished_at
     if errors >= run.unit_total:

@@ -6,7 +6,7 @@ import datetime as dt
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -17,6 +17,7 @@ from django.utils.http import urlencode
 
 from promptctl import selectors, services
 from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, refusal_show
+from promptctl.admin.paging import bounded_count, count_text
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Agent, AgentVersion, Pin
 
@@ -115,9 +116,9 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
             .select_related("created_by")
             .prefetch_related(Prefetch("pins", queryset=pins))
             .annotate(
-                versions_total=Count("versions", distinct=True),
-                versions_outside=Count(
-                    "versions", filter=Q(versions__origin=AgentVersion.Origin.OUTSIDE), distinct=True
+                versions_total=bounded_count(AgentVersion, fk="agent", outer_model=Agent),
+                versions_outside=bounded_count(
+                    AgentVersion, fk="agent", outer_model=Agent, equals={"origin": AgentVersion.Origin.OUTSIDE}
                 ),
             )
         )
@@ -146,14 +147,15 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
         return ", ".join(others) or "—"
 
     @admin.display(description="versions")
-    def version_count(self, agent: Agent) -> int:
-        return agent.versions_total
+    def version_count(self, agent: Agent) -> str:
+        return count_text(agent.versions_total)
 
     @admin.display(description="drift")
     def drift(self, agent: Agent) -> str:
         if agent.versions_outside:
             return format_html(
-                '<strong class="promptctl-warning">⚠ {} changed outside promptctl</strong>', agent.versions_outside
+                '<strong class="promptctl-warning">⚠ {} changed outside promptctl</strong>',
+                count_text(agent.versions_outside),
             )
         return "—"
 
@@ -179,6 +181,7 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
         if agent is not None:
             context["drift_versions"] = selectors.agent_drift(agent=agent, limit=RECENT_VERSIONS)
             context["drift_total"] = agent.versions_outside
+            context["drift_total_text"] = count_text(agent.versions_outside)
             context["drift_url"] = (
                 reverse("admin:promptctl_agentversion_changelist")
                 + f"?agent__id__exact={agent.pk}&origin__exact=outside"
@@ -188,7 +191,7 @@ class AgentAdmin(ReadOnlyHistoryAdmin):
             context["deployment_bindings"] = list(agent.deployment_bindings.order_by("channel", "deployment_id"))
             context["may_restore"] = request.user.has_perm("promptctl.apply_changerequest")
             context["recent_versions"] = selectors.agent_versions_recent(agent=agent, limit=RECENT_VERSIONS)
-            context["versions_total"] = agent.versions_total
+            context["versions_total"] = count_text(agent.versions_total)
             context["versions_url"] = (
                 reverse("admin:promptctl_agentversion_changelist") + f"?agent__id__exact={agent.pk}"
             )

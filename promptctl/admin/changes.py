@@ -17,7 +17,7 @@ from django.utils.safestring import mark_safe
 
 from promptctl import services
 from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, refusal_show, refusal_text
-from promptctl.admin.paging import EstimatedCountPaginator
+from promptctl.admin.paging import EstimatedCountPaginator, IndexedValuesListFilter
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Agent, AgentVersion, Approval, ChangeRequest, Pin
 from promptctl.registry import review_evidence
@@ -144,7 +144,7 @@ class ChangeRequestAdmin(ReadOnlyHistoryAdmin):
         "requested_at",
     )
     list_display_links = ("id",)
-    list_filter = ("status", "agent", "kind", "channel")
+    list_filter = ("status", "agent", "kind", ("channel", IndexedValuesListFilter))
     list_select_related = ("agent", "base_version", "target_version", "requested_by")
     paginator = EstimatedCountPaginator
     show_full_result_count = False

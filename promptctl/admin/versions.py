@@ -11,6 +11,7 @@ from django.utils.safestring import mark_safe
 
 from promptctl import selectors
 from promptctl.admin.mixins import ReadOnlyAdminMixin, refusal_show
+from promptctl.admin.paging import EstimatedCountPaginator
 from promptctl.errors import DomainError
 from promptctl.models import AgentVersion, VersionIntent
 
@@ -21,6 +22,8 @@ class AgentVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("origin", "agent")
     list_select_related = ("agent", "created_by")
     search_fields = ("agent__name",)
+    paginator = EstimatedCountPaginator  # an agent may have 10⁵ versions: never count them all
+    show_full_result_count = False
     fields = (
         "agent",
         "number",

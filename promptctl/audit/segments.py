@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from promptctl.audit.chain import audit_record
@@ -533,6 +533,19 @@ def audit_segment_archive(*, actor: Any, number: int, path: Path | None = None) 
         raise SegmentRefused(
             f"Not archived: event #{differing[0]} in the table differs from the export. Run `promptctl audit verify`."
         )
+    try:
+        return _archive(segment, number=number, live=live, actor=actor)
+    except DatabaseError as error:
+        if "permission denied" not in str(error):
+            raise
+        raise SegmentRefused(
+            "Not archived: archiving deletes audit events, and this database login may not (the runtime role "
+            "only appends to the record). Run `promptctl audit archive` as the tables' owner: with DATABASE_URL "
+            "set to DATABASE_OWNER_URL's value. Nothing was changed."
+        ) from error
+
+
+def _archive(segment: AuditSegment, *, number: int, live: dict[int, str], actor: Any) -> AuditSegment:
     with transaction.atomic():
         segment.archived_at = timezone.now()
         segment.archived_events = len(live)

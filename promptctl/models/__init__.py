@@ -21,6 +21,7 @@ from promptctl.models.agents import Agent, AgentVersion
 from promptctl.models.audit import AuditChainHead, AuditEvent, AuditSegment
 from promptctl.models.changes import Approval, ChangeRequest, Pin
 from promptctl.models.common import PRODUCTION
+from promptctl.models.database import RetentionFloor
 from promptctl.models.deployments import DeploymentBinding
 from promptctl.models.intents import VersionIntent
 
@@ -36,6 +37,7 @@ __all__ = [
     "DeploymentBinding",
     "PersonalToken",
     "Pin",
+    "RetentionFloor",
     "VersionIntent",
     "Webhook",
     "WebhookDelivery",

@@ -8,9 +8,19 @@ Rules, and why:
   superuser may drop or disable a trigger, alter a table or TRUNCATE it without
   the privilege, so the runtime role cannot switch the database guards off.
 - The record's tables (agent versions, approvals, audit events, every
-  ``ImmutableRecord`` of the apps above, and django-simple-history's history
-  tables) are granted SELECT and INSERT only: the runtime role cannot UPDATE,
-  DELETE or TRUNCATE them, whatever the triggers say.
+  ``ImmutableRecord`` of the apps above) are granted SELECT and INSERT only:
+  the runtime role cannot UPDATE, DELETE or TRUNCATE them, whatever the
+  triggers say.
+- Retention is the one exception, and the database bounds it: the columns of
+  customer text that a purge empties (``registry.redactions``: the request
+  log's, the jobs' history copies') get a column-level UPDATE, and
+  django-simple-history's tables get DELETE for pruning. Guard triggers
+  installed here refuse any UPDATE of those tables that is not exactly the
+  redaction, any redaction or history deletion younger than the retention
+  floor, and the deletion of an object's latest history row. The floor
+  (``RetentionFloor``) is the retention policy in the settings when the owner
+  runs this command; the runtime role can only read it, so the login that
+  runs the hourly purge cannot shorten the policy it runs under.
 - Change requests and pins are granted SELECT, INSERT and UPDATE: the triggers
   decide which updates are allowed (a closed request never changes, a pin moves
   only by an approved request); neither can be deleted. The audit chain head
@@ -32,18 +42,22 @@ user of promptctl to check or to record, so it writes no audit event.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from django.apps import apps
+from django.conf import settings
 from django.db import DatabaseError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from simple_history.models import HistoricalChanges
 
+from promptctl import registry
 from promptctl.errors import DomainError
+from promptctl.models import RetentionFloor
 from promptctl.records import ImmutableRecord
 
 READ = ("SELECT",)
 APPEND = ("SELECT", "INSERT")
+PRUNABLE = ("SELECT", "INSERT", "DELETE")
 NO_DELETE = ("SELECT", "INSERT", "UPDATE")
 FULL = ("SELECT", "INSERT", "UPDATE", "DELETE")
 ALL_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
@@ -52,6 +66,7 @@ ALL_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REF
 RECORD_MODELS = {"promptctl.agentversion", "promptctl.approval", "promptctl.auditevent"}
 NO_DELETE_MODELS = {"promptctl.changerequest", "promptctl.pin", "promptctl.auditchainhead", "promptctl.auditsegment"}
 READ_ONLY_TABLES = {"django_migrations"}
+READ_ONLY_MODELS = {"promptctl.retentionfloor"}
 
 ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -61,6 +76,22 @@ class TableGrant:
     table: str
     privileges: tuple[str, ...]
     why: str
+    update_columns: tuple[str, ...] = ()  # a column-level UPDATE: retention's redaction, guarded by a trigger
+
+
+@dataclass(frozen=True)
+class RetentionFloorDays:
+    """The retention floor the guards enforce (``RetentionFloor``): the settings' policy when the owner grants."""
+
+    ticket_text_days: int
+    history_days: int
+
+    @classmethod
+    def from_settings(cls) -> RetentionFloorDays:
+        return cls(
+            ticket_text_days=settings.PROMPTCTL_RETENTION_TICKET_TEXT_DAYS,
+            history_days=settings.PROMPTCTL_RETENTION_HISTORY_DAYS,
+        )
 
 
 @dataclass
@@ -71,6 +102,7 @@ class RuntimeRoleReport:
     password_set: bool
     grants: list[TableGrant] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    floor: RetentionFloorDays | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -79,17 +111,35 @@ class RuntimeRoleReport:
             "created": self.created,
             "password_set": self.password_set,
             "grants": {grant.table: list(grant.privileges) for grant in self.grants},
+            "update_columns": {
+                grant.table: list(grant.update_columns) for grant in self.grants if grant.update_columns
+            },
+            "retention_floor_days": asdict(self.floor) if self.floor else None,
             "problems": self.problems,
         }
+
+
+def _redacted_columns(model: type[models.Model]) -> tuple[str, ...]:
+    for redaction in registry.redactions():
+        if redaction.model._meta.db_table == model._meta.db_table:
+            fields = (*redaction.text_fields, redaction.stamp_field)
+            return tuple(_column(model, name) for name in fields)
+    return ()
 
 
 def _model_grant(model: type[models.Model]) -> TableGrant:
     label = model._meta.label_lower
     table = model._meta.db_table
+    redacted = _redacted_columns(model)
     if issubclass(model, HistoricalChanges):
-        return TableGrant(table, APPEND, "history is appended, never rewritten")
+        return TableGrant(
+            table, PRUNABLE, "history is appended; pruned past the retention floor, latest row kept", redacted
+        )
     if issubclass(model, ImmutableRecord) or label in RECORD_MODELS:
-        return TableGrant(table, APPEND, "part of the record: written once")
+        why = "part of the record: written once" + ("; its text emptied once by retention" if redacted else "")
+        return TableGrant(table, APPEND, why, redacted)
+    if label in READ_ONLY_MODELS:
+        return TableGrant(table, READ, "set by the owner only")
     if label in NO_DELETE_MODELS:
         return TableGrant(table, NO_DELETE, "updated only as the triggers allow; never deleted")
     return TableGrant(table, FULL, "mutable")
@@ -117,9 +167,13 @@ def _role_checked(role: str) -> str:
     return role
 
 
-def runtime_role_sql(*, role: str, database: str, schema: str = "public") -> str:
+def runtime_role_sql(
+    *, role: str, database: str, schema: str = "public", floor: RetentionFloorDays | None = None
+) -> str:
     """The script a DBA runs as the tables' owner (``psql -v ON_ERROR_STOP=1 -1 -f``), after every migrate."""
     role = _role_checked(role)
+    floor = floor or RetentionFloorDays.from_settings()
+    grants = runtime_grants()
     name = _quote(role)
     literal = "'" + role + "'"
     lines = [
@@ -134,7 +188,8 @@ def runtime_role_sql(*, role: str, database: str, schema: str = "public") -> str
         f"    RAISE EXCEPTION 'role {role} is a superuser, the owner, a member of it or owns tables: privileges cannot hold it back';",
         "  END IF;",
         "END $$;",
-        *_grant_statements(name=name, database=database, schema=schema, grants=runtime_grants()),
+        *_grant_statements(name=name, database=database, schema=schema, grants=grants),
+        *_guard_statements(schema=schema, grants=grants, floor=floor),
         f"-- Set its password from psql without writing it down: \\password {role}",
     ]
     return "\n".join(lines) + "\n"
@@ -150,10 +205,136 @@ def _grant_statements(*, name: str, database: str, schema: str, grants: list[Tab
         f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema_name} FROM {name};",
     ]
     for grant in grants:
-        statements.append(
-            f"GRANT {', '.join(grant.privileges)} ON TABLE {schema_name}.{_quote(grant.table)} TO {name};"
-        )
+        table = f"{schema_name}.{_quote(grant.table)}"
+        statements.append(f"GRANT {', '.join(grant.privileges)} ON TABLE {table} TO {name};")
+        if grant.update_columns:
+            columns = ", ".join(_quote(column) for column in grant.update_columns)
+            statements.append(f"GRANT UPDATE ({columns}) ON TABLE {table} TO {name};")
     statements.append(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema_name} TO {name};")
+    return statements
+
+
+# BEFORE UPDATE on a redacted table: exactly the redaction (text emptied, the stamp set once, every other
+# column unchanged) of a row older than the ticket-text floor. Arguments: stamp column, age column, text columns.
+REDACTION_GUARD = """CREATE OR REPLACE FUNCTION promptctl_redaction_guard() RETURNS trigger AS $$
+DECLARE
+  text_columns text[] := TG_ARGV[2:];
+  before jsonb := to_jsonb(OLD);
+  after jsonb := to_jsonb(NEW);
+  floor_days integer;
+  text_column text;
+BEGIN
+  IF before->>TG_ARGV[0] IS NOT NULL OR after->>TG_ARGV[0] IS NULL THEN
+    RAISE EXCEPTION 'promptctl: only retention changes % (text emptied once, % stamped): UPDATE refused', TG_TABLE_NAME, TG_ARGV[0];
+  END IF;
+  FOREACH text_column IN ARRAY text_columns LOOP
+    IF after->>text_column <> '' THEN
+      RAISE EXCEPTION 'promptctl: retention empties %.%, it never rewrites it: UPDATE refused', TG_TABLE_NAME, text_column;
+    END IF;
+  END LOOP;
+  IF (before - text_columns - TG_ARGV[0]) IS DISTINCT FROM (after - text_columns - TG_ARGV[0]) THEN
+    RAISE EXCEPTION 'promptctl: retention changes only the text of %: UPDATE refused', TG_TABLE_NAME;
+  END IF;
+  SELECT ticket_text_days INTO floor_days FROM promptctl_retentionfloor WHERE id = 1;
+  IF floor_days IS NOT NULL AND (before->>TG_ARGV[1])::timestamptz > now() - make_interval(days => floor_days) THEN
+    RAISE EXCEPTION 'promptctl: ticket text younger than % days is kept (the retention floor): UPDATE on % refused', floor_days, TG_TABLE_NAME;
+  END IF;
+  RETURN NEW;
+END $$ LANGUAGE plpgsql"""
+
+# BEFORE DELETE on a history table: only rows older than the history floor, never an object's latest row.
+# Arguments: the object's key column, the history row's key column.
+HISTORY_PRUNE_GUARD = """CREATE OR REPLACE FUNCTION promptctl_history_prune_guard() RETURNS trigger AS $$
+DECLARE
+  floor_days integer;
+  newer boolean;
+BEGIN
+  SELECT history_days INTO floor_days FROM promptctl_retentionfloor WHERE id = 1;
+  IF floor_days IS NOT NULL AND OLD.history_date > now() - make_interval(days => floor_days) THEN
+    RAISE EXCEPTION 'promptctl: history younger than % days is kept (the retention floor): DELETE on % refused', floor_days, TG_TABLE_NAME;
+  END IF;
+  EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I.%I WHERE %I = ($1).%I AND %I > ($1).%I)',
+                 TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0], TG_ARGV[0], TG_ARGV[1], TG_ARGV[1])
+    INTO newer USING OLD;
+  IF NOT newer THEN
+    RAISE EXCEPTION 'promptctl: an object''s latest history row is kept: DELETE on % refused', TG_TABLE_NAME;
+  END IF;
+  RETURN OLD;
+END $$ LANGUAGE plpgsql"""
+
+
+def _column(model: type[models.Model], field_name: str) -> str:
+    field = model._meta.get_field(field_name)
+    if not isinstance(field, models.Field) or not field.column:
+        raise TypeError(f"{model._meta.label}.{field_name} is not a column")
+    return field.column
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def guard_triggers() -> dict[str, str]:
+    """Trigger name -> table of every guard ``db roles`` installs (for the check)."""
+    triggers = {}
+    for model in _history_models():
+        triggers[_trigger_name(model._meta.db_table, "delete_retention")] = model._meta.db_table
+    for redaction in registry.redactions():
+        table = redaction.model._meta.db_table
+        triggers[_trigger_name(table, "update_retention")] = table
+    return triggers
+
+
+def _trigger_name(table: str, kind: str) -> str:
+    """``<table>_<kind>``: named to fire after a table's own guards (PostgreSQL fires them by name)."""
+    return f"{table[: 63 - len(kind) - 1]}_{kind}"
+
+
+def _history_models() -> list[type[models.Model]]:
+    return sorted(
+        (model for model in apps.get_models() if issubclass(model, HistoricalChanges)),
+        key=lambda model: model._meta.db_table,
+    )
+
+
+def _guard_statements(*, schema: str, grants: list[TableGrant], floor: RetentionFloorDays) -> list[str]:
+    """The retention guards and floor (PostgreSQL): owner-created, so the runtime role cannot drop them."""
+    present = {grant.table for grant in grants}
+    statements = [REDACTION_GUARD + ";", HISTORY_PRUNE_GUARD + ";"]
+    for model in _history_models():
+        table = model._meta.db_table
+        if table not in present:
+            continue
+        object_key = _column(model, model.instance_type._meta.pk.attname)  # type: ignore[attr-defined]
+        name = _quote(_trigger_name(table, "delete_retention"))
+        qualified = f"{_quote(schema)}.{_quote(table)}"
+        statements += [
+            f"DROP TRIGGER IF EXISTS {name} ON {qualified};",
+            f"CREATE TRIGGER {name} BEFORE DELETE ON {qualified} FOR EACH ROW EXECUTE FUNCTION "
+            f"promptctl_history_prune_guard({_literal(object_key)}, {_literal(_column(model, model._meta.pk.name))});",
+        ]
+    for redaction in registry.redactions():
+        model = redaction.model
+        table = model._meta.db_table
+        if table not in present:
+            continue
+        arguments = [redaction.stamp_field, redaction.age_field, *redaction.text_fields]
+        columns = ", ".join(_literal(_column(model, field)) for field in arguments)
+        name = _quote(_trigger_name(table, "update_retention"))
+        qualified = f"{_quote(schema)}.{_quote(table)}"
+        statements += [
+            f"DROP TRIGGER IF EXISTS {name} ON {qualified};",
+            f"CREATE TRIGGER {name} BEFORE UPDATE ON {qualified} FOR EACH ROW EXECUTE FUNCTION "
+            f"promptctl_redaction_guard({columns});",
+        ]
+    floor_table = f"{_quote(schema)}.{_quote(RetentionFloor._meta.db_table)}"
+    if RetentionFloor._meta.db_table in present:
+        statements.append(
+            f"INSERT INTO {floor_table} (id, ticket_text_days, history_days, set_at) "
+            f"VALUES (1, {int(floor.ticket_text_days)}, {int(floor.history_days)}, now()) "
+            "ON CONFLICT (id) DO UPDATE SET ticket_text_days = EXCLUDED.ticket_text_days, "
+            "history_days = EXCLUDED.history_days, set_at = EXCLUDED.set_at;"
+        )
     return statements
 
 
@@ -190,8 +371,10 @@ def _role_refusal(cursor, *, role: str, schema: str) -> str | None:
     return None
 
 
-def runtime_role_apply(*, role: str, password: str | None = None, using: str = "default") -> RuntimeRoleReport:
-    """Create ``role`` if missing and grant it exactly what ``runtime_grants`` says, in one transaction.
+def runtime_role_apply(
+    *, role: str, password: str | None = None, using: str = "default", floor: RetentionFloorDays | None = None
+) -> RuntimeRoleReport:
+    """Create ``role`` if missing, grant it exactly what ``runtime_grants`` says and set the guards, in one transaction.
 
     Run as the tables' owner. Idempotent: every earlier table and sequence
     privilege of the role in this schema is revoked first, so a table that
@@ -200,6 +383,7 @@ def runtime_role_apply(*, role: str, password: str | None = None, using: str = "
     role = _role_checked(role)
     connection = _owner_connection(using)
     name = _quote(role)
+    floor = floor or RetentionFloorDays.from_settings()
     try:
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute("SELECT current_database(), current_schema()")
@@ -221,7 +405,10 @@ def runtime_role_apply(*, role: str, password: str | None = None, using: str = "
                 cursor.execute(f"ALTER ROLE {name} PASSWORD '{verifier.decode()}'")
             existing = set(connection.introspection.table_names(cursor))
             grants = [grant for grant in runtime_grants() if grant.table in existing]
-            for statement in _grant_statements(name=name, database=database, schema=schema, grants=grants):
+            for statement in [
+                *_grant_statements(name=name, database=database, schema=schema, grants=grants),
+                *_guard_statements(schema=schema, grants=grants, floor=floor),
+            ]:
                 cursor.execute(statement)
     except DatabaseError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -230,7 +417,7 @@ def runtime_role_apply(*, role: str, password: str | None = None, using: str = "
             "(DATABASE_OWNER_URL), or have a DBA run the script from --sql."
         ) from error
     report = RuntimeRoleReport(
-        role=role, database=database, created=created, password_set=bool(password), grants=grants
+        role=role, database=database, created=created, password_set=bool(password), grants=grants, floor=floor
     )
     report.problems = runtime_role_check(role=role, using=using).problems
     return report
@@ -264,4 +451,46 @@ def runtime_role_check(*, role: str, using: str = "default") -> RuntimeRoleRepor
                 report.problems.append(
                     f"{grant.table}: holds {', '.join(sorted(held)) or 'nothing'}, should hold {', '.join(grant.privileges)}"
                 )
+            if "UPDATE" not in held:
+                cursor.execute(
+                    "SELECT column_name FROM information_schema.column_privileges WHERE grantee = %s "
+                    "AND table_schema = %s AND table_name = %s AND privilege_type = 'UPDATE'",
+                    [role, schema, grant.table],
+                )
+                columns = {column for (column,) in cursor.fetchall()}
+                if columns != set(grant.update_columns):
+                    report.problems.append(
+                        f"{grant.table}: may update columns {', '.join(sorted(columns)) or 'none'}, "
+                        f"should {', '.join(sorted(grant.update_columns)) or 'none'}"
+                    )
+        report.problems += _guard_problems(cursor, schema=schema, existing=existing, role=role)
     return report
+
+
+def _guard_problems(cursor, *, schema: str, existing: set[str], role: str) -> list[str]:
+    """Retention guards missing, or a floor that is not the settings' policy."""
+    problems = []
+    cursor.execute(
+        "SELECT tgname FROM pg_trigger JOIN pg_class ON pg_class.oid = tgrelid "
+        "JOIN pg_namespace ON pg_namespace.oid = relnamespace WHERE nspname = %s AND NOT tgisinternal",
+        [schema],
+    )
+    installed = {name for (name,) in cursor.fetchall()}
+    missing = sorted(name for name, table in guard_triggers().items() if table in existing and name not in installed)
+    if missing:
+        problems.append(
+            f"retention guards missing ({', '.join(missing)}): run `promptctl db roles --runtime-role {role}`"
+        )
+    if RetentionFloor._meta.db_table in existing:
+        cursor.execute(
+            f"SELECT ticket_text_days, history_days FROM {_quote(RetentionFloor._meta.db_table)} WHERE id = 1"
+        )
+        row = cursor.fetchone()
+        wanted = RetentionFloorDays.from_settings()
+        if row is None or RetentionFloorDays(*row) != wanted:
+            held = f"{row[0]} and {row[1]} days" if row else "no floor"
+            problems.append(
+                f"the retention floor is {held}, the policy {wanted.ticket_text_days} and {wanted.history_days} days "
+                f"(ticket text, history): run `promptctl db roles --runtime-role {role}` as the owner"
+            )
+    return problems

@@ -11,7 +11,7 @@ from django.db import connection
 
 from promptctl import services
 from promptctl.models import Approval, AuditEvent, ChangeRequest, Pin
-from promptctl.services.database_roles import APPEND, NO_DELETE, runtime_grants, runtime_role_check
+from promptctl.services.database_roles import APPEND, NO_DELETE, PRUNABLE, runtime_grants, runtime_role_check
 from tests.change_control_support import CHANNEL, PASSWORD, V1, V2, promote
 
 # Every table the issue names as part of the record; runtime_grants must keep each of them append-only.
@@ -50,7 +50,14 @@ def test_the_plan_keeps_the_record_append_only():
     grants = {grant.table: grant.privileges for grant in runtime_grants()}
     assert {table: grants[table] for table in RECORD_TABLES} == {table: APPEND for table in RECORD_TABLES}
     assert grants["promptctl_changerequest"] == grants["promptctl_pin"] == grants["promptctl_auditsegment"] == NO_DELETE
-    assert all(privileges == APPEND for table, privileges in grants.items() if "_historical" in table)
+    # History is appended and only pruned (the database guards bound the pruning: the retention tests).
+    assert all(privileges == PRUNABLE for table, privileges in grants.items() if "_historical" in table)
+    # Retention's one UPDATE: the log's text columns and stamp, nothing else of the record.
+    updatable = {grant.table: set(grant.update_columns) for grant in runtime_grants() if grant.update_columns}
+    assert updatable == {
+        "triage_triagerequest": {"subject", "body", "reply", "request_key", "redacted_at"},
+        "triage_historicaltriagejob": {"subject", "body", "request_key", "redacted_at"},
+    }
     assert not any("TRUNCATE" in privileges for privileges in grants.values())
 
 

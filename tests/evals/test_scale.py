@@ -61,3 +61,10 @@ def test_the_runs_list_counts_results_for_its_page_only(admin_client, versions, 
     assert len(counting) == 1, counting
     assert " IN (" in counting[0] and "GROUP BY" in counting[0].upper(), counting[0]
     assert EvalRun.objects.count() == 3
+    # The accuracy column reads the two figures the run copied out of its scores when it finished.
+    finished = EvalRun.objects.get(pk=runs[0].pk)
+    overall = finished.scores["overall"]
+    assert (finished.overall_correct, finished.overall_total) == (overall["correct"], overall["total"]) != (None, None)
+    assert f"{overall['correct']}/{overall['total']} (" in page
+    listing = [q["sql"] for q in queries.captured_queries if 'FROM "evals_evalrun"' in q["sql"]]
+    assert listing and not any('"scores"' in sql or "system_prompt" in sql for sql in listing), listing

@@ -271,3 +271,32 @@ def test_an_agent_policy_changed_after_its_creation_was_archived_is_named(sealed
     result = audit_verify()
     assert not result.ok and kinds(result) == {"state_drift"}
     assert "required_approvals 5" in result.message
+
+
+def test_the_segments_page_shows_each_seal_and_names_a_forged_row(sealed, admin_user):
+    from django.test import Client
+    from django.urls import reverse
+
+    _archive(1)
+    client = Client()
+    client.force_login(admin_user)
+    url = reverse("admin:promptctl_auditsegment_changelist")
+    page = client.get(url).content.decode()
+    assert "#1 to #20" in page and "20 events removed" in page and "checked" in page
+    assert '<td class="field-seal">intact</td>' in page
+    as_owner_everywhere(("UPDATE promptctl_auditsegment SET last_sequence = %s WHERE number = %s", [25, 1]))
+    page = client.get(url).content.decode()
+    assert "#1 to #25" in page and "does not match its MAC (changed or forged in the database)" in page
+
+
+@pytest.mark.postgres
+def test_the_runtime_role_may_not_archive_and_is_told_who_may(runtime_role, sealed):
+    from tests.db_roles_support import connected_as
+
+    events = AuditEvent.objects.count()
+    with connected_as(runtime_role):
+        code, _stdout, stderr = cli("audit", "archive", "--segment", "1")
+    assert code == 1 and "this database login may not" in stderr and "as the tables' owner" in stderr
+    assert AuditEvent.objects.count() == events and AuditSegment.objects.get(number=1).archived_at is None
+    _archive(1)  # the owner may
+    assert audit_verify().ok

@@ -189,3 +189,41 @@ def test_big_lists_count_at_most_a_bound(requester, monkeypatch):
     assert EstimatedCountPaginator(AuditEvent.objects.none(), 100).count == 0
     started = timezone.now()
     assert EstimatedCountPaginator(AgentVersion.objects.filter(created_at__gt=started), 100).count == 0
+
+
+def test_the_agent_page_counts_versions_up_to_a_bound(requester, admin_user, monkeypatch):
+    agent = _agent(requester)
+    _versions(agent, requester, 12)  # every 7th made outside promptctl: 0 and 7
+    url = reverse("admin:promptctl_agent_change", args=[agent.pk])
+    page = logged_in(admin_user).get(url).content.decode()
+    assert "All 12 versions of scale-agent" in page and "Recent versions (12 of 12)" in page
+    assert (
+        logged_in(admin_user)
+        .get(reverse("admin:promptctl_agent_changelist"))
+        .content.decode()
+        .count("2 changed outside promptctl")
+        == 1
+    )
+    monkeypatch.setattr("promptctl.admin.paging.COUNT_BOUND", 5)
+    with CaptureQueriesContext(connection) as queries:
+        page = logged_in(admin_user).get(url).content.decode()
+    assert "All 5+ versions of scale-agent" in page
+    counting = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert counting and all("LIMIT 6" in sql for sql in counting), counting
+
+
+def test_filter_choices_are_read_from_the_index_not_by_distinct(requester, reviewer, admin_user):
+    from promptctl.admin.paging import distinct_values
+
+    agent = _agent(requester)
+    _versions(agent, requester, 4)
+    _changes(agent, requester, reviewer, 2)
+    verbs = sorted(set(AuditEvent.objects.values_list("verb", flat=True)))
+    assert len(verbs) >= 3 and distinct_values(AuditEvent, "verb") == verbs
+    with CaptureQueriesContext(connection) as queries:
+        page = logged_in(admin_user).get(reverse("admin:promptctl_auditevent_changelist")).content.decode()
+    for verb in verbs:
+        assert f"?verb={verb}" in page.replace("&amp;", "&") or f"verb={verb}" in page
+    sql = [q["sql"].upper() for q in queries.captured_queries]
+    assert not any("SELECT DISTINCT" in statement for statement in sql), sql
+    assert sum("WITH RECURSIVE" in statement for statement in sql) == 2  # verb and object type

@@ -217,3 +217,88 @@ def production_free_request(emulator, people):
         latency_ms=120,
         received_at=timezone.now(),
     )
+
+
+def _refusal(login, statement: str) -> str:
+    """The first line of PostgreSQL's refusal of ``statement`` for ``login`` ("" when it was allowed)."""
+    import psycopg
+
+    try:
+        login.execute(statement)
+    except psycopg.Error as error:
+        return str(error).splitlines()[0]
+    return ""
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_runtime_role_purges_only_within_the_floor_the_owner_set(
+    runtime_role, traffic, production, api, settings, runtime_login
+):
+    """The hourly purge runs as the app's login; the database bounds it by the policy the owner granted under."""
+    from promptctl.services.database_roles import runtime_role_check
+    from tests.db_roles_support import connected_as
+
+    assert runtime_role_check(role=runtime_role).problems == []  # the floor is the settings' 30 / 90 days
+    requests = TriageRequest.objects.count()
+    settings.PROMPTCTL_RETENTION_TICKET_TEXT_DAYS = 0
+    settings.PROMPTCTL_RETENTION_HISTORY_DAYS = 0
+    assert "the retention floor is 30 and 90 days" in " ".join(runtime_role_check(role=runtime_role).problems)
+
+    # As the app's login, a policy below the owner's floor is refused by the database, and nothing changes.
+    with connected_as(runtime_role):
+        err = io.StringIO()
+        with pytest.raises(SystemExit) as exit_:
+            call_command("promptctl", "retention", "purge", stdout=io.StringIO(), stderr=err)
+    assert exit_.value.code == 1 and "younger than 30 days is kept" in err.getvalue()
+    assert "promptctl db roles" in err.getvalue()
+    assert not TriageRequest.objects.filter(subject="").exists()
+    assert not AuditEvent.objects.filter(verb="retention.purge").exists()
+
+    # The owner lowers the floor to the new policy; the app's login then purges.
+    call_command("promptctl", "db", "roles", "--runtime-role", runtime_role, stdout=io.StringIO())
+    assert runtime_role_check(role=runtime_role).problems == []
+    with connected_as(runtime_role):
+        done = purge_command()
+        assert done["requests_redacted"] == requests and done["jobs_redacted"] == 1
+        assert done["history_deleted_total"] > 0
+    assert not TriageRequest.objects.exclude(subject="").exists()
+    assert AuditEvent.objects.filter(verb="retention.purge").count() == 1
+    assert change_selectors.audit_chain_verify().ok
+
+    # What the app's login still cannot do, floor or not.
+    job_history = TriageJob.history.order_by("history_id").first().history_id
+    refusals = {
+        "a figure of the log": _refusal(runtime_login, "UPDATE triage_triagerequest SET team = 'auth'"),
+        "text written into a job's history": _refusal(
+            runtime_login,
+            f"UPDATE triage_historicaltriagejob SET subject = 'rewritten', redacted_at = NULL "
+            f"WHERE history_id = {job_history}",
+        ),
+        "an object's latest history row": _refusal(runtime_login, "DELETE FROM promptctl_historicalchangerequest"),
+        "the floor": _refusal(runtime_login, "UPDATE promptctl_retentionfloor SET history_days = 0"),
+        "the floor's row": _refusal(runtime_login, "DELETE FROM promptctl_retentionfloor"),
+    }
+    assert refusals["a figure of the log"].startswith("permission denied")
+    assert "only retention changes triage_historicaltriagejob" in refusals["text written into a job's history"]
+    assert "latest history row is kept" in refusals["an object's latest history row"]
+    assert refusals["the floor"].startswith("permission denied") and refusals["the floor's row"].startswith(
+        "permission denied"
+    )
+
+    # Back to 30 / 90 days: a fresh request's text and fresh history are out of the login's reach.
+    settings.PROMPTCTL_RETENTION_TICKET_TEXT_DAYS = 30
+    settings.PROMPTCTL_RETENTION_HISTORY_DAYS = 90
+    call_command("promptctl", "db", "roles", "--runtime-role", runtime_role, stdout=io.StringIO())
+    assert api.post("/triage", ticket(20, request_key="fresh@example.com")).status_code == 200
+    fresh = TriageRequest.objects.get(request_key="fresh@example.com")
+    early = _refusal(
+        runtime_login,
+        "UPDATE triage_triagerequest SET subject = '', body = '', reply = '', request_key = '', "
+        f"redacted_at = now() WHERE id = {fresh.pk}",
+    )
+    assert "ticket text younger than 30 days is kept" in early
+    assert "history younger than 90 days is kept" in _refusal(
+        runtime_login, "DELETE FROM promptctl_historicalchangerequest"
+    )
+    assert TriageRequest.objects.get(pk=fresh.pk).subject != ""

@@ -27,9 +27,13 @@ Rules, and why:
   what was removed. A purge that finds nothing writes no event. A dry run
   counts and changes nothing.
 - The request log's database guard (triage migration 0010) allows exactly
-  this UPDATE and no other. On PostgreSQL the runtime role holds no UPDATE on
-  the log nor DELETE on history tables: run the purge with the owner's login
-  (``DATABASE_URL`` set to the owner's URL for the command or the beat worker).
+  this UPDATE and no other. On PostgreSQL the runtime role runs the purge (the
+  hourly task, the command) with a column-level UPDATE on the text columns
+  and DELETE on history tables, bounded by guards ``promptctl db roles``
+  installs: exactly the redaction, never younger than the retention floor the
+  owner set, never an object's latest history row
+  (``promptctl.services.database_roles``). A policy shorter than that floor is
+  refused by the database, and the purge says how to put it right.
 """
 
 from __future__ import annotations
@@ -40,17 +44,30 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.db import models, transaction
+from django.db import DatabaseError, models, transaction
 from django.db.models import Max
 from django.utils import timezone
 from simple_history.models import HistoricalChanges
 
 from promptctl.audit import audit_record
-from promptctl.errors import DomainError
+from promptctl.errors import DomainError, Fix
+from promptctl.registry import Redaction
 from triage.models import TriageJob, TriageRequest
 
 REQUEST_TEXT_FIELDS = ("subject", "body", "reply", "request_key")
 JOB_TEXT_FIELDS = ("subject", "body", "request_key")
+
+
+def redactions() -> list[Redaction]:
+    """The tables whose text a purge empties in place: the request log and the jobs' history copies.
+
+    (Jobs themselves are mutable rows; the runtime role updates them anyway.) ``promptctl db roles``
+    grants UPDATE on exactly these columns and guards them on PostgreSQL.
+    """
+    return [
+        Redaction(TriageRequest, REQUEST_TEXT_FIELDS, "redacted_at", "received_at"),
+        Redaction(TriageJob.history.model, JOB_TEXT_FIELDS, "redacted_at", "history_date"),
+    ]
 
 
 @dataclass(frozen=True)
@@ -159,6 +176,36 @@ def retention_purge(
     now = timezone.now()
     text_before = now - timedelta(days=policy.ticket_text_days)
     history_before = now - timedelta(days=policy.history_days)
+    try:
+        return _purge(
+            actor=actor, dry_run=dry_run, policy=policy, now=now, text_before=text_before, history_before=history_before
+        )
+    except DatabaseError as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "retention floor" not in message:
+            raise
+        raise DomainError(
+            f"The database refused the purge: {message.removeprefix('promptctl: ')}. The policy "
+            f"({policy.ticket_text_days} days of ticket text, {policy.history_days} of history) is shorter than the "
+            "floor the tables' owner set; nothing was changed.",
+            code="retention_floor",
+            fix=Fix(
+                cli="run `promptctl db roles --runtime-role <role>` as the owner (DATABASE_OWNER_URL) to set the "
+                "floor to the policy, or raise PROMPTCTL_RETENTION_*_DAYS back to it",
+                web="ask the database's owner to run `promptctl db roles` with the new retention policy",
+            ),
+        ) from error
+
+
+def _purge(
+    *,
+    actor: Any,
+    dry_run: bool,
+    policy: RetentionPolicy,
+    now: datetime,
+    text_before: datetime,
+    history_before: datetime,
+) -> RetentionPurge:
     with transaction.atomic():
         requests = _requests_due(text_before)
         jobs = _jobs_due(text_before)
