@@ -78,7 +78,18 @@ def _page(client, url: str, *, repeats: int) -> dict:
         "min_ms": round(min(timings), 1),
         "queries": len(queries.captured_queries),
         "bytes": len(response.content),
+        "rows_shown": _rows_shown(response),
     }
+
+
+def _rows_shown(response) -> int | None:
+    """How many rows a list page showed (rows of the admin's ``#result_list`` table), or None for another page."""
+    body = response.content.decode()
+    start = body.find('id="result_list"')
+    if start < 0:
+        return None
+    table = body[start : body.find("</table>", start)]
+    return table.split("<tbody>", 1)[-1].count("<tr")
 
 
 def _canary_added(route, *, repeats: int) -> float:
@@ -130,12 +141,31 @@ def _size_run(size: int, options: argparse.Namespace) -> dict:
         name="bench-scale", tickets=tickets, cases=cases, actor=admin, agent=agent
     )
     seeded = {"setup_seconds": round(time.perf_counter() - started, 1)}
+    # Every list measured shows a full first page at every size (``--page-rows``, the admin's 100), so the
+    # ratio compares a page of the same length over a small and a big table, not a page of 7 rows with one
+    # of 100: half the change requests end withdrawn, one audit event in four is a version.create, one
+    # logged request in ten is invalid.
+    page = options.page_rows
     steps = [
-        ("versions", lambda: scale_seed.versions_grow(agent=agent, count=size, creator=world["requester"])),
-        ("change_requests", lambda: scale_seed.changes_grow(agent=agent, count=size, reviewer=world["reviewer"])),
-        ("audit_events", lambda: scale_seed.audit_events_append(count=size, agent_id=agent.pk, actor=admin)),
-        ("eval_results", lambda: scale_seed.eval_runs_grow(agent=agent, testset_version=testset_version, results=size)),
-        ("triage_requests", lambda: scale_seed.triage_requests_add(agent=agent, count=size, tickets=tickets)),
+        ("versions", lambda: scale_seed.versions_grow(agent=agent, count=max(size, page), creator=world["requester"])),
+        (
+            "change_requests",
+            lambda: scale_seed.changes_grow(agent=agent, count=max(size, 2 * page), reviewer=world["reviewer"]),
+        ),
+        (
+            "audit_events",
+            lambda: scale_seed.audit_events_append(count=max(size, 4 * page), agent_id=agent.pk, actor=admin),
+        ),
+        (
+            "eval_results",
+            lambda: scale_seed.eval_runs_grow(
+                agent=agent, testset_version=testset_version, results=max(size, page), min_runs=page
+            ),
+        ),
+        (
+            "triage_requests",
+            lambda: scale_seed.triage_requests_add(agent=agent, count=max(size, 10 * page), tickets=tickets),
+        ),
     ]
     for name, step in steps:
         began = time.perf_counter()
@@ -184,7 +214,9 @@ def _size_run(size: int, options: argparse.Namespace) -> dict:
         "agent's versions list": reverse("admin:promptctl_agentversion_changelist") + f"?agent__id__exact={agent.pk}",
         "test-set version page": reverse("admin:evals_testsetversion_change", args=[testset_version.pk]),
         "eval runs list": reverse("admin:evals_evalrun_changelist"),
+        # No subject holds "invoice" (every index entry that could is probed); one in ten holds "rate".
         "triage requests ?q=invoice": reverse("admin:triage_triagerequest_changelist") + "?q=invoice",
+        "triage requests ?q=rate": reverse("admin:triage_triagerequest_changelist") + "?q=rate",
         "triage requests ?outcome=invalid": reverse("admin:triage_triagerequest_changelist") + "?outcome=invalid",
         "change requests list": reverse("admin:promptctl_changerequest_changelist"),
         "change requests ?status=withdrawn": reverse("admin:promptctl_changerequest_changelist")
@@ -208,7 +240,7 @@ def _size_run(size: int, options: argparse.Namespace) -> dict:
             agent=agent, count=canary_rows, tickets=tickets, canary=True, pin_revision=route.pin_revision
         )
         canary[f"rows_{canary_rows}_ms"] = _canary_added(route, repeats=options.repeats)
-    return {
+    answer = {
         "size": size,
         "database": connection.vendor,
         "rows": rows,
@@ -217,6 +249,35 @@ def _size_run(size: int, options: argparse.Namespace) -> dict:
         "pages": measured,
         "canary_added": canary,
     }
+    if options.log_rows and size >= options.canary_from:
+        answer["log"] = _log_grown(client, pages, agent=agent, tickets=tickets, options=options)
+    return answer
+
+
+def _log_grown(client, pages: dict[str, str], *, agent, tickets, options: argparse.Namespace) -> dict:
+    """The request log grown to ``--log-rows`` logged calls (the other tables as they are), its pages again."""
+    from django.db import connection
+
+    from bench import scale_seed
+    from triage.models import TriageRequest
+
+    began = time.perf_counter()
+    missing = options.log_rows - TriageRequest.objects.count()
+    if missing > 0:
+        scale_seed.triage_requests_add(agent=agent, count=missing, tickets=tickets)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE triage_triagerequest")
+    return {
+        "rows": TriageRequest.objects.count(),
+        "seed_seconds": round(time.perf_counter() - began, 1),
+        "pages": {name: _page(client, url, repeats=options.repeats) for name, url in pages.items() if "triage" in name},
+    }
+
+
+def _cell(page: dict) -> str:
+    shown = f", {page['rows_shown']} shown" if page.get("rows_shown") is not None else ""
+    return f"{page['median_ms']} ms, {page['queries']} q, {page['bytes']:,} B{shown}"
 
 
 def _table(results: list[dict]) -> str:
@@ -225,7 +286,8 @@ def _table(results: list[dict]) -> str:
         f"Database: {small['database']}; rows at the two sizes: "
         + ", ".join(f"{name} {small['rows'][name]:,} → {large['rows'][name]:,}" for name in small["rows"]),
         "",
-        f"| page / path | ~{small['size']:,} rows: ms, queries, bytes | ~{large['size']:,} rows: ms, queries, bytes "
+        f"| page / path | ~{small['size']:,} rows: ms, queries, bytes, rows shown "
+        f"| ~{large['size']:,} rows: ms, queries, bytes, rows shown "
         "| ratio | within target |",
         "|---|---|---|---:|---|",
     ]
@@ -236,10 +298,7 @@ def _table(results: list[dict]) -> str:
             continue
         ratio = last["median_ms"] / first["median_ms"] if first["median_ms"] else float("inf")
         within = ratio <= TARGET_RATIO and last["median_ms"] <= TARGET_MS
-        lines.append(
-            f"| {name} | {first['median_ms']} ms, {first['queries']} q, {first['bytes']:,} B "
-            f"| {last['median_ms']} ms, {last['queries']} q, {last['bytes']:,} B | {ratio:.2f}× | {'yes' if within else 'NO'} |"
-        )
+        lines.append(f"| {name} | {_cell(first)} | {_cell(last)} | {ratio:.2f}× | {'yes' if within else 'NO'} |")
     canary = large["canary_added"]
     lines.append(
         "| canary-served call, added | "
@@ -248,6 +307,20 @@ def _table(results: list[dict]) -> str:
         + ", ".join(f"{value} ms at {int(key.split('_')[1]):,} canary rows" for key, value in canary.items())
         + " | | |"
     )
+    if "log" in large:
+        log = large["log"]
+        lines += [
+            "",
+            f"The request log grown to {log['rows']:,} rows (in {log['seed_seconds']} s), the other tables as above:",
+            "",
+            f"| page | ~{small['size']:,} rows | {log['rows']:,} logged requests | ratio | within target |",
+            "|---|---|---|---:|---|",
+        ]
+        for name, page in log["pages"].items():
+            first = small["pages"][name]
+            ratio = page["median_ms"] / first["median_ms"] if first["median_ms"] else float("inf")
+            within = ratio <= TARGET_RATIO and page["median_ms"] <= TARGET_MS
+            lines.append(f"| {name} | {_cell(first)} | {_cell(page)} | {ratio:.2f}× | {'yes' if within else 'NO'} |")
     lines.append("")
     for result in results:
         lines.append(
@@ -274,6 +347,18 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help="the PostgreSQL database to drop, create and seed "
         "(default: DATABASE_URL's server, database promptctl_bench_scale)",
+    )
+    parser.add_argument(
+        "--log-rows",
+        type=int,
+        default=0,
+        help="after the largest size, grow the request log to this many rows and fetch its pages again (0: no)",
+    )
+    parser.add_argument(
+        "--page-rows",
+        type=int,
+        default=100,
+        help="rows behind each measured list's first page at every size (100: the admin's page)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed fetches per page; the median is reported (5)")
     parser.add_argument("--canary-rows", type=int, default=50_000, help="canary rows for the canary check (50000)")
@@ -318,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
                 str(options.canary_rows),
                 "--canary-from",
                 str(options.canary_from),
+                "--page-rows",
+                str(options.page_rows),
+                "--log-rows",
+                str(options.log_rows),
                 "--size-json",
                 str(answer),
             ]
@@ -336,7 +425,11 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(_table(results))
     small, large = results[0], results[-1]
+    log_pages = large.get("log", {}).get("pages", {})
     within = all(
+        log_pages[name]["median_ms"] <= min(TARGET_MS, TARGET_RATIO * small["pages"][name]["median_ms"])
+        for name in log_pages
+    ) and all(
         "error" not in large["pages"][name]
         and "error" not in first
         and large["pages"][name]["median_ms"] <= TARGET_MS

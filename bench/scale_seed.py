@@ -177,14 +177,19 @@ def testset_import_big(*, name: str, tickets: list[dict], cases: int, actor, age
     ).version
 
 
-def eval_runs_grow(*, agent, testset_version, results: int) -> None:
-    """Finished runs of the big test set, 200 results each, copied from a finished run and its results."""
+def eval_runs_grow(*, agent, testset_version, results: int, min_runs: int = 1) -> None:
+    """Finished runs of the big test set, copied from a finished run and its results.
+
+    200 results a run (fewer when the set is smaller), and at least ``min_runs`` runs: when ``results``
+    cannot give each of them that many, each gets ``results // min_runs`` (at least one).
+    """
     from evals.models import EvalResult, EvalRun
 
     template = EvalRun.objects.filter(agent_version__agent=agent, status="finished").order_by("pk").first()
     result_template = EvalResult.objects.filter(run=template).order_by("pk").first()
     per_run = min(200, testset_version.cases.count())
-    runs = max(1, results // per_run)
+    runs = max(min_runs, results // per_run)
+    per_run = min(per_run, max(1, results // runs))
     cases = list(testset_version.cases.order_by("position")[:per_run])
 
     def run_change(index: int, row) -> None:
