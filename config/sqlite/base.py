@@ -15,6 +15,8 @@ commits or rolls back. Between processes (the web server, other workers)
 SQLite's own lock and busy handler still decide, as before. The wait is bounded
 by the same ``timeout`` option as SQLite's, and ends in the same
 ``database is locked`` error.
+
+It also keeps SQLite's planner statistics fresh (``PRAGMA optimize`` on close, below).
 """
 
 from __future__ import annotations
@@ -69,6 +71,24 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def _close(self):
         try:
+            self._planner_statistics_refresh()
             return super()._close()
         finally:
             self._write_lock_release()
+
+    def _planner_statistics_refresh(self) -> None:
+        """``PRAGMA optimize`` as the connection closes, as SQLite advises, so the planner has statistics.
+
+        Without them SQLite guesses, and at 10⁵ rows it guessed wrong: the agent timeline's approvals
+        were read through every change request of the agent and sorted (108 ms) instead of walked newest
+        first through their own index (under 1 ms). ``optimize`` analyzes only the tables this connection's
+        queries would have planned better with statistics that are missing or stale (grown 25×), so it is
+        usually nothing; it gives up at once if another connection is writing (the next close tries again).
+        """
+        if self.connection is None or self.in_atomic_block or self.is_in_memory_db():
+            return
+        try:
+            self.connection.execute("PRAGMA busy_timeout = 0")
+            self.connection.execute("PRAGMA optimize")
+        except self.Database.Error:  # busy or read-only: the statistics wait for the next close
+            pass
