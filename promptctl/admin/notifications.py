@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from promptctl import services
 from promptctl.admin import display
 from promptctl.admin.mixins import ReadOnlyHistoryAdmin, refusal_text
+from promptctl.admin.paging import EstimatedCountPaginator, IndexedValuesListFilter
 from promptctl.errors import DomainError
 from promptctl.models import Webhook, WebhookDelivery
 from promptctl.services.webhooks import EVENTS, webhook_fields_clean, webhook_secret_masked
@@ -110,8 +111,11 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
         "created_at",
         "delivered_at",
     )
-    list_filter = ("status", "event")
+    list_filter = ("status", ("event", IndexedValuesListFilter))
     list_select_related = ("webhook",)
+    # One row per event per webhook, for as long as the installation runs: no full count per page.
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     readonly_fields = (
         "webhook",
         "event",

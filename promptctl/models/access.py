@@ -58,7 +58,10 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhookdelivery_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhookdelivery_due"),
+            models.Index(fields=["event", "-created_at"], name="webhookdelivery_event"),  # the list's filter
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "delivered", "failed"]), name="webhookdelivery_status_valid"
