@@ -43,9 +43,10 @@ class TriageConfig(AppConfig):
         registry.cli_group_register("triage.retention_cli")
         registry.record_check_register(record_checks.default_agent_matches_record)
         registry.record_check_register(record_checks.canary_counters_match_the_log)
-        # Jobs and shadow runs a killed worker lost, sent again from every worker's sweep timer (evals.tasks).
+        # Jobs, shadow runs and canary comparisons a killed worker lost, sent again from every worker's sweep timer (evals.tasks).
         registry.worker_sweep_register(services.triage_jobs_sweep)
         registry.worker_sweep_register(services.shadow_runs_sweep)
+        registry.worker_sweep_register(services.canary_comparisons_sweep)
         # Customer text retention empties: the runtime role may update these columns and nothing else.
         for redaction in redactions():
             registry.redaction_register(redaction)

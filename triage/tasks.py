@@ -45,8 +45,8 @@ def canary_end(agent_id: int, pin_revision: int) -> None:
 
 
 @shared_task(name="triage.canary_compare", ignore_result=True, acks_late=True)
-def canary_compare(request_id: int) -> None:
-    services.canary_compare(request_id=request_id)
+def canary_compare(request_id: int, resume: bool = False) -> None:
+    services.canary_compare(request_id=request_id, resume=resume)
 
 
 @shared_task(name="triage.retention_purge", ignore_result=True)

@@ -1,4 +1,4 @@
-"""The sweep of lost async jobs and shadow runs, run in this process against the emulator.
+"""The sweep of lost async jobs, shadow runs and canary comparisons, run in this process against the emulator.
 
 A worker that died is played by what it leaves behind: a job row it started
 (its lease naming a worker whose heartbeat is stale) and a session tagged with
@@ -20,9 +20,9 @@ from managed_agents.client import client
 from managed_agents.tickets import ticket_text
 from tests.triage.support import V3, ticket
 from triage import services
-from triage.models import ShadowResult, TriageJob, TriageRequest
+from triage.models import CanaryComparison, ShadowResult, TriageJob, TriageRequest
 from triage.services import jobs
-from triage.services.shadow import SHADOW_TAG
+from triage.services.shadow import CANARY_COMPARE_TAG, SHADOW_TAG
 
 DEAD_WORKER = ("dead-worker@test-host", 424242)
 
@@ -193,3 +193,57 @@ def test_a_lost_shadow_run_is_swept_and_adopts_the_dead_runs_session(
     assert stats["user_messages"]["sessions_with_duplicates"] == 0
     assert stats["sessions"]["unarchived"] == 0, stats["sessions"]
     assert services.shadow_runs_sweep(now=later) == []  # one result per (request, version): nothing left
+
+
+def test_a_lost_canary_comparison_is_swept_and_adopts_the_dead_runs_session(
+    api, production, people, emulator, settings, eager_tasks, django_capture_on_commit_callbacks
+):
+    """The canary watch's comparison of a canary reply is drawn with the call; a worker that died with it loses nothing."""
+    v3 = production.new_version(V3)
+    production.canary(v3, 50)
+    settings.PROMPTCTL_SHADOW_SWEEP_AFTER_SECONDS = 60
+    answer = None
+    for index in range(40):  # until the canary serves one (half the traffic); its comparison's message is lost
+        with django_capture_on_commit_callbacks(execute=False):
+            answer = api.post("/triage", ticket(index, request_key=f"lost-compare-{index}")).json()
+        if answer["canary"]:
+            break
+    assert answer and answer["canary"] and answer["valid"]
+    request = TriageRequest.objects.get(pk=answer["request_id"])
+    assert request.compare_drawn, "the default compare share is 100 %: the draw is in the log"
+    assert not TriageRequest.objects.filter(canary=False, compare_drawn=True).exists()
+    before = emulator.stats()["user_messages"]["total"]
+    dead_session = _answered_session(
+        agent=production.agent,
+        version=production.v1,
+        metadata={CANARY_COMPARE_TAG: str(request.pk), "production": str(production.v1)},
+        text=request.ticket_text,
+    )
+
+    assert services.canary_comparisons_sweep() == []  # not due yet
+    later = timezone.now() + timedelta(seconds=61)
+    assert services.canary_comparisons_sweep(now=later) == [request.pk]
+
+    comparison = CanaryComparison.objects.get(request=request)
+    assert comparison.session_id == dead_session and comparison.production_version.number == production.v1
+    assert comparison.agrees is not None
+    stats = emulator.stats()
+    assert stats["user_messages"]["total"] == before + 1  # the dead run's one message; none sent again
+    assert stats["user_messages"]["sessions_with_duplicates"] == 0
+    assert services.canary_comparisons_sweep(now=later) == []  # one comparison per request: nothing left
+
+
+def test_a_canary_call_not_drawn_for_comparison_is_not_swept(
+    api, production, people, emulator, settings, eager_tasks, django_capture_on_commit_callbacks
+):
+    from tests.triage.test_canary_watch import canary_policy
+
+    v3 = production.new_version(V3)
+    production.canary(v3, 50)
+    canary_policy(production, people.admin, compare_percent=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        answers = [api.post("/triage", ticket(index, request_key=f"undrawn-{index}")).json() for index in range(8)]
+    assert any(answer["canary"] for answer in answers)
+    assert not TriageRequest.objects.filter(compare_drawn=True).exists()
+    assert services.canary_comparisons_sweep(now=timezone.now() + timedelta(hours=1, seconds=-1)) == []
+    assert not CanaryComparison.objects.exists()

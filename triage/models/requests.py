@@ -63,6 +63,11 @@ class TriageRequest(ImmutableRecord):
     redacted_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="when retention emptied the ticket's text"
     )
+    # A canary reply drawn for the canary watch (the agent's compare share) is recorded with the call, so a
+    # comparison a dead worker lost is found and run again (``canary_comparisons_sweep``).
+    compare_drawn = models.BooleanField(
+        default=False, editable=False, help_text="drawn to be answered by the production version too"
+    )
 
     class Meta:
         ordering = ["-received_at", "-id"]
@@ -78,6 +83,11 @@ class TriageRequest(ImmutableRecord):
             models.Index(fields=["agent", "-received_at"], name="triagerequest_agent_recent"),
             models.Index(fields=["request_key"], name="triagerequest_request_key"),
             models.Index(fields=["session_id"], name="triagerequest_session"),
+            models.Index(
+                fields=["agent", "pin_revision", "received_at"],
+                condition=models.Q(compare_drawn=True),
+                name="triagerequest_compare_drawn",
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(outcome__in=OUTCOME_VALUES), name="triagerequest_outcome_valid"),

@@ -58,7 +58,7 @@ from triage.services.jobs import (
 )
 from triage.services.routing import routing_policy_save
 from triage.services.serving import Served, Ticket, triage_admit, triage_record, triage_route, triage_serve
-from triage.services.shadow import canary_compare, shadow_run, shadow_runs_sweep
+from triage.services.shadow import canary_compare, canary_comparisons_sweep, shadow_run, shadow_runs_sweep
 
 __all__ = [
     "AUTO_END_USERNAME",
@@ -79,6 +79,7 @@ __all__ = [
     "api_key_revoke",
     "api_key_token_check",
     "canary_compare",
+    "canary_comparisons_sweep",
     "canary_end",
     "canary_over_limits",
     "canary_policy_save",

@@ -120,9 +120,11 @@ def triage_record(
 
     A valid canary reply is also drawn (the agent's ``CanaryPolicy.compare_percent``) to be answered by the
     production version in the background (``triage.canary_compare``): the canary watch's disagreement check.
+    The draw is logged with the call (``compare_drawn``), so the sweep finds a comparison a worker lost.
     """
     from triage import tasks  # lazy: triage.tasks imports triage.services at module level
 
+    compare = route.canary and run.ok and _canary_compare_drawn(route.agent_id)
     with transaction.atomic():
         request = TriageRequest.objects.create(
             agent_id=route.agent_id,
@@ -138,6 +140,7 @@ def triage_record(
             body=ticket.body,
             received_at=received_at,
             latency_ms=max(0, latency_ms),
+            compare_drawn=compare,
             **_log_fields(run),
         )
         request_id = request.pk
@@ -148,7 +151,7 @@ def triage_record(
         if route.canary and canary_over_limits(route=route):
             agent_id, revision = route.agent_id, route.pin_revision
             transaction.on_commit(lambda: tasks.canary_end.delay(agent_id, revision))
-        if route.canary and request.outcome == Outcome.OK and _canary_compare_drawn(route.agent_id):
+        if compare:
             transaction.on_commit(lambda: tasks.canary_compare.delay(request_id))
     return request
 

@@ -16,7 +16,9 @@ it). ``shadow_runs_sweep`` (every worker's sweep timer) finds logged requests
 whose shadow candidate has no result once they are due, and sends them again
 with ``resume``: that run first looks up the sessions tagged with the request
 and candidate, adopts one that holds the ticket (so the model is not asked
-twice) and archives the rest.
+twice) and archives the rest. ``canary_comparisons_sweep`` does the same for
+canary calls drawn for comparison (the draw is logged with the call) while
+their canary still runs.
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ from triage.services.common import _log_fields
 logger = logging.getLogger(__name__)
 
 SHADOW_TAG = "promptctl_shadow"
+CANARY_COMPARE_TAG = "promptctl_canary_compare"
 SHADOW_SWEEP_BATCH = 200
-# (request id, received at) -> when this process's sweep last sent it (monotonic): a request is sent again at most once per
+# (what, request id, received at) -> when this process's sweep last sent it (monotonic): a request is sent again at most once per
 # due window by one worker, so a run still in flight is not sent on every pass. Lost on restart: harmless.
-_sweep_sent: dict[tuple[int, datetime], float] = {}
+_sweep_sent: dict[tuple[str, int, datetime], float] = {}
 
 
 def _tagged_run(
@@ -140,46 +143,58 @@ def shadow_runs_sweep(*, now: datetime | None = None) -> list[int]:
     """
     from triage import tasks  # lazy: triage.tasks imports triage.services at module level
 
-    now = now or timezone.now()
+    since, until = _sweep_window(now or timezone.now())
     recorded = ShadowResult.objects.filter(request=OuterRef("pk"), version=OuterRef("shadow_version"))
     rows = list(
-        TriageRequest.objects.filter(
-            shadow_version__isnull=False,
-            received_at__lt=now - timedelta(seconds=settings.PROMPTCTL_SHADOW_SWEEP_AFTER_SECONDS),
-            received_at__gte=now - timedelta(seconds=settings.PROMPTCTL_SHADOW_SWEEP_HORIZON_SECONDS),
-        )
+        TriageRequest.objects.filter(shadow_version__isnull=False, received_at__lt=until, received_at__gte=since)
         .filter(~Exists(recorded))
         .order_by("received_at")
         .values_list("pk", "received_at")[:SHADOW_SWEEP_BATCH]
     )
+    due = _not_sent_lately([("shadow", *row) for row in rows])
+    for request_id in due:
+        tasks.shadow_run.delay(request_id, True)
+    if due:
+        logger.warning("sweep sent %d lost shadow run(s) again: requests %s", len(due), due)
+    return due
+
+
+def _sweep_window(now: datetime) -> tuple[datetime, datetime]:
+    """Logged between these two moments: old enough that the first run has finished, young enough to be worth it."""
+    return (
+        now - timedelta(seconds=settings.PROMPTCTL_SHADOW_SWEEP_HORIZON_SECONDS),
+        now - timedelta(seconds=settings.PROMPTCTL_SHADOW_SWEEP_AFTER_SECONDS),
+    )
+
+
+def _not_sent_lately(keys: list[tuple[str, int, datetime]]) -> list[int]:
+    """The request ids of ``keys`` this process's sweep has not sent within the due window; marks them sent."""
     clock = time.monotonic()
     window = settings.PROMPTCTL_SHADOW_SWEEP_AFTER_SECONDS
     for key, sent_at in list(_sweep_sent.items()):
         if clock - sent_at >= window:
             del _sweep_sent[key]
-    due: list[int] = []
-    for key in rows:
-        if key in _sweep_sent:
-            continue
-        _sweep_sent[key] = clock
-        tasks.shadow_run.delay(key[0], True)
-        due.append(key[0])
-    if due:
-        logger.warning("sweep sent %d lost shadow run(s) again: requests %s", len(due), due)
+    due = []
+    for key in keys:
+        if key not in _sweep_sent:
+            _sweep_sent[key] = clock
+            due.append(key[1])
     return due
 
 
 # --- the canary watch: production answers a sample of the canary's tickets ----------------------
 
 
-def canary_compare(*, request_id: int) -> CanaryComparison | None:
+def canary_compare(*, request_id: int, resume: bool = False) -> CanaryComparison | None:
     """Run a ticket the canary answered on the production version, record both verdicts, check the limit.
 
     Only while the canary that served it still runs (the pin is at the call's
     revision): the production version compared is the one pinned beside it.
     A canary reply that was not a valid verdict is not compared (the invalid
     and error limits count it). When the comparisons cross the agent's
-    disagreement limit, ``triage.canary_end`` is sent on commit.
+    disagreement limit, ``triage.canary_end`` is sent on commit. With
+    ``resume`` (sent by the sweep), an earlier run's session tagged with the
+    request is adopted instead of asking again.
     """
     from triage import tasks  # lazy: triage.tasks imports triage.services at module level
 
@@ -194,14 +209,27 @@ def canary_compare(*, request_id: int) -> CanaryComparison | None:
         return None
     production, agent = pin.version, request.agent
     started = time.monotonic()
-    run = ticket_run(
-        agent_id=agent.remote_id,
-        version=production.number,
-        environment_id=agent.environment_id,
-        text=request.ticket_text,
-        allowed=allowed_labels(production.system_prompt),
-        metadata={"promptctl_canary_compare": str(request.pk), "production": str(production.number)},
-    )
+    tags = {CANARY_COMPARE_TAG: str(request.pk), "production": str(production.number)}
+    allowed = allowed_labels(production.system_prompt)
+    run = None
+    if resume:
+        run = _tagged_run(
+            agent_remote_id=agent.remote_id,
+            version=production.number,
+            tags=tags,
+            text=request.ticket_text,
+            allowed=allowed,
+            since=request.received_at,
+        )
+    if run is None:
+        run = ticket_run(
+            agent_id=agent.remote_id,
+            version=production.number,
+            environment_id=agent.environment_id,
+            text=request.ticket_text,
+            allowed=allowed,
+            metadata=tags,
+        )
     latency_ms = round((time.monotonic() - started) * 1000)
     agrees = (run.team == request.team and run.priority == request.priority) if run.ok else None
     fields = {**_log_fields(run), "agrees": agrees}
@@ -224,3 +252,42 @@ def canary_compare(*, request_id: int) -> CanaryComparison | None:
     except IntegrityError:
         return CanaryComparison.objects.get(request=request)
     return comparison
+
+
+def canary_comparisons_sweep(*, now: datetime | None = None) -> list[int]:
+    """Send again every due canary comparison that has no result; returns the request ids.
+
+    Due: a canary call of a canary still running (the pin at the call's
+    revision) that was drawn for comparison (``compare_drawn``, logged with the
+    call) and answered validly, in the same window as shadow runs, with no
+    ``CanaryComparison``. Sent with ``resume``, so a lost run's session is
+    adopted rather than the production version asked twice.
+    """
+    from triage import tasks  # lazy: triage.tasks imports triage.services at module level
+
+    since, until = _sweep_window(now or timezone.now())
+    recorded = CanaryComparison.objects.filter(request=OuterRef("pk"))
+    keys: list[tuple[str, int, datetime]] = []
+    for pin in Pin.objects.filter(canary_version__isnull=False).only("agent_id", "channel", "revision"):
+        rows = (
+            TriageRequest.objects.filter(
+                agent_id=pin.agent_id,
+                pin_revision=pin.revision,
+                compare_drawn=True,
+                channel=pin.channel,
+                canary=True,
+                outcome=Outcome.OK,
+                received_at__lt=until,
+                received_at__gte=since,
+            )
+            .filter(~Exists(recorded))
+            .order_by("received_at")
+            .values_list("pk", "received_at")[:SHADOW_SWEEP_BATCH]
+        )
+        keys += [("canary", pk, received_at) for pk, received_at in rows]
+    due = _not_sent_lately(keys)
+    for request_id in due:
+        tasks.canary_compare.delay(request_id, True)
+    if due:
+        logger.warning("sweep sent %d lost canary comparison(s) again: requests %s", len(due), due)
+    return due
