@@ -76,6 +76,42 @@ def _tagged_run(
     return run
 
 
+def _second_answer(*, request: TriageRequest, version, tags: dict[str, str], resume: bool) -> tuple[int, dict]:
+    """``version``'s answer to a logged ticket, as a result row's fields (with ``agrees``) and its latency in ms.
+
+    The session is tagged ``tags``; with ``resume`` an earlier run's tagged session is adopted first.
+    """
+    agent = request.agent
+    started = time.monotonic()
+    allowed = allowed_labels(version.system_prompt)
+    run = None
+    if resume:
+        run = _tagged_run(
+            agent_remote_id=agent.remote_id,
+            version=version.number,
+            tags=tags,
+            text=request.ticket_text,
+            allowed=allowed,
+            since=request.received_at,
+        )
+    if run is None:
+        run = ticket_run(
+            agent_id=agent.remote_id,
+            version=version.number,
+            environment_id=agent.environment_id,
+            text=request.ticket_text,
+            allowed=allowed,
+            metadata=tags,
+        )
+    latency_ms = round((time.monotonic() - started) * 1000)
+    agrees = None
+    if run.ok and request.outcome == Outcome.OK:
+        agrees = run.team == request.team and run.priority == request.priority
+    fields = {**_log_fields(run), "agrees": agrees}
+    del fields["format_warning"]  # a second answer keeps no format warning
+    return latency_ms, fields
+
+
 # --- shadow mode ---------------------------------------------------------------------------
 
 
@@ -94,35 +130,8 @@ def shadow_run(*, request_id: int, resume: bool = False) -> ShadowResult | None:
     existing = ShadowResult.objects.filter(request=request, version=candidate).first()
     if existing is not None:
         return existing
-    agent = request.agent
-    started = time.monotonic()
     tags = {SHADOW_TAG: str(request.pk), "candidate": str(candidate.number)}
-    allowed = allowed_labels(candidate.system_prompt)
-    run = None
-    if resume:
-        run = _tagged_run(
-            agent_remote_id=agent.remote_id,
-            version=candidate.number,
-            tags=tags,
-            text=request.ticket_text,
-            allowed=allowed,
-            since=request.received_at,
-        )
-    if run is None:
-        run = ticket_run(
-            agent_id=agent.remote_id,
-            version=candidate.number,
-            environment_id=agent.environment_id,
-            text=request.ticket_text,
-            allowed=allowed,
-            metadata=tags,
-        )
-    latency_ms = round((time.monotonic() - started) * 1000)
-    agrees = None
-    if run.ok and request.outcome == Outcome.OK:
-        agrees = run.team == request.team and run.priority == request.priority
-    fields = {**_log_fields(run), "agrees": agrees}
-    del fields["format_warning"]  # a shadow result keeps no format warning
+    latency_ms, fields = _second_answer(request=request, version=candidate, tags=tags, resume=resume)
     try:
         with transaction.atomic():
             return ShadowResult.objects.create(request=request, version=candidate, latency_ms=latency_ms, **fields)
@@ -207,33 +216,10 @@ def canary_compare(*, request_id: int, resume: bool = False) -> CanaryComparison
     pin = Pin.objects.select_related("version").filter(agent_id=request.agent_id, channel=request.channel).first()
     if pin is None or pin.revision != request.pin_revision or not pin.canary_version_id:
         return None
-    production, agent = pin.version, request.agent
-    started = time.monotonic()
+    production = pin.version
     tags = {CANARY_COMPARE_TAG: str(request.pk), "production": str(production.number)}
-    allowed = allowed_labels(production.system_prompt)
-    run = None
-    if resume:
-        run = _tagged_run(
-            agent_remote_id=agent.remote_id,
-            version=production.number,
-            tags=tags,
-            text=request.ticket_text,
-            allowed=allowed,
-            since=request.received_at,
-        )
-    if run is None:
-        run = ticket_run(
-            agent_id=agent.remote_id,
-            version=production.number,
-            environment_id=agent.environment_id,
-            text=request.ticket_text,
-            allowed=allowed,
-            metadata=tags,
-        )
-    latency_ms = round((time.monotonic() - started) * 1000)
-    agrees = (run.team == request.team and run.priority == request.priority) if run.ok else None
-    fields = {**_log_fields(run), "agrees": agrees}
-    del fields["format_warning"]
+    latency_ms, fields = _second_answer(request=request, version=production, tags=tags, resume=resume)
+    agrees = fields["agrees"]
     try:
         with transaction.atomic():
             comparison = CanaryComparison.objects.create(
