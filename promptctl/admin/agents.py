@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from promptctl import selectors, services
-from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, refusal_show
+from promptctl.admin.mixins import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, ServiceLoggedAdmin, refusal_show
 from promptctl.admin.paging import bounded_count, count_text
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Agent, AgentVersion, Pin
@@ -56,7 +56,7 @@ class PinInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Agent)
-class AgentAdmin(ReadOnlyHistoryAdmin):
+class AgentAdmin(ServiceLoggedAdmin, ReadOnlyHistoryAdmin):
     list_display = (
         "name",
         "model",

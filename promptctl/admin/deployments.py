@@ -14,7 +14,7 @@ from django.http import HttpResponseRedirect
 from django.utils.html import format_html
 
 from promptctl import services
-from promptctl.admin.mixins import ReadOnlyHistoryAdmin, refusal_show
+from promptctl.admin.mixins import ReadOnlyHistoryAdmin, ServiceLoggedAdmin, refusal_show
 from promptctl.errors import DomainError
 from promptctl.models import PRODUCTION, Agent, DeploymentBinding
 
@@ -34,7 +34,7 @@ class BindForm(forms.ModelForm):
 
 
 @admin.register(DeploymentBinding)
-class DeploymentBindingAdmin(ReadOnlyHistoryAdmin):
+class DeploymentBindingAdmin(ServiceLoggedAdmin, ReadOnlyHistoryAdmin):
     list_display = (
         "deployment_id",
         "name",

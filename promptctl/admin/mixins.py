@@ -36,6 +36,21 @@ def refusal_show(request: HttpRequest, refusal: DomainError, *, prefix: str = "R
     messages.error(request, refusal_text(refusal, prefix=prefix))
 
 
+class ServiceLoggedAdmin:
+    """For an admin whose form saves go through an audited service: no second "Recent actions" entry.
+
+    The service's ``audit_record`` writes the person's ``LogEntry`` (``promptctl.audit.admin_log``), with
+    the audit verb, whichever door was used; Django's own ``log_addition``/``log_change`` after the form
+    save would list the same act twice. A save that changes nothing writes no event, and no entry.
+    """
+
+    def log_addition(self, request, obj, message):
+        return None
+
+    def log_change(self, request, obj, message):
+        return None
+
+
 class ReadOnlyHistoryAdmin(SimpleHistoryAdmin):
     """History pages show who changed what; they never revert (the button is hidden and the POST refused)."""
 

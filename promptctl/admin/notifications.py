@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 
 from promptctl import services
 from promptctl.admin import display
-from promptctl.admin.mixins import ReadOnlyHistoryAdmin, refusal_text
+from promptctl.admin.mixins import ReadOnlyHistoryAdmin, ServiceLoggedAdmin, refusal_text
 from promptctl.admin.paging import EstimatedCountPaginator, IndexedValuesListFilter
 from promptctl.errors import DomainError
 from promptctl.models import Webhook, WebhookDelivery
@@ -50,7 +50,7 @@ class WebhookForm(forms.ModelForm):
 
 
 @admin.register(Webhook)
-class WebhookAdmin(ReadOnlyHistoryAdmin):
+class WebhookAdmin(ServiceLoggedAdmin, ReadOnlyHistoryAdmin):
     form = WebhookForm
     list_display = ("url", "format", "agent", "events_text", "active", "secret_masked", "created_at")
     list_filter = ("active", "format")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.contrib.admin.models import LogEntry
 
 from promptctl.models import Agent, AuditEvent, ChangeRequest
 from tests.browser_support import admin_login
@@ -61,6 +62,11 @@ def test_the_policy_form_shows_refusals_keeps_the_policy_and_a_save_is_audited(b
     event = AuditEvent.objects.filter(verb="agent.policy").get()
     assert event.before["required_approvals"] == 1 and event.after["required_approvals"] == 2
     assert event.actor.username == "ada" and event.request_id
+    # "Recent actions" lists the save once: the audit path's entry, not a second one from the admin's form.
+    entries = LogEntry.objects.filter(user__username="ada", object_id=str(agent.pk))
+    assert [entry.change_message for entry in entries] == ["agent.policy"]
+    ada.goto("/admin/")
+    assert ada.inner_text("#recent-actions-module").count(agent.name) == 1
 
 
 def test_a_rollback_with_nothing_to_roll_back_is_refused_on_the_form(browser_page, tutorial_agent):

@@ -11,7 +11,7 @@ from django.contrib import admin
 from django.http import HttpResponseRedirect
 
 from promptctl.admin import ReadOnlyAdminMixin, ReadOnlyHistoryAdmin, display
-from promptctl.admin.mixins import refusal_show
+from promptctl.admin.mixins import ServiceLoggedAdmin, refusal_show
 from promptctl.errors import DomainError
 from triage import services
 from triage.models import CanaryCheck, CanaryComparison, CanaryPolicy
@@ -97,7 +97,7 @@ class CanaryPolicyForm(forms.ModelForm):
 
 
 @admin.register(CanaryPolicy)
-class CanaryPolicyAdmin(ReadOnlyHistoryAdmin):
+class CanaryPolicyAdmin(ServiceLoggedAdmin, ReadOnlyHistoryAdmin):
     form = CanaryPolicyForm
     list_display = ("agent", "compare_percent", "disagreement_limit", "min_compared", "auto_end", "granted")
     list_select_related = ("agent", "auto_end_granted_by")

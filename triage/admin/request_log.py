@@ -14,7 +14,7 @@ from django.utils.html import format_html_join
 
 from evals.models import TestSet
 from promptctl.admin import display
-from promptctl.admin.mixins import refusal_show
+from promptctl.admin.mixins import ServiceLoggedAdmin, refusal_show
 from promptctl.errors import DomainError
 from triage import services
 from triage.models import Outcome, TriageCorrection, TriageRequest
@@ -156,7 +156,7 @@ class AddToTestSetForm(forms.Form):
 
 
 @admin.register(TriageRequest)
-class TriageRequestAdmin(admin.ModelAdmin):
+class TriageRequestAdmin(ServiceLoggedAdmin, admin.ModelAdmin):
     list_display = (
         "id",
         "received",

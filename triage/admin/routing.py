@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from promptctl.admin import ReadOnlyHistoryAdmin
-from promptctl.admin.mixins import refusal_show
+from promptctl.admin.mixins import ServiceLoggedAdmin, refusal_show
 from promptctl.errors import DomainError
 from promptctl.models import AgentVersion
 from triage import selectors, services
@@ -43,7 +43,7 @@ class RoutingPolicyForm(forms.ModelForm):
 
 
 @admin.register(RoutingPolicy)
-class RoutingPolicyAdmin(ReadOnlyHistoryAdmin):
+class RoutingPolicyAdmin(ServiceLoggedAdmin, ReadOnlyHistoryAdmin):
     form = RoutingPolicyForm
     list_display = ("agent", "is_default", "canary_limits", "shadow", "shadow_record", "updated_at")
     list_select_related = ("agent", "shadow_version")
