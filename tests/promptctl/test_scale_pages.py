@@ -223,7 +223,7 @@ def test_filter_choices_are_read_from_the_index_not_by_distinct(requester, revie
     with CaptureQueriesContext(connection) as queries:
         page = logged_in(admin_user).get(reverse("admin:promptctl_auditevent_changelist")).content.decode()
     for verb in verbs:
-        assert f"?verb={verb}" in page.replace("&amp;", "&") or f"verb={verb}" in page
+        assert f"?verb={verb}" in page, verb  # a choice of the filter, linked
     sql = [q["sql"].upper() for q in queries.captured_queries]
     assert not any("SELECT DISTINCT" in statement for statement in sql), sql
     assert sum("WITH RECURSIVE" in statement for statement in sql) == 2  # verb and object type
