@@ -78,6 +78,10 @@ def _password(options) -> str | None:
     return lines[0].strip()
 
 
+def _columns_note(columns: tuple[str, ...]) -> str:
+    return f"; UPDATE ({', '.join(columns)})" if columns else ""
+
+
 def db_roles(options, out):
     alias = _alias(options)
     if options.sql:
@@ -94,7 +98,18 @@ def db_roles(options, out):
             f"{'Created' if report.created else 'Updated'} role {report.role} on {report.database}"
             f"{' and set its password' if report.password_set else ''}; granted:"
         )
-        out.table([[grant.table, ", ".join(grant.privileges)] for grant in report.grants], ["table", "privileges"])
+        out.table(
+            [
+                [grant.table, ", ".join(grant.privileges) + _columns_note(grant.update_columns)]
+                for grant in report.grants
+            ],
+            ["table", "privileges"],
+        )
+        if report.floor:
+            out.human(
+                f"Retention floor: ticket text kept {report.floor.ticket_text_days} days, history "
+                f"{report.floor.history_days} days (PROMPTCTL_RETENTION_*_DAYS); the app cannot remove anything younger."
+            )
     for problem in report.problems:
         out.human(f"problem: {problem}")
     if options.check and not report.problems:

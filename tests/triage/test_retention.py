@@ -256,7 +256,10 @@ def test_the_runtime_role_purges_only_within_the_floor_the_owner_set(
     assert not AuditEvent.objects.filter(verb="retention.purge").exists()
 
     # The owner lowers the floor to the new policy; the app's login then purges.
-    call_command("promptctl", "db", "roles", "--runtime-role", runtime_role, stdout=io.StringIO())
+    granted = io.StringIO()
+    call_command("promptctl", "db", "roles", "--runtime-role", runtime_role, stdout=granted)
+    assert "Retention floor: ticket text kept 0 days, history 0 days" in granted.getvalue()
+    assert "SELECT, INSERT; UPDATE (subject, body, reply, request_key, redacted_at)" in granted.getvalue()
     assert runtime_role_check(role=runtime_role).problems == []
     with connected_as(runtime_role):
         done = purge_command()
