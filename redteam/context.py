@@ -64,18 +64,11 @@ def runtime_role_tries(statements: list[str]) -> tuple[str, str]:
     """Log in as the runtime role ``db roles`` grants (PostgreSQL) and run each statement: all must be refused."""
     import psycopg
 
-    from promptctl.services.database_roles import runtime_role_apply
+    from promptctl.services.database_roles import login_as, runtime_role_apply
 
     role = "promptctl_redteam_app"
     runtime_role_apply(role=role)
-    settings_dict = connection.settings_dict
-    login = psycopg.connect(
-        host=settings_dict["HOST"] or "127.0.0.1",
-        port=settings_dict["PORT"] or 5432,
-        dbname=settings_dict["NAME"],
-        user=role,
-        autocommit=True,
-    )
+    login = login_as(role)
     refusals = []
     try:
         for statement in statements:

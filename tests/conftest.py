@@ -321,17 +321,9 @@ def runtime_role(transactional_db):
 @pytest.fixture
 def runtime_login(runtime_role):
     """A connection that logged in as the runtime role (autocommit: each statement stands alone)."""
-    import psycopg
-    from django.db import connection
+    from promptctl.services.database_roles import login_as
 
-    settings_dict = connection.settings_dict
-    login = psycopg.connect(
-        host=settings_dict["HOST"] or "127.0.0.1",
-        port=settings_dict["PORT"] or 5432,
-        dbname=settings_dict["NAME"],
-        user=runtime_role,
-        autocommit=True,
-    )
+    login = login_as(runtime_role)
     yield login
     login.close()
 

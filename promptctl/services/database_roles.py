@@ -348,6 +348,24 @@ def _owner_connection(using: str) -> BaseDatabaseWrapper:
     return connection
 
 
+def login_as(role: str, *, using: str = "default"):
+    """A new autocommit psycopg connection to ``using``'s database, logged in as ``role`` (no password: local trust).
+
+    For checking what a role may do from outside Django's connection: the
+    red-team plays and the tests that try the runtime role's grants.
+    """
+    import psycopg
+
+    settings_dict = _owner_connection(using).settings_dict
+    return psycopg.connect(
+        host=settings_dict["HOST"] or "127.0.0.1",
+        port=settings_dict["PORT"] or 5432,
+        dbname=settings_dict["NAME"],
+        user=role,
+        autocommit=True,
+    )
+
+
 def _role_refusal(cursor, *, role: str, schema: str) -> str | None:
     cursor.execute("SELECT current_user")
     owner = cursor.fetchone()[0]
