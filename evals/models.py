@@ -303,9 +303,14 @@ class WorkerHeartbeat(models.Model):
     pid = models.PositiveIntegerField()
     started_at = models.DateTimeField(default=timezone.now)
     seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # A prefork pool's child beats for the tasks it runs (their leases name it), under its worker's pid;
+    # only the workers themselves (null here) are counted as workers.
+    pool_parent_pid = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["hostname", "pid"], name="workerheartbeat_one_per_process")]
 
     def __str__(self) -> str:
+        if self.pool_parent_pid is not None:
+            return f"worker {self.hostname} pid {self.pool_parent_pid}, pool process {self.pid}"
         return f"worker {self.hostname} pid {self.pid}"

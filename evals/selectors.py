@@ -260,9 +260,10 @@ def testset_list_summary() -> list[dict[str, Any]]:
 
 
 def workers_alive(*, max_age: float | None = None) -> int:
-    """How many worker processes wrote a heartbeat within ``max_age`` seconds (default: the stale window)."""
+    """How many workers wrote a heartbeat within ``max_age`` seconds (default: the stale window); pool children not."""
     seconds = settings.PROMPTCTL_WORKER_STALE_SECONDS if max_age is None else max_age
-    return WorkerHeartbeat.objects.filter(seen_at__gte=timezone.now() - timedelta(seconds=seconds)).count()
+    fresh = WorkerHeartbeat.objects.filter(seen_at__gte=timezone.now() - timedelta(seconds=seconds))
+    return fresh.filter(pool_parent_pid__isnull=True).count()
 
 
 def workers_missing_message(*, what: str = "the run", status: str = "queued") -> str:

@@ -17,6 +17,8 @@
 Every worker also writes a heartbeat row (``evals.services.workers``) from a
 timer thread started on ``worker_ready`` and deletes it on ``worker_shutdown``,
 so the CLI, the run page and the APIs can say when nothing consumes the queue.
+Under a prefork pool each child beats too, from its first task, so a job's
+lease follows the process that runs it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import socket
 import threading
 
 from celery import shared_task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_process_init, worker_process_shutdown, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -118,60 +120,97 @@ def _stop_sweep_timer(**_kwargs) -> None:
 
 # --- the worker's heartbeat ---------------------------------------------------------
 
-_heartbeat_stop = threading.Event()
-_heartbeat_threads: list[threading.Thread] = []
-_heartbeat_identity: list[tuple[str, int]] = []  # (hostname, pid) of this worker, once ready
 
+class _Heartbeat:
+    """One process's heartbeat: a timer thread beating (hostname, pid) until stopped, then removing its row."""
 
-def _heartbeat_forever(hostname: str, pid: int) -> None:
-    started_at = timezone.now()
-    interval = max(0.5, settings.PROMPTCTL_WORKER_STALE_SECONDS / 3)
-    delay = 0.0  # the first beat at once: a waiting `eval run --wait` sees the worker as soon as it is ready
-    while not _heartbeat_stop.wait(delay):
-        delay = interval
+    def __init__(self, hostname: str, pid: int, *, pool_parent_pid: int | None = None) -> None:
+        self.identity = (str(hostname)[:255], pid)
+        self.pool_parent_pid = pool_parent_pid
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat_forever, name="evals-heartbeat", daemon=True)
+
+    def start(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def _beat_forever(self) -> None:
+        hostname, pid = self.identity
+        started_at = timezone.now()
+        interval = max(0.5, settings.PROMPTCTL_WORKER_STALE_SECONDS / 3)
+        delay = 0.0  # the first beat at once: a waiting `eval run --wait` sees the worker as soon as it is ready
+        while not self._stop.wait(delay):
+            delay = interval
+            try:
+                close_old_connections()
+                worker_services.worker_heartbeat_beat(
+                    hostname=hostname, pid=pid, started_at=started_at, pool_parent_pid=self.pool_parent_pid
+                )
+            except Exception:  # noqa: BLE001 - a missed beat (database restarting) must not end the heartbeat
+                logger.exception("worker heartbeat failed; trying again in %.0fs", interval)
+            finally:
+                connection.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)  # a beat in flight must not write the row back after it is removed
         try:
-            close_old_connections()
-            worker_services.worker_heartbeat_beat(hostname=hostname, pid=pid, started_at=started_at)
-        except Exception:  # noqa: BLE001 - a missed beat (database restarting) must not end the heartbeat
-            logger.exception("worker heartbeat failed; trying again in %.0fs", interval)
+            hostname, pid = self.identity
+            worker_services.worker_heartbeat_remove(hostname=hostname, pid=pid)
+        except Exception:  # noqa: BLE001 - a shutdown must finish; the row goes stale on its own
+            logger.exception("could not remove this process's heartbeat; it goes stale on its own")
         finally:
             connection.close()
 
 
-def worker_identity(hostname: str | None = None) -> tuple[str, int]:
-    """(node name, pid) of this worker process as its heartbeat row names it: who holds a task's lease.
+_worker_heartbeat: list[_Heartbeat] = []  # the worker's own, once ready
+_pool_child_heartbeat: list[_Heartbeat] = []  # a prefork pool child's, from its first task
+_pool_child: list[bool] = []  # set in a prefork pool's child process
+_pool_child_lock = threading.Lock()
 
-    Known once the worker is ready (the default threads pool runs tasks in
-    that process). Before that, or outside a worker, the task's node name (or
+
+def worker_identity(hostname: str | None = None) -> tuple[str, int]:
+    """(node name, pid) of the process running this task as its heartbeat row names it: who holds a lease.
+
+    With the default threads pool that is the worker, known once it is ready.
+    In a prefork pool's child it is the child, which starts its own heartbeat
+    at its first task (so a lease it holds ends when it dies, not when its
+    worker does). Before that, or outside a worker, the task's node name (or
     this host's name) and this process's pid.
     """
-    if _heartbeat_identity:
-        return _heartbeat_identity[0]
-    return (str(hostname or socket.gethostname())[:255], os.getpid())
+    node = str(hostname or socket.gethostname())[:255]
+    if _pool_child:
+        with _pool_child_lock:
+            if not _pool_child_heartbeat:
+                _pool_child_heartbeat.append(_Heartbeat(node, os.getpid(), pool_parent_pid=os.getppid()).start())
+            return _pool_child_heartbeat[0].identity
+    if _worker_heartbeat:
+        return _worker_heartbeat[0].identity
+    return (node, os.getpid())
 
 
 @worker_ready.connect
 def _start_heartbeat(sender=None, **_kwargs) -> None:
-    _heartbeat_stop.clear()
     # The Celery node name (``-n test-1@host``) when there is one: it tells two workers on one host apart.
-    hostname = str(getattr(sender, "hostname", None) or socket.gethostname())[:255]
-    _heartbeat_identity[:] = [(hostname, os.getpid())]
-    thread = threading.Thread(
-        target=_heartbeat_forever, args=_heartbeat_identity[0], name="evals-heartbeat", daemon=True
-    )
-    thread.start()
-    _heartbeat_threads.append(thread)
+    hostname = str(getattr(sender, "hostname", None) or socket.gethostname())
+    _worker_heartbeat[:] = [_Heartbeat(hostname, os.getpid()).start()]
 
 
 @worker_shutdown.connect
 def _stop_heartbeat(**_kwargs) -> None:
-    _heartbeat_stop.set()
-    while _heartbeat_threads:  # a beat in flight must not write the row back after it is removed
-        _heartbeat_threads.pop().join(timeout=5)
-    try:
-        for hostname, pid in _heartbeat_identity:
-            worker_services.worker_heartbeat_remove(hostname=hostname, pid=pid)
-    except Exception:  # noqa: BLE001 - a shutdown must finish; the row goes stale on its own
-        logger.exception("could not remove this worker's heartbeat; it goes stale on its own")
-    finally:
-        connection.close()
+    while _worker_heartbeat:
+        _worker_heartbeat.pop().stop()
+
+
+@worker_process_init.connect
+def _mark_pool_child(**_kwargs) -> None:
+    # A forked child inherits its worker's state: it beats for itself, never in the worker's name.
+    _pool_child[:] = [True]
+    _pool_child_heartbeat.clear()
+    _worker_heartbeat.clear()
+
+
+@worker_process_shutdown.connect
+def _stop_pool_child_heartbeat(**_kwargs) -> None:
+    while _pool_child_heartbeat:
+        _pool_child_heartbeat.pop().stop()

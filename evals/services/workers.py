@@ -4,7 +4,10 @@ Rules, and why:
 
 - Each worker process writes its own row (hostname, pid) every third of
   ``PROMPTCTL_WORKER_STALE_SECONDS`` from a timer thread (``evals.tasks``),
-  and deletes it on a clean shutdown. A worker killed outright leaves a row
+  and deletes it on a clean shutdown. Under a prefork pool each child that
+  runs a task beats too (``pool_parent_pid`` names its worker), because a
+  job's lease names the process that runs it; children are not counted as
+  workers. A worker killed outright leaves a row
   that stops moving; readers count only rows seen within the stale window
   (``evals.selectors.workers_alive``), so it drops out on its own.
 - A database row, not a broker key or a file: it works the same for Redis,
@@ -28,14 +31,16 @@ from evals.models import WorkerHeartbeat
 PRUNE_WINDOWS = 10
 
 
-def worker_heartbeat_beat(*, hostname: str, pid: int, started_at: datetime) -> None:
-    """Say this worker process is alive now; forget workers dead for ten stale windows."""
+def worker_heartbeat_beat(*, hostname: str, pid: int, started_at: datetime, pool_parent_pid: int | None = None) -> None:
+    """Say this worker process (or pool child of worker ``pool_parent_pid``) is alive now; forget the long dead."""
     now = timezone.now()
     with transaction.atomic():
         updated = WorkerHeartbeat.objects.filter(hostname=hostname, pid=pid).update(seen_at=now)
         if not updated:
             WorkerHeartbeat.objects.update_or_create(
-                hostname=hostname, pid=pid, defaults={"started_at": started_at, "seen_at": now}
+                hostname=hostname,
+                pid=pid,
+                defaults={"started_at": started_at, "seen_at": now, "pool_parent_pid": pool_parent_pid},
             )
     cutoff = now - timedelta(seconds=PRUNE_WINDOWS * settings.PROMPTCTL_WORKER_STALE_SECONDS)
     WorkerHeartbeat.objects.filter(seen_at__lt=cutoff).delete()

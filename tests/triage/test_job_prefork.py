@@ -1,0 +1,100 @@
+"""Under a prefork pool a job's lease follows the pool child that runs it.
+
+Real ``celery -A config worker --pool prefork`` processes, the test database
+and broker, the emulator over loopback HTTP. The child running a job beats
+for itself, so a long session is not taken for a dead one (no second attempt
+beside it), and a child killed outright loses its lease within the stale
+window even though its worker lives on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from evals import selectors as eval_selectors
+from evals.models import WorkerHeartbeat
+from tests.triage.support import ticket
+from triage.models import TriageJob
+
+pytestmark = pytest.mark.slow
+
+PREFORK = {
+    "CELERY_WORKER_POOL": "prefork",
+    "PROMPTCTL_WORKER_STALE_SECONDS": "2",
+    "PROMPTCTL_EVAL_SWEEP_SECONDS": "1",
+    "PROMPTCTL_JOB_REQUEUE_SECONDS": "3",
+    "PROMPTCTL_RATE_LIMITER": "off",
+}
+
+
+def _wait(what: str, condition, *, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
+
+
+def _job(job_id: str) -> TriageJob:
+    return TriageJob.objects.get(pk=job_id)
+
+
+def test_a_long_job_in_a_pool_child_keeps_its_one_attempt(workers, api, production, emulator, settings):
+    settings.PROMPTCTL_WORKER_STALE_SECONDS = 2
+    # Three stale windows and more: without the child's own beat its lease would read as dead.
+    emulator.configure(latency=8.0)
+    worker = workers.start(concurrency=2, **PREFORK)
+    workers.wait_ready()
+    before = emulator.stats()["user_messages"]["total"]
+
+    job_id = api.post("/triage/jobs", ticket(2)).json()["job_id"]
+    running = _wait("the job runs", lambda: _job(job_id).lease_pid and _job(job_id), timeout=60)
+    assert running.lease_pid != worker.pid  # a pool child, not the worker
+    beat = _wait(
+        "the child's heartbeat", lambda: WorkerHeartbeat.objects.filter(pid=running.lease_pid).first(), timeout=10
+    )
+    assert beat.pool_parent_pid == worker.pid and beat.hostname == running.lease_holder
+    assert "pool process" in str(beat)
+    assert eval_selectors.workers_alive() == 1  # the child beats, but the worker is one worker
+
+    _wait("the job ends", lambda: _job(job_id).status in TriageJob.FINAL_STATUSES, timeout=90)
+    job = _job(job_id)
+    assert job.status == TriageJob.Status.DONE, job.error_message
+    assert job.attempts == 1 and job.lease_pid == running.lease_pid
+    stats = emulator.stats()["user_messages"]
+    assert stats["total"] - before == 1 and stats["sessions_with_duplicates"] == 0
+
+
+def test_a_killed_pool_child_loses_its_lease_while_its_worker_lives(workers, api, production, emulator, settings):
+    settings.PROMPTCTL_WORKER_STALE_SECONDS = 2
+    emulator.configure(latency=4.0)
+    worker = workers.start(concurrency=2, **PREFORK)
+    workers.wait_ready()
+    before = emulator.stats()["user_messages"]["total"]
+
+    job_id = api.post("/triage/jobs", ticket(5)).json()["job_id"]
+    _wait(
+        "the child sent the ticket",
+        lambda: emulator.stats()["user_messages"]["total"] - before == 1 and _job(job_id).lease_pid,
+        timeout=60,
+    )
+    child = _job(job_id).lease_pid
+    _wait("the child beats", lambda: WorkerHeartbeat.objects.filter(pid=child).exists(), timeout=10)
+    os.kill(child, signal.SIGKILL)
+
+    _wait("the job ends", lambda: _job(job_id).status in TriageJob.FINAL_STATUSES, timeout=90)
+    job = _job(job_id)
+    assert job.status == TriageJob.Status.DONE, job.error_message
+    assert job.attempts == 2 and job.lease_pid not in (child, worker.pid)
+    assert worker.poll() is None  # the worker itself never stopped
+    # The second attempt adopted the first one's session: the ticket was sent once.
+    stats = emulator.stats()["user_messages"]
+    assert stats["total"] - before == 1 and stats["sessions_with_duplicates"] == 0
+    beat = WorkerHeartbeat.objects.filter(pid=child).first()
+    assert beat is None or (time.time() - beat.seen_at.timestamp()) > 2  # the dead child stopped beating
