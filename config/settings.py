@@ -18,7 +18,30 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+
+class _Env(environ.Env):
+    """django-environ, with a value that does not parse named in one line instead of a ValueError traceback."""
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except (ValueError, TypeError, OverflowError) as error:
+            kind = getattr(cast, "__name__", cast) or "value"
+            raise ImproperlyConfigured(
+                f"{var}={os.environ.get(var, '')!r} is not a valid {kind} ({error}): fix or unset it."
+            ) from None
+
+
+env = _Env()
+
+
+def _days(name: str, default: int) -> int:
+    """A retention period in whole days: 0 (purge at once) up to 100 years."""
+    days = env.int(name, default=default)
+    if not 0 <= days <= 36_500:
+        raise ImproperlyConfigured(f"{name}={days} is out of range: give whole days from 0 to 36500.")
+    return days
+
 
 VAR_DIR = Path(env.str("PROMPTCTL_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -256,8 +279,8 @@ CELERY_BEAT_SCHEDULE = {
 # Retention of customer text: a logged ticket's subject, body, reply and request key (and a finished job's
 # text and its history copies) are emptied after this many days; every figure is kept. History rows of
 # tracked models older than PROMPTCTL_RETENTION_HISTORY_DAYS are deleted, each object's latest kept.
-PROMPTCTL_RETENTION_TICKET_TEXT_DAYS = env.int("PROMPTCTL_RETENTION_TICKET_TEXT_DAYS", default=30)
-PROMPTCTL_RETENTION_HISTORY_DAYS = env.int("PROMPTCTL_RETENTION_HISTORY_DAYS", default=90)
+PROMPTCTL_RETENTION_TICKET_TEXT_DAYS = _days("PROMPTCTL_RETENTION_TICKET_TEXT_DAYS", default=30)
+PROMPTCTL_RETENTION_HISTORY_DAYS = _days("PROMPTCTL_RETENTION_HISTORY_DAYS", default=90)
 # Shared session-creation budget (managed_agents/ratelimit.py): at most BUDGET creates in any WINDOW seconds,
 # BURST of them at once. Redis when the broker is Redis, else a flock'ed file under PROMPTCTL_VAR_DIR.
 PROMPTCTL_RATE_LIMITER = env.str("PROMPTCTL_RATE_LIMITER", default="auto")  # auto | redis | file | off

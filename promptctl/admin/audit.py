@@ -12,7 +12,7 @@ from promptctl import selectors
 from promptctl.admin import display
 from promptctl.admin.mixins import ReadOnlyAdminMixin
 from promptctl.admin.paging import EstimatedCountPaginator, IndexedValuesListFilter
-from promptctl.audit.segments import segment_row_problem
+from promptctl.audit.segments import segment_problem
 from promptctl.models import AuditEvent, AuditSegment
 
 
@@ -125,7 +125,7 @@ class AuditSegmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="seal")
     def seal(self, segment: AuditSegment) -> str:
-        problem = segment_row_problem(segment)
+        problem = segment_problem(segment)
         if problem:
             return format_html('<strong class="promptctl-warning">⚠ {}</strong>', problem)
         return "intact"

@@ -129,6 +129,37 @@ def segment_row_problem(segment: AuditSegment, ring: AuditKeyRing | None = None)
     return ""
 
 
+def segment_archive_problem(segment: AuditSegment) -> str:
+    """Why a segment's archiving (outside its row MAC) cannot be trusted, or "".
+
+    Archiving sets ``archived_at`` and deletes the segment's events in one
+    transaction, and records how many in its ``audit.archive`` event: a
+    segment marked archived whose events are still here was marked by hand.
+    """
+    if segment.archived_at is None:
+        if segment.archived_events:
+            return f"segment {segment.number} is not archived but claims {segment.archived_events:,} events removed"
+        return ""
+    left = AuditEvent.objects.filter(sequence__gte=segment.first_sequence, sequence__lte=segment.last_sequence)
+    if left.exists():
+        return (
+            f"segment {segment.number} is marked archived, but events #{segment.first_sequence} to "
+            f"#{segment.last_sequence} are still in the database: the mark was made by hand, not by `audit archive`"
+        )
+    after = archive_event_after(segment.last_sequence)
+    if after is not None and after.get("deleted_events") != segment.archived_events:
+        return (
+            f"segment {segment.number} says {segment.archived_events:,} events were removed; its audit.archive "
+            f"event says {after.get('deleted_events')}"
+        )
+    return ""
+
+
+def segment_problem(segment: AuditSegment, ring: AuditKeyRing | None = None) -> str:
+    """Why a segment row cannot be trusted (its MAC, then its archiving), or "" when both hold."""
+    return segment_row_problem(segment, ring) or segment_archive_problem(segment)
+
+
 # --- the export file -----------------------------------------------------------------------------
 
 
@@ -488,6 +519,9 @@ def audit_segment_archive(*, actor: Any, number: int, path: Path | None = None) 
     if segment is None:
         raise SegmentRefused(f"There is no audit segment {number}: seal one with `promptctl audit seal`.")
     if segment.archived_at is not None:
+        problem = segment_archive_problem(segment)
+        if problem:
+            raise SegmentRefused(f"Not archived: {problem}. Run `promptctl audit verify`.")
         raise SegmentRefused(
             f"Audit segment {number} was archived at {segment.archived_at:%Y-%m-%d %H:%M} UTC already."
         )
@@ -628,6 +662,13 @@ def archived_through() -> tuple[int, str, list[str]]:
             )
             break
         if segment.archived_at is None:
+            problem = segment_archive_problem(segment)
+            if problem:
+                problems.append(problem)
+            break
+        problem = segment_archive_problem(segment)
+        if problem:
+            problems.append(problem)
             break
         sequence, mac = segment.last_sequence, segment.last_mac
     return sequence, mac, problems

@@ -63,8 +63,9 @@ FULL = ("SELECT", "INSERT", "UPDATE", "DELETE")
 ALL_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
 
 # promptctl's record models that are not ``ImmutableRecord`` subclasses (their own save/delete refuse).
-RECORD_MODELS = {"promptctl.agentversion", "promptctl.approval", "promptctl.auditevent"}
-NO_DELETE_MODELS = {"promptctl.changerequest", "promptctl.pin", "promptctl.auditchainhead", "promptctl.auditsegment"}
+# An audit segment is sealed by an insert; only the owner archives it (deleting events), so only the owner updates it.
+RECORD_MODELS = {"promptctl.agentversion", "promptctl.approval", "promptctl.auditevent", "promptctl.auditsegment"}
+NO_DELETE_MODELS = {"promptctl.changerequest", "promptctl.pin", "promptctl.auditchainhead"}
 READ_ONLY_TABLES = {"django_migrations"}
 READ_ONLY_MODELS = {"promptctl.retentionfloor"}
 

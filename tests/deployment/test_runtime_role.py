@@ -17,6 +17,7 @@ from tests.change_control_support import CHANNEL, PASSWORD, V1, V2, promote
 # Every table the issue names as part of the record; runtime_grants must keep each of them append-only.
 RECORD_TABLES = {
     "promptctl_auditevent",
+    "promptctl_auditsegment",  # sealed by an insert; marking it archived is the owner's (with the delete)
     "promptctl_approval",
     "promptctl_agentversion",
     "evals_testsetversion",
@@ -49,7 +50,7 @@ def _first_column(table: str) -> str:
 def test_the_plan_keeps_the_record_append_only():
     grants = {grant.table: grant.privileges for grant in runtime_grants()}
     assert {table: grants[table] for table in RECORD_TABLES} == {table: APPEND for table in RECORD_TABLES}
-    assert grants["promptctl_changerequest"] == grants["promptctl_pin"] == grants["promptctl_auditsegment"] == NO_DELETE
+    assert grants["promptctl_changerequest"] == grants["promptctl_pin"] == NO_DELETE
     # History is appended and only pruned (the database guards bound the pruning: the retention tests).
     assert all(privileges == PRUNABLE for table, privileges in grants.items() if "_historical" in table)
     # Retention's one UPDATE: the log's text columns and stamp, nothing else of the record.

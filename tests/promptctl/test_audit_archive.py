@@ -209,6 +209,36 @@ def test_the_database_refuses_deleting_unsealed_or_unarchived_events_and_the_sea
     assert audit_verify().ok
 
 
+def test_a_segment_marked_archived_by_hand_with_its_events_still_here_is_named(sealed, admin_user):
+    """Marking the row archived (its one allowed update) without deleting the events blocks archiving for good:
+    verify names it, and archive says why instead of "archived already"."""
+    from django.test import Client
+    from django.urls import reverse
+
+    _raw("UPDATE promptctl_auditsegment SET archived_at = CURRENT_TIMESTAMP WHERE number = %s", [1])  # allowed once
+    result = audit_verify()
+    assert not result.ok
+    assert "segment 1 is marked archived, but events #1 to #20 are still in the database" in result.message
+    assert "made by hand" in result.message
+    code, _stdout, stderr = cli("audit", "archive", "--segment", "1")
+    assert code == 1 and "Not archived: segment 1 is marked archived" in stderr
+    client = Client()
+    client.force_login(admin_user)
+    page = client.get(reverse("admin:promptctl_auditsegment_changelist")).content.decode()
+    assert "the mark was made by hand" in page
+
+
+def test_an_archived_count_changed_after_archiving_is_named(sealed):
+    _archive(1)
+    assert audit_verify().ok
+    # The count sits outside the row MAC; the audit.archive event recorded the real one.
+    as_owner_everywhere(("UPDATE promptctl_auditsegment SET archived_events = %s WHERE number = %s", [5, 1]))
+    result = audit_verify()
+    assert not result.ok
+    segment_findings = [finding.detail for finding in result.findings if finding.kind == "segment"]
+    assert segment_findings == ["segment 1 says 5 events were removed; its audit.archive event says 20."]
+
+
 # --- after archiving, the live chain is still watched ---------------------------------------------
 
 

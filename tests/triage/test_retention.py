@@ -131,6 +131,21 @@ def test_purge_at_zero_days_removes_ticket_text_keeps_every_figure_and_audits_on
             cursor.execute(statement, [first.pk])
 
 
+def test_a_job_not_yet_finished_keeps_its_text_in_its_row_and_its_history(api, production, settings):
+    """Only finished jobs are redacted: a queued or running one still needs its ticket, history copies included."""
+    job_id = api.post("/triage/jobs", ticket(4, request_key="still-queued")).json()["job_id"]
+    job = TriageJob.objects.get(pk=job_id)
+    assert job.status == TriageJob.Status.QUEUED and TriageJob.history.filter(id=job_id).exclude(subject="").exists()
+    settings.PROMPTCTL_RETENTION_TICKET_TEXT_DAYS = 0
+
+    done = purge_command()
+
+    assert done["jobs_redacted"] == 0 and done["job_history_redacted"] == 0
+    job.refresh_from_db()
+    assert job.subject and job.request_key == "still-queued" and job.redacted_at is None
+    assert not TriageJob.history.filter(id=job_id, subject="").exists()
+
+
 @pytest.mark.django_db
 def test_the_log_guard_allows_the_redaction_and_nothing_else(production_free_request):
     row = production_free_request

@@ -152,8 +152,11 @@ def _jobs_due(before: datetime) -> models.QuerySet:
 def _job_history_due(before: datetime) -> models.QuerySet:
     """History copies of finished jobs' text older than the cutoff that still hold text."""
     history_model = TriageJob.history.model
-    return history_model.objects.filter(history_date__lt=before, redacted_at__isnull=True).exclude(
-        subject="", body="", request_key=""
+    unfinished = TriageJob.objects.exclude(status__in=TriageJob.FINAL_STATUSES).values("pk")
+    return (
+        history_model.objects.filter(history_date__lt=before, redacted_at__isnull=True)
+        .exclude(id__in=unfinished)
+        .exclude(subject="", body="", request_key="")
     )
 
 
