@@ -35,9 +35,8 @@ class _Env(environ.Env):
 env = _Env()
 
 
-def _days(name: str, default: int) -> int:
+def _days(name: str, days: int) -> int:
     """A retention period in whole days: 0 (purge at once) up to 100 years."""
-    days = env.int(name, default=default)
     if not 0 <= days <= 36_500:
         raise ImproperlyConfigured(f"{name}={days} is out of range: give whole days from 0 to 36500.")
     return days
@@ -279,8 +278,12 @@ CELERY_BEAT_SCHEDULE = {
 # Retention of customer text: a logged ticket's subject, body, reply and request key (and a finished job's
 # text and its history copies) are emptied after this many days; every figure is kept. History rows of
 # tracked models older than PROMPTCTL_RETENTION_HISTORY_DAYS are deleted, each object's latest kept.
-PROMPTCTL_RETENTION_TICKET_TEXT_DAYS = _days("PROMPTCTL_RETENTION_TICKET_TEXT_DAYS", default=30)
-PROMPTCTL_RETENTION_HISTORY_DAYS = _days("PROMPTCTL_RETENTION_HISTORY_DAYS", default=90)
+PROMPTCTL_RETENTION_TICKET_TEXT_DAYS = _days(
+    "PROMPTCTL_RETENTION_TICKET_TEXT_DAYS", env.int("PROMPTCTL_RETENTION_TICKET_TEXT_DAYS", default=30)
+)
+PROMPTCTL_RETENTION_HISTORY_DAYS = _days(
+    "PROMPTCTL_RETENTION_HISTORY_DAYS", env.int("PROMPTCTL_RETENTION_HISTORY_DAYS", default=90)
+)
 # Shared session-creation budget (managed_agents/ratelimit.py): at most BUDGET creates in any WINDOW seconds,
 # BURST of them at once. Redis when the broker is Redis, else a flock'ed file under PROMPTCTL_VAR_DIR.
 PROMPTCTL_RATE_LIMITER = env.str("PROMPTCTL_RATE_LIMITER", default="auto")  # auto | redis | file | off

@@ -268,6 +268,8 @@ def audit_segment_file_verify(*, path: Path, ring: AuditKeyRing | None = None) -
     """
     ring = ring or audit_key_ring()
     problems: list[str] = []
+    if path.exists() and not path.is_file():  # a directory, a device (/dev/zero never ends), a pipe
+        return SegmentFileCheck(str(path), False, {}, 0, "", ("it is not a regular file: not a segment export",))
     try:
         raw = path.read_bytes()
     except OSError as error:

@@ -411,7 +411,7 @@ def audit_verify() -> AuditVerification:
                 "archived (the state baseline in the `audit.archive` event)."
             )
 
-    latest = valid[-1] if valid else None
+    latest = valid[-1] if valid else None  # the newest published (a seal's may name an older sequence)
     age = (timezone.now() - latest.published).total_seconds() if latest else None
     if age is not None and age > 2 * settings.PROMPTCTL_AUDIT_CHECKPOINT_SECONDS:
         notes.append(
@@ -428,8 +428,8 @@ def audit_verify() -> AuditVerification:
         first_broken_sequence=first.sequence if first else None,
         problem=first.text if first else "",
         findings=tuple(ordered),
-        checkpoint=latest,
-        checkpoint_age_seconds=age,
+        checkpoint=highest,  # what the coverage is measured from
+        checkpoint_age_seconds=(timezone.now() - highest.published).total_seconds() if highest else None,
         checkpoints_checked=len(valid),
         uncovered=max(0, previous_sequence - covered_to) if latest else previous_sequence,
         checkpoint_file=str(checkpoint_path()),

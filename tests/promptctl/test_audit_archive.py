@@ -330,3 +330,21 @@ def test_the_runtime_role_may_not_archive_and_is_told_who_may(runtime_role, seal
     assert AuditEvent.objects.count() == events and AuditSegment.objects.get(number=1).archived_at is None
     _archive(1)  # the owner may
     assert audit_verify().ok
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("special", ["/dev/zero", "/dev/null", "."])
+def test_a_segment_to_verify_that_is_not_a_regular_file_is_refused_at_once(special, tmp_path):
+    code, _stdout, stderr = cli("audit", "verify", "--segment", special if special != "." else str(tmp_path))
+    assert code == 1 and "it is not a regular file: not a segment export" in stderr
+
+
+def test_a_seal_published_after_a_newer_checkpoint_does_not_shrink_the_coverage(sealed):
+    """The seal's checkpoint (#20) is the newest line in the file; the coverage still runs from the highest one."""
+    lines = checkpoint_lines()
+    assert lines[-1]["reason"] == "seal" and lines[-1]["sequence"] == 20
+    highest = max(line["sequence"] for line in lines)
+    assert highest > 20
+    result = audit_verify()
+    assert result.ok and result.checkpoint.sequence == highest
+    assert f"Latest checkpoint: #{highest}," in result.message

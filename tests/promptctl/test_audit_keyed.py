@@ -269,7 +269,7 @@ def test_a_development_key_file_is_made_once_with_mode_0600(settings, tmp_path):
 def test_production_refuses_to_start_without_an_audit_key(tmp_path):
     result = manage("check", env=production_env(tmp_path, PROMPTCTL_AUDIT_KEY=None))
     assert result.returncode != 0
-    assert "ImproperlyConfigured: PROMPTCTL_AUDIT_KEY is not set and DJANGO_DEBUG is false" in result.stderr
+    assert result.stderr.startswith("promptctl: settings: PROMPTCTL_AUDIT_KEY is not set and DJANGO_DEBUG is false")
     assert not (tmp_path / "audit.key").exists()
     result = manage("check", env=production_env(tmp_path))
     assert result.returncode == 0, result.stderr
