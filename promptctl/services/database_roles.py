@@ -228,6 +228,9 @@ BEGIN
   IF before->>TG_ARGV[0] IS NOT NULL OR after->>TG_ARGV[0] IS NULL THEN
     RAISE EXCEPTION 'promptctl: only retention changes % (text emptied once, % stamped): UPDATE refused', TG_TABLE_NAME, TG_ARGV[0];
   END IF;
+  IF (after->>TG_ARGV[0])::timestamptz NOT BETWEEN now() - interval '1 day' AND clock_timestamp() + interval '5 minutes' THEN
+    RAISE EXCEPTION 'promptctl: %.% is stamped with the time of the redaction, not another: UPDATE refused', TG_TABLE_NAME, TG_ARGV[0];
+  END IF;
   FOREACH text_column IN ARRAY text_columns LOOP
     IF after->>text_column <> '' THEN
       RAISE EXCEPTION 'promptctl: retention empties %.%, it never rewrites it: UPDATE refused', TG_TABLE_NAME, text_column;

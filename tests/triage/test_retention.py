@@ -304,6 +304,18 @@ def test_the_runtime_role_purges_only_within_the_floor_the_owner_set(
         "permission denied"
     )
 
+    # The stamp says when the text went: a made-up time is refused, the time of the redaction allowed.
+    assert api.post("/triage", ticket(19, request_key="stamp@example.com")).status_code == 200
+    stamped = TriageRequest.objects.get(request_key="stamp@example.com")
+    redaction = "UPDATE triage_triagerequest SET subject = '', body = '', reply = '', request_key = '', "
+    assert "stamped with the time of the redaction" in _refusal(
+        runtime_login, redaction + f"redacted_at = '2999-01-01' WHERE id = {stamped.pk}"
+    )
+    assert "stamped with the time of the redaction" in _refusal(
+        runtime_login, redaction + f"redacted_at = now() - interval '2 days' WHERE id = {stamped.pk}"
+    )
+    assert _refusal(runtime_login, redaction + f"redacted_at = now() WHERE id = {stamped.pk}") == ""
+
     # Back to 30 / 90 days: a fresh request's text and fresh history are out of the login's reach.
     settings.PROMPTCTL_RETENTION_TICKET_TEXT_DAYS = 30
     settings.PROMPTCTL_RETENTION_HISTORY_DAYS = 90
