@@ -223,14 +223,22 @@ class SegmentFileCheck:
     file_mac: str
     problems: tuple[str, ...] = ()
     hashes: dict[int, str] = field(default_factory=dict)
+    seal_checkpoint: str = ""  # "recorded", "missing" (the checkpoint file has none for the seal), "no file"
 
     @property
     def message(self) -> str:
         if self.ok:
+            last = self.header.get("last_sequence")
+            seal = {
+                "recorded": " The checkpoint file records the same seal.",
+                "missing": f" The checkpoint file records no checkpoint of #{last}: the seal rests on the audit key "
+                "alone here (was its line removed? `promptctl audit verify` checks the live chain's seals).",
+                "no file": " There is no checkpoint file here to compare the seal with.",
+            }.get(self.seal_checkpoint, "")
             return (
                 f"Audit segment {self.header.get('segment')} verified: events #{self.header.get('first_sequence')} to "
-                f"#{self.header.get('last_sequence')} ({self.events} events), every MAC and link, the range and the "
-                f"file MAC hold ({self.path})."
+                f"#{last} ({self.events} events), every MAC and link, the range and the "
+                f"file MAC hold ({self.path}).{seal}"
             )
         more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
         return f"Audit segment file {self.path} is not intact: {self.problems[0]}{more}"
@@ -245,6 +253,7 @@ class SegmentFileCheck:
             "last_sequence": self.header.get("last_sequence"),
             "events": self.events,
             "problems": list(self.problems),
+            "seal_checkpoint": self.seal_checkpoint,
         }
 
 
@@ -362,6 +371,7 @@ def audit_segment_file_verify(*, path: Path, ring: AuditKeyRing | None = None) -
             f"the header counts {header['events']} events; the file holds {len(hashes)} and the range "
             f"#{first} to #{last} is {last - first + 1}"
         )
+    seal_checkpoint = "missing" if checkpoint_path().exists() else "no file"
     for line in checkpoints_read():
         checkpoint = line.checkpoint
         if checkpoint is None or line.problem or checkpoint.sequence != last:
@@ -372,7 +382,10 @@ def audit_segment_file_verify(*, path: Path, ring: AuditKeyRing | None = None) -
                 f"but the file seals it with {header['seal_mac'][:16]}…"
             )
             break
-    return SegmentFileCheck(str(path), not problems, header, len(hashes), file_mac, tuple(problems), hashes)
+        seal_checkpoint = "recorded"
+    return SegmentFileCheck(
+        str(path), not problems, header, len(hashes), file_mac, tuple(problems), hashes, seal_checkpoint
+    )
 
 
 # --- seal ------------------------------------------------------------------------------------------

@@ -98,6 +98,7 @@ def test_an_archived_segment_verifies_on_its_own_and_the_live_chain_from_its_sea
     code, stdout, stderr = cli("audit", "verify", "--segment", str(path))
     assert code == 0, stderr
     assert "Audit segment 1 verified: events #1 to #20 (20 events)" in stdout
+    assert "The checkpoint file records the same seal." in stdout
 
     # Later events and a second segment, sealed from where the first ended up to the latest checkpoint.
     _notes(5, start=100)
@@ -348,3 +349,16 @@ def test_a_seal_published_after_a_newer_checkpoint_does_not_shrink_the_coverage(
     result = audit_verify()
     assert result.ok and result.checkpoint.sequence == highest
     assert f"Latest checkpoint: #{highest}," in result.message
+
+
+def test_a_segment_whose_seal_line_left_the_checkpoint_file_says_so(sealed):
+    from promptctl.audit.checkpoints import checkpoint_path
+
+    path = checkpoint_path()
+    kept = [line for line in path.read_text().splitlines() if '"reason":"seal"' not in line.replace(" ", "")]
+    assert len(kept) < len(path.read_text().splitlines())
+    path.write_text("\n".join(kept) + "\n")
+    code, stdout, stderr = cli("audit", "verify", "--segment", sealed.export_path)
+    assert code == 0, stderr  # the file itself is intact under the key ring
+    assert "The checkpoint file records no checkpoint of #20: the seal rests on the audit key alone" in stdout
+    assert not audit_verify().ok  # the live chain's seal is checked against the file, and named missing
