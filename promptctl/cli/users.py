@@ -55,8 +55,14 @@ def register(groups) -> None:
 
 
 def user_add(options, out):
-    bootstrap = options.role == "admin" and not get_user_model().objects.filter(is_superuser=True).exists()
+    has_admin = get_user_model().objects.filter(is_superuser=True).exists()
+    bootstrap = options.role == "admin" and not has_admin
     if not bootstrap and getattr(options, "principal", None) is None:
+        if not has_admin:
+            raise DomainError(
+                f"promptctl has no admin yet: add one first (`promptctl user add NAME --role admin`), then add "
+                f"{options.name} as that admin (PROMPTCTL_TOKEN set to the admin's personal token)."
+            )
         raise DomainError(
             "promptctl already has an admin, so `user add` acts as one: set PROMPTCTL_TOKEN to an admin's personal "
             "token (only the first admin is added without one)."

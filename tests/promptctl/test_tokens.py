@@ -172,6 +172,8 @@ def test_the_old_as_impersonation_is_refused(filed, requester, reviewer):
 
 
 def test_user_add_after_the_bootstrap_needs_an_admins_token(db, requester):
+    code, _out, err = run("user", "add", "ann", "--role", "requester", secret=None)
+    assert code == 1 and "promptctl has no admin yet: add one first" in err  # not "already has an admin"
     code, out, err = run("--json", "user", "add", "root", "--role", "admin", "--token-name", "first", secret=None)
     assert code == 0, err  # the bootstrap: no superuser yet
     root_secret = json.loads(out)["token"]["secret"]
