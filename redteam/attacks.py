@@ -28,6 +28,7 @@ from redteam.plays_gate import (
 from redteam.plays_record import (
     archive_by_hand,
     archive_forged,
+    archive_marked_only,
     audit_delete_tail,
     audit_rewrite,
     audit_truncate,
@@ -75,6 +76,7 @@ ATTACKS: list[Attack] = [
     Attack("delete the checkpoint file", checkpoints_deleted),
     Attack("archive a sealed segment by hand in SQL", archive_by_hand),
     Attack("forge a segment row, delete its events", archive_forged),
+    Attack("mark a sealed segment archived in SQL, keep its events", archive_marked_only),
     Attack("runtime role erases text and history early", runtime_role_erases_early, backends=("postgres",)),
     Attack("a reviewer named b\u043eb (Cyrillic o)", confusable_reviewer),
     Attack("NUL byte in a system prompt", nul_prompt),

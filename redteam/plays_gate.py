@@ -43,6 +43,7 @@ def runtime_role_rewrites(context: Context) -> tuple[str, str]:
         [
             "TRUNCATE promptctl_approval",
             "DELETE FROM promptctl_auditevent",
+            "UPDATE promptctl_auditsegment SET archived_at = now()",
             "UPDATE promptctl_agentversion SET system_prompt = 'rewritten'",
             "DROP TRIGGER IF EXISTS promptctl_approval_immutable ON promptctl_approval",
         ]

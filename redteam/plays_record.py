@@ -112,6 +112,19 @@ def archive_by_hand(context: Context) -> tuple[str, str]:
     return verify_outcome()
 
 
+def archive_marked_only(context: Context) -> tuple[str, str]:
+    """Events #1 to #10 sealed honestly; the segment is then marked archived in SQL and its events left in place.
+
+    Marking is the one update the row allows, once: done by hand, it would block archiving that
+    segment for good (``audit archive`` would say "archived already").
+    """
+    from promptctl.audit.segments import audit_segment_seal, segment_directory
+
+    audit_segment_seal(actor=None, through=10, path=segment_directory() / "segment-marked-only.jsonl")
+    context.owner_sql(["UPDATE promptctl_auditsegment SET archived_at = CURRENT_TIMESTAMP WHERE number = 1"])
+    return verify_outcome()
+
+
 def archive_forged(context: Context) -> tuple[str, str]:
     """The owner writes a segment row of their own, "archiving" events #1 to #12, and deletes those events.
 
