@@ -11,6 +11,8 @@ def main() -> None:
     try:
         execute_from_command_line(sys.argv)
     except ImproperlyConfigured as error:  # a setting to fix: its one line, not a traceback through Django
+        if "--traceback" in sys.argv:
+            raise
         sys.exit(f"promptctl: settings: {error}")
 
 

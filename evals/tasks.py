@@ -193,6 +193,7 @@ def worker_identity(hostname: str | None = None) -> tuple[str, int]:
 def _start_heartbeat(sender=None, **_kwargs) -> None:
     # The Celery node name (``-n test-1@host``) when there is one: it tells two workers on one host apart.
     hostname = str(getattr(sender, "hostname", None) or socket.gethostname())
+    _stop_heartbeat()  # a second ready (an embedded worker started again) must not orphan the first beat
     _worker_heartbeat[:] = [_Heartbeat(hostname, os.getpid()).start()]
 
 

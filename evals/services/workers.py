@@ -35,7 +35,10 @@ def worker_heartbeat_beat(*, hostname: str, pid: int, started_at: datetime, pool
     """Say this worker process (or pool child of worker ``pool_parent_pid``) is alive now; forget the long dead."""
     now = timezone.now()
     with transaction.atomic():
-        updated = WorkerHeartbeat.objects.filter(hostname=hostname, pid=pid).update(seen_at=now)
+        # pool_parent_pid too: a new process may reuse a dead one's pid while its row is still kept.
+        updated = WorkerHeartbeat.objects.filter(hostname=hostname, pid=pid).update(
+            seen_at=now, pool_parent_pid=pool_parent_pid
+        )
         if not updated:
             WorkerHeartbeat.objects.update_or_create(
                 hostname=hostname,

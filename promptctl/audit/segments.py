@@ -140,8 +140,7 @@ def segment_archive_problem(segment: AuditSegment) -> str:
         if segment.archived_events:
             return f"segment {segment.number} is not archived but claims {segment.archived_events:,} events removed"
         return ""
-    left = AuditEvent.objects.filter(sequence__gte=segment.first_sequence, sequence__lte=segment.last_sequence)
-    if left.exists():
+    if _events_left(segment):
         return (
             f"segment {segment.number} is marked archived, but events #{segment.first_sequence} to "
             f"#{segment.last_sequence} are still in the database: the mark was made by hand, not by `audit archive`"
@@ -153,6 +152,10 @@ def segment_archive_problem(segment: AuditSegment) -> str:
             f"event says {after.get('deleted_events')}"
         )
     return ""
+
+
+def _events_left(segment: AuditSegment) -> bool:
+    return AuditEvent.objects.filter(sequence__gte=segment.first_sequence, sequence__lte=segment.last_sequence).exists()
 
 
 def segment_problem(segment: AuditSegment, ring: AuditKeyRing | None = None) -> str:
@@ -231,8 +234,8 @@ class SegmentFileCheck:
             last = self.header.get("last_sequence")
             seal = {
                 "recorded": " The checkpoint file records the same seal.",
-                "missing": f" The checkpoint file records no checkpoint of #{last}: the seal rests on the audit key "
-                "alone here (was its line removed? `promptctl audit verify` checks the live chain's seals).",
+                "missing": f" The checkpoint file records no seal of #{last}: the seal rests on the audit key alone "
+                "here (was its line removed? `promptctl audit verify` checks the live chain's seals).",
                 "no file": " There is no checkpoint file here to compare the seal with.",
             }.get(self.seal_checkpoint, "")
             return (
@@ -382,7 +385,8 @@ def audit_segment_file_verify(*, path: Path, ring: AuditKeyRing | None = None) -
                 f"but the file seals it with {header['seal_mac'][:16]}…"
             )
             break
-        seal_checkpoint = "recorded"
+        if checkpoint.reason == SEAL_REASON:
+            seal_checkpoint = "recorded"
     return SegmentFileCheck(
         str(path), not problems, header, len(hashes), file_mac, tuple(problems), hashes, seal_checkpoint
     )
@@ -411,7 +415,9 @@ def audit_segment_seal(*, actor: Any, through: int | None = None, path: Path | N
     first = previous.last_sequence + 1 if previous else 1
     previous_seal = previous.last_mac if previous else GENESIS_HASH
     if through is None:
-        latest = checkpoint_latest()
+        # The highest checkpoint, not the newest line: a seal's own line may name an older sequence.
+        valid = [line.checkpoint for line in checkpoints_read() if line.checkpoint is not None and not line.problem]
+        latest = max(valid, key=lambda checkpoint: checkpoint.sequence, default=None)
         if latest is None:
             raise SegmentRefused(
                 "No checkpoint to seal up to: publish one with `promptctl audit checkpoint`, or name --through SEQ."
@@ -676,14 +682,10 @@ def archived_through() -> tuple[int, str, list[str]]:
                 f"the checkpoint file records no seal of #{segment.last_sequence} with segment {segment.number}'s MAC"
             )
             break
-        if segment.archived_at is None:
-            problem = segment_archive_problem(segment)
-            if problem:
-                problems.append(problem)
-            break
         problem = segment_archive_problem(segment)
         if problem:
             problems.append(problem)
-            break
+        if segment.archived_at is None or (problem and _events_left(segment)):
+            break  # the live chain starts here (a segment marked archived by hand still holds its events)
         sequence, mac = segment.last_sequence, segment.last_mac
     return sequence, mac, problems

@@ -228,7 +228,7 @@ BEGIN
   IF before->>TG_ARGV[0] IS NOT NULL OR after->>TG_ARGV[0] IS NULL THEN
     RAISE EXCEPTION 'promptctl: only retention changes % (text emptied once, % stamped): UPDATE refused', TG_TABLE_NAME, TG_ARGV[0];
   END IF;
-  IF (after->>TG_ARGV[0])::timestamptz NOT BETWEEN now() - interval '1 day' AND clock_timestamp() + interval '5 minutes' THEN
+  IF (after->>TG_ARGV[0])::timestamptz NOT BETWEEN now() - interval '5 minutes' AND clock_timestamp() + interval '5 minutes' THEN
     RAISE EXCEPTION 'promptctl: %.% is stamped with the time of the redaction, not another: UPDATE refused', TG_TABLE_NAME, TG_ARGV[0];
   END IF;
   FOREACH text_column IN ARRAY text_columns LOOP
@@ -287,6 +287,13 @@ def guard_triggers() -> dict[str, str]:
         table = redaction.model._meta.db_table
         triggers[_trigger_name(table, "update_retention")] = table
     return triggers
+
+
+# Each guard function's body as this release installs it (the text between its $$ quotes, as pg_proc keeps it).
+GUARD_FUNCTIONS = {
+    "promptctl_redaction_guard": REDACTION_GUARD.split("$$")[1],
+    "promptctl_history_prune_guard": HISTORY_PRUNE_GUARD.split("$$")[1],
+}
 
 
 def _trigger_name(table: str, kind: str) -> str:
@@ -502,6 +509,19 @@ def _guard_problems(cursor, *, schema: str, existing: set[str], role: str) -> li
     if missing:
         problems.append(
             f"retention guards missing ({', '.join(missing)}): run `promptctl db roles --runtime-role {role}`"
+        )
+    # A guard installed by an older release keeps its old body until `db roles` replaces it.
+    cursor.execute(
+        "SELECT proname, prosrc FROM pg_proc JOIN pg_namespace ON pg_namespace.oid = pronamespace "
+        "WHERE nspname = %s AND proname = ANY(%s)",
+        [schema, list(GUARD_FUNCTIONS)],
+    )
+    bodies = dict(cursor.fetchall())
+    stale = sorted(name for name, body in bodies.items() if body != GUARD_FUNCTIONS[name])
+    if stale:
+        problems.append(
+            f"retention guards out of date ({', '.join(stale)}): run `promptctl db roles --runtime-role {role}` "
+            "as the owner"
         )
     if RetentionFloor._meta.db_table in existing:
         cursor.execute(

@@ -236,8 +236,11 @@ def test_an_archived_count_changed_after_archiving_is_named(sealed):
     as_owner_everywhere(("UPDATE promptctl_auditsegment SET archived_events = %s WHERE number = %s", [5, 1]))
     result = audit_verify()
     assert not result.ok
-    segment_findings = [finding.detail for finding in result.findings if finding.kind == "segment"]
-    assert segment_findings == ["segment 1 says 5 events were removed; its audit.archive event says 20."]
+    # Only the count is named: the live chain still starts from the seal (no "events #1 to #20 are missing").
+    assert [(finding.kind, finding.detail) for finding in result.findings] == [
+        ("segment", "segment 1 says 5 events were removed; its audit.archive event says 20.")
+    ]
+    assert result.archived_through == 20
 
 
 # --- after archiving, the live chain is still watched ---------------------------------------------
@@ -360,5 +363,22 @@ def test_a_segment_whose_seal_line_left_the_checkpoint_file_says_so(sealed):
     path.write_text("\n".join(kept) + "\n")
     code, stdout, stderr = cli("audit", "verify", "--segment", sealed.export_path)
     assert code == 0, stderr  # the file itself is intact under the key ring
-    assert "The checkpoint file records no checkpoint of #20: the seal rests on the audit key alone" in stdout
+    assert "The checkpoint file records no seal of #20: the seal rests on the audit key alone" in stdout
     assert not audit_verify().ok  # the live chain's seal is checked against the file, and named missing
+
+
+def test_a_plain_checkpoint_at_the_seal_does_not_pass_for_the_seal(sealed, tmp_path):
+    """`audit seal` with no --through seals up to the latest checkpoint: that one is not the seal's line."""
+    from promptctl.audit.checkpoints import checkpoint_path
+
+    code, _stdout, stderr = cli("audit", "seal", "--out", str(tmp_path / "segment-2.jsonl"))
+    assert code == 0, stderr
+    second = AuditSegment.objects.get(number=2)
+    lines = checkpoint_lines()
+    assert any(line["sequence"] == second.last_sequence and line["reason"] != "seal" for line in lines)
+    path = checkpoint_path()
+    kept = [line for line in path.read_text().splitlines() if '"reason":"seal"' not in line.replace(" ", "")]
+    path.write_text("\n".join(kept) + "\n")
+    code, stdout, stderr = cli("audit", "verify", "--segment", str(tmp_path / "segment-2.jsonl"))
+    assert code == 0, stderr
+    assert f"records no seal of #{second.last_sequence}" in stdout

@@ -312,7 +312,7 @@ def test_the_runtime_role_purges_only_within_the_floor_the_owner_set(
         runtime_login, redaction + f"redacted_at = '2999-01-01' WHERE id = {stamped.pk}"
     )
     assert "stamped with the time of the redaction" in _refusal(
-        runtime_login, redaction + f"redacted_at = now() - interval '2 days' WHERE id = {stamped.pk}"
+        runtime_login, redaction + f"redacted_at = now() - interval '1 hour' WHERE id = {stamped.pk}"
     )
     assert _refusal(runtime_login, redaction + f"redacted_at = now() WHERE id = {stamped.pk}") == ""
 

@@ -46,6 +46,7 @@ from django.apps import apps
 from django.conf import settings
 from django.db import DatabaseError, models, transaction
 from django.db.models import Max
+from django.db.models.functions import Now
 from django.utils import timezone
 from simple_history.models import HistoricalChanges
 
@@ -218,11 +219,12 @@ def _purge(
         else:
             blank = {field: "" for field in REQUEST_TEXT_FIELDS}
             # The one UPDATE the log's guard allows (0010_retention): text emptied, the stamp set, nothing else.
-            redacted_requests = requests.update(**blank, redacted_at=now)
+            # Stamped by the database's clock: the guard checks the stamp against it (PostgreSQL).
+            redacted_requests = requests.update(**blank, redacted_at=Now())
             job_blank = {field: "" for field in JOB_TEXT_FIELDS}
             # Jobs first: their redaction is itself a history row (stamped), then older copies are emptied.
             redacted_jobs = _jobs_redact(jobs, job_blank=job_blank, now=now)
-            redacted_job_history = job_history.update(**job_blank, redacted_at=now)
+            redacted_job_history = job_history.update(**job_blank, redacted_at=Now())
             counts = (redacted_requests, redacted_jobs, redacted_job_history)
         history_deleted: dict[str, int] = {}
         job_history_model = TriageJob.history.model
