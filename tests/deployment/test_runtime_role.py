@@ -151,6 +151,21 @@ def test_the_check_names_a_privilege_granted_behind_its_back(runtime_role):
 
 
 @pytest.mark.postgres
+def test_the_check_names_a_guard_an_older_release_installed(runtime_role):
+    """A guard function with another body (an older release's) is named until `db roles` replaces it."""
+    from promptctl.services.database_roles import REDACTION_GUARD
+
+    older = REDACTION_GUARD.replace("now() - interval '5 minutes'", "now() - interval '1 day'")
+    assert older != REDACTION_GUARD
+    with connection.cursor() as cursor:
+        cursor.execute(older)
+    problems = runtime_role_check(role=runtime_role).problems
+    assert any("retention guards out of date (promptctl_redaction_guard)" in problem for problem in problems)
+    call_command("promptctl", "db", "roles", "--runtime-role", runtime_role, stdout=io.StringIO())
+    assert runtime_role_check(role=runtime_role).problems == []
+
+
+@pytest.mark.postgres
 def test_the_owner_itself_is_refused_as_the_runtime_role(db):
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_user")
