@@ -96,6 +96,27 @@ class Redaction:
     age_field: str  # the row's time, compared with the floor
 
 
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """How many days ticket text and history rows are kept (0: only what is newer than now).
+
+    The settings' policy is what the purge applies (``triage.services.retention``) and, when the owner
+    grants, the floor the database guards enforce (``promptctl db roles``, ``RetentionFloor``).
+    """
+
+    ticket_text_days: int
+    history_days: int
+
+    @classmethod
+    def from_settings(cls) -> RetentionPolicy:
+        from django.conf import settings
+
+        return cls(
+            ticket_text_days=settings.PROMPTCTL_RETENTION_TICKET_TEXT_DAYS,
+            history_days=settings.PROMPTCTL_RETENTION_HISTORY_DAYS,
+        )
+
+
 # Work a dead worker may have lost, found again from the database: run by every worker's sweep timer
 # (evals.tasks) after the eval runs' own sweep. Returns what it sent again, for the log (empty: nothing).
 WorkerSweep = Callable[[], Any]

@@ -45,7 +45,6 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from django.apps import apps
-from django.conf import settings
 from django.db import DatabaseError, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from simple_history.models import HistoricalChanges
@@ -54,6 +53,7 @@ from promptctl import registry
 from promptctl.errors import DomainError
 from promptctl.models import RetentionFloor
 from promptctl.records import ImmutableRecord
+from promptctl.registry import RetentionPolicy
 
 READ = ("SELECT",)
 APPEND = ("SELECT", "INSERT")
@@ -80,21 +80,6 @@ class TableGrant:
     update_columns: tuple[str, ...] = ()  # a column-level UPDATE: retention's redaction, guarded by a trigger
 
 
-@dataclass(frozen=True)
-class RetentionFloorDays:
-    """The retention floor the guards enforce (``RetentionFloor``): the settings' policy when the owner grants."""
-
-    ticket_text_days: int
-    history_days: int
-
-    @classmethod
-    def from_settings(cls) -> RetentionFloorDays:
-        return cls(
-            ticket_text_days=settings.PROMPTCTL_RETENTION_TICKET_TEXT_DAYS,
-            history_days=settings.PROMPTCTL_RETENTION_HISTORY_DAYS,
-        )
-
-
 @dataclass
 class RuntimeRoleReport:
     role: str
@@ -103,7 +88,7 @@ class RuntimeRoleReport:
     password_set: bool
     grants: list[TableGrant] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    floor: RetentionFloorDays | None = None
+    floor: RetentionPolicy | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -168,12 +153,10 @@ def _role_checked(role: str) -> str:
     return role
 
 
-def runtime_role_sql(
-    *, role: str, database: str, schema: str = "public", floor: RetentionFloorDays | None = None
-) -> str:
+def runtime_role_sql(*, role: str, database: str, schema: str = "public", floor: RetentionPolicy | None = None) -> str:
     """The script a DBA runs as the tables' owner (``psql -v ON_ERROR_STOP=1 -1 -f``), after every migrate."""
     role = _role_checked(role)
-    floor = floor or RetentionFloorDays.from_settings()
+    floor = floor or RetentionPolicy.from_settings()
     grants = runtime_grants()
     name = _quote(role)
     literal = "'" + role + "'"
@@ -278,15 +261,37 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+@dataclass(frozen=True)
+class _Guard:
+    """One retention guard trigger: on ``table``, before ``event``, calling ``call`` (a guard function)."""
+
+    table: str
+    kind: str  # the trigger name's suffix
+    event: str
+    call: str
+
+
+def _guards() -> list[_Guard]:
+    """Every retention guard ``db roles`` installs: history pruning bounded, and each redaction exactly."""
+    guards = []
+    for model in _history_models():
+        object_key = _column(model, model.instance_type._meta.pk.attname)  # type: ignore[attr-defined]
+        row_key = _column(model, model._meta.pk.name)
+        call = f"promptctl_history_prune_guard({_literal(object_key)}, {_literal(row_key)})"
+        guards.append(_Guard(model._meta.db_table, "delete_retention", "DELETE", call))
+    for redaction in registry.redactions():
+        model = redaction.model
+        arguments = [redaction.stamp_field, redaction.age_field, *redaction.text_fields]
+        columns = ", ".join(_literal(_column(model, field)) for field in arguments)
+        guards.append(
+            _Guard(model._meta.db_table, "update_retention", "UPDATE", f"promptctl_redaction_guard({columns})")
+        )
+    return guards
+
+
 def guard_triggers() -> dict[str, str]:
     """Trigger name -> table of every guard ``db roles`` installs (for the check)."""
-    triggers = {}
-    for model in _history_models():
-        triggers[_trigger_name(model._meta.db_table, "delete_retention")] = model._meta.db_table
-    for redaction in registry.redactions():
-        table = redaction.model._meta.db_table
-        triggers[_trigger_name(table, "update_retention")] = table
-    return triggers
+    return {_trigger_name(guard.table, guard.kind): guard.table for guard in _guards()}
 
 
 # Each guard function's body as this release installs it (the text between its $$ quotes, as pg_proc keeps it).
@@ -308,35 +313,18 @@ def _history_models() -> list[type[models.Model]]:
     )
 
 
-def _guard_statements(*, schema: str, grants: list[TableGrant], floor: RetentionFloorDays) -> list[str]:
+def _guard_statements(*, schema: str, grants: list[TableGrant], floor: RetentionPolicy) -> list[str]:
     """The retention guards and floor (PostgreSQL): owner-created, so the runtime role cannot drop them."""
     present = {grant.table for grant in grants}
     statements = [REDACTION_GUARD + ";", HISTORY_PRUNE_GUARD + ";"]
-    for model in _history_models():
-        table = model._meta.db_table
-        if table not in present:
+    for guard in _guards():
+        if guard.table not in present:
             continue
-        object_key = _column(model, model.instance_type._meta.pk.attname)  # type: ignore[attr-defined]
-        name = _quote(_trigger_name(table, "delete_retention"))
-        qualified = f"{_quote(schema)}.{_quote(table)}"
+        name = _quote(_trigger_name(guard.table, guard.kind))
+        qualified = f"{_quote(schema)}.{_quote(guard.table)}"
         statements += [
             f"DROP TRIGGER IF EXISTS {name} ON {qualified};",
-            f"CREATE TRIGGER {name} BEFORE DELETE ON {qualified} FOR EACH ROW EXECUTE FUNCTION "
-            f"promptctl_history_prune_guard({_literal(object_key)}, {_literal(_column(model, model._meta.pk.name))});",
-        ]
-    for redaction in registry.redactions():
-        model = redaction.model
-        table = model._meta.db_table
-        if table not in present:
-            continue
-        arguments = [redaction.stamp_field, redaction.age_field, *redaction.text_fields]
-        columns = ", ".join(_literal(_column(model, field)) for field in arguments)
-        name = _quote(_trigger_name(table, "update_retention"))
-        qualified = f"{_quote(schema)}.{_quote(table)}"
-        statements += [
-            f"DROP TRIGGER IF EXISTS {name} ON {qualified};",
-            f"CREATE TRIGGER {name} BEFORE UPDATE ON {qualified} FOR EACH ROW EXECUTE FUNCTION "
-            f"promptctl_redaction_guard({columns});",
+            f"CREATE TRIGGER {name} BEFORE {guard.event} ON {qualified} FOR EACH ROW EXECUTE FUNCTION {guard.call};",
         ]
     floor_table = f"{_quote(schema)}.{_quote(RetentionFloor._meta.db_table)}"
     if RetentionFloor._meta.db_table in present:
@@ -401,7 +389,7 @@ def _role_refusal(cursor, *, role: str, schema: str) -> str | None:
 
 
 def runtime_role_apply(
-    *, role: str, password: str | None = None, using: str = "default", floor: RetentionFloorDays | None = None
+    *, role: str, password: str | None = None, using: str = "default", floor: RetentionPolicy | None = None
 ) -> RuntimeRoleReport:
     """Create ``role`` if missing, grant it exactly what ``runtime_grants`` says and set the guards, in one transaction.
 
@@ -412,7 +400,7 @@ def runtime_role_apply(
     role = _role_checked(role)
     connection = _owner_connection(using)
     name = _quote(role)
-    floor = floor or RetentionFloorDays.from_settings()
+    floor = floor or RetentionPolicy.from_settings()
     try:
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute("SELECT current_database(), current_schema()")
@@ -528,8 +516,8 @@ def _guard_problems(cursor, *, schema: str, existing: set[str], role: str) -> li
             f"SELECT ticket_text_days, history_days FROM {_quote(RetentionFloor._meta.db_table)} WHERE id = 1"
         )
         row = cursor.fetchone()
-        wanted = RetentionFloorDays.from_settings()
-        if row is None or RetentionFloorDays(*row) != wanted:
+        wanted = RetentionPolicy.from_settings()
+        if row is None or RetentionPolicy(*row) != wanted:
             held = f"{row[0]} and {row[1]} days" if row else "no floor"
             problems.append(
                 f"the retention floor is {held}, the policy {wanted.ticket_text_days} and {wanted.history_days} days "

@@ -43,7 +43,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.apps import apps
-from django.conf import settings
 from django.db import DatabaseError, models, transaction
 from django.db.models import Max
 from django.db.models.functions import Now
@@ -52,7 +51,7 @@ from simple_history.models import HistoricalChanges
 
 from promptctl.audit import audit_record
 from promptctl.errors import DomainError, Fix
-from promptctl.registry import Redaction
+from promptctl.registry import Redaction, RetentionPolicy
 from triage.models import TriageJob, TriageRequest
 
 REQUEST_TEXT_FIELDS = ("subject", "body", "reply", "request_key")
@@ -69,21 +68,6 @@ def redactions() -> list[Redaction]:
         Redaction(TriageRequest, REQUEST_TEXT_FIELDS, "redacted_at", "received_at"),
         Redaction(TriageJob.history.model, JOB_TEXT_FIELDS, "redacted_at", "history_date"),
     ]
-
-
-@dataclass(frozen=True)
-class RetentionPolicy:
-    """How many days ticket text and history rows are kept (0: only what is newer than now)."""
-
-    ticket_text_days: int
-    history_days: int
-
-    @classmethod
-    def from_settings(cls) -> RetentionPolicy:
-        return cls(
-            ticket_text_days=settings.PROMPTCTL_RETENTION_TICKET_TEXT_DAYS,
-            history_days=settings.PROMPTCTL_RETENTION_HISTORY_DAYS,
-        )
 
 
 @dataclass(frozen=True)
