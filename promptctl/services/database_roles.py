@@ -50,6 +50,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from simple_history.models import HistoricalChanges
 
 from promptctl import registry
+from promptctl.audit import audit_record
 from promptctl.errors import DomainError
 from promptctl.models import RetentionFloor
 from promptctl.records import ImmutableRecord
@@ -422,11 +423,22 @@ def runtime_role_apply(
                 cursor.execute(f"ALTER ROLE {name} PASSWORD '{verifier.decode()}'")
             existing = set(connection.introspection.table_names(cursor))
             grants = [grant for grant in runtime_grants() if grant.table in existing]
+            before = _floor_held(cursor) if RetentionFloor._meta.db_table in existing else None
             for statement in [
                 *_grant_statements(name=name, database=database, schema=schema, grants=grants),
                 *_guard_statements(schema=schema, grants=grants, floor=floor),
             ]:
                 cursor.execute(statement)
+            if RetentionFloor._meta.db_table in existing and before != floor and using == "default":
+                # How soon any login may erase customer text and history: a change the record keeps.
+                audit_record(
+                    actor=None,
+                    verb="retention.floor",
+                    object_type="retention floor",
+                    object_id="1",
+                    before=asdict(before) if before else {},
+                    after=asdict(floor),
+                )
     except DatabaseError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DomainError(
@@ -438,6 +450,12 @@ def runtime_role_apply(
     )
     report.problems = runtime_role_check(role=role, using=using).problems
     return report
+
+
+def _floor_held(cursor) -> RetentionPolicy | None:
+    cursor.execute(f"SELECT ticket_text_days, history_days FROM {_quote(RetentionFloor._meta.db_table)} WHERE id = 1")
+    row = cursor.fetchone()
+    return RetentionPolicy(*row) if row else None
 
 
 def runtime_role_check(*, role: str, using: str = "default") -> RuntimeRoleReport:
@@ -512,13 +530,10 @@ def _guard_problems(cursor, *, schema: str, existing: set[str], role: str) -> li
             "as the owner"
         )
     if RetentionFloor._meta.db_table in existing:
-        cursor.execute(
-            f"SELECT ticket_text_days, history_days FROM {_quote(RetentionFloor._meta.db_table)} WHERE id = 1"
-        )
-        row = cursor.fetchone()
+        held_floor = _floor_held(cursor)
         wanted = RetentionPolicy.from_settings()
-        if row is None or RetentionPolicy(*row) != wanted:
-            held = f"{row[0]} and {row[1]} days" if row else "no floor"
+        if held_floor != wanted:
+            held = f"{held_floor.ticket_text_days} and {held_floor.history_days} days" if held_floor else "no floor"
             problems.append(
                 f"the retention floor is {held}, the policy {wanted.ticket_text_days} and {wanted.history_days} days "
                 f"(ticket text, history): run `promptctl db roles --runtime-role {role}` as the owner"

@@ -151,6 +151,23 @@ def test_the_check_names_a_privilege_granted_behind_its_back(runtime_role):
 
 
 @pytest.mark.postgres
+def test_a_changed_retention_floor_is_audited_once(runtime_role, settings):
+    """How soon any login may erase customer text is part of the record: set, changed, or left alone."""
+    from promptctl.audit import audit_verify
+    from promptctl.models import AuditEvent
+
+    assert AuditEvent.objects.filter(verb="retention.floor").count() == 1  # the fixture's grant set it
+    call_command("promptctl", "db", "roles", "--runtime-role", runtime_role, stdout=io.StringIO())
+    assert AuditEvent.objects.filter(verb="retention.floor").count() == 1  # the same floor again: no event
+    settings.PROMPTCTL_RETENTION_TICKET_TEXT_DAYS = 7
+    call_command("promptctl", "db", "roles", "--runtime-role", runtime_role, stdout=io.StringIO())
+    event = AuditEvent.objects.filter(verb="retention.floor").latest("sequence")
+    assert event.before == {"ticket_text_days": 30, "history_days": 90}
+    assert event.after == {"ticket_text_days": 7, "history_days": 90}
+    assert audit_verify().ok
+
+
+@pytest.mark.postgres
 def test_the_check_names_a_guard_an_older_release_installed(runtime_role):
     """A guard function with another body (an older release's) is named until `db roles` replaces it."""
     from promptctl.services.database_roles import REDACTION_GUARD
