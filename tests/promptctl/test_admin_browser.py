@@ -92,3 +92,33 @@ def test_the_audit_pages_verify_button_checks_the_chain(browser_page, tutorial_a
     ada.wait_for_selector(".messagelist")
     assert ada.url.endswith("/admin/promptctl/auditevent/")
     assert "Audit chain verified" in ada.inner_text(".messagelist")
+
+
+def test_the_audit_segments_page_and_the_verify_button_name_a_segment_marked_archived_by_hand(
+    browser_page, tutorial_agent, tmp_path
+):
+    from django.db import connection
+
+    from promptctl.audit import audit_checkpoint_publish
+    from promptctl.audit.segments import audit_segment_seal
+
+    audit_checkpoint_publish(reason="command")
+    segment = audit_segment_seal(actor=None, through=5, path=tmp_path / "segment-1.jsonl")
+    ada = login(browser_page, "ada")
+    ada.goto("/admin/")
+    ada.click("text=Audit segments")
+    ada.wait_for_selector("#result_list")
+    row = ada.inner_text("#result_list tbody tr")
+    assert "#1 to #5" in row and "no: its events are still in the database" in row and "intact" in row
+
+    # An insider marks it archived in SQL (the one update the row allows) and leaves the events.
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE promptctl_auditsegment SET archived_at = CURRENT_TIMESTAMP WHERE id = %s", [segment.pk])
+    ada.reload()
+    assert "the mark was made by hand" in ada.inner_text("#result_list tbody tr")
+    ada.goto("/admin/promptctl/auditevent/")
+    ada.click("#verify-chain")
+    ada.wait_for_selector(".messagelist")
+    assert "segment 1 is marked archived, but events #1 to #5 are still in the database" in ada.inner_text(
+        ".messagelist"
+    )
