@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from evals import services as eval_services
 from evals.models import EvalRun
@@ -240,3 +241,14 @@ def ticket(index: int = 0, **extra) -> dict:
 
 def run_async(coroutine):
     return asyncio.run(coroutine)
+
+
+def wait_for(what: str, condition, *, timeout: float):
+    """Poll ``condition`` every 0.1 s until it returns something truthy (returned); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")

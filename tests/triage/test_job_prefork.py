@@ -17,7 +17,7 @@ import pytest
 
 from evals import selectors as eval_selectors
 from evals.models import WorkerHeartbeat
-from tests.triage.support import ticket
+from tests.triage.support import ticket, wait_for
 from triage.models import TriageJob
 
 pytestmark = pytest.mark.slow
@@ -29,16 +29,6 @@ PREFORK = {
     "PROMPTCTL_JOB_REQUEUE_SECONDS": "3",
     "PROMPTCTL_RATE_LIMITER": "off",
 }
-
-
-def _wait(what: str, condition, *, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s")
 
 
 def _job(job_id: str) -> TriageJob:
@@ -54,16 +44,16 @@ def test_a_long_job_in_a_pool_child_keeps_its_one_attempt(workers, api, producti
     before = emulator.stats()["user_messages"]["total"]
 
     job_id = api.post("/triage/jobs", ticket(2)).json()["job_id"]
-    running = _wait("the job runs", lambda: _job(job_id).lease_pid and _job(job_id), timeout=60)
+    running = wait_for("the job runs", lambda: _job(job_id).lease_pid and _job(job_id), timeout=60)
     assert running.lease_pid != worker.pid  # a pool child, not the worker
-    beat = _wait(
+    beat = wait_for(
         "the child's heartbeat", lambda: WorkerHeartbeat.objects.filter(pid=running.lease_pid).first(), timeout=10
     )
     assert beat.pool_parent_pid == worker.pid and beat.hostname == running.lease_holder
     assert "pool process" in str(beat)
     assert eval_selectors.workers_alive() == 1  # the child beats, but the worker is one worker
 
-    _wait("the job ends", lambda: _job(job_id).status in TriageJob.FINAL_STATUSES, timeout=90)
+    wait_for("the job ends", lambda: _job(job_id).status in TriageJob.FINAL_STATUSES, timeout=90)
     job = _job(job_id)
     assert job.status == TriageJob.Status.DONE, job.error_message
     assert job.attempts == 1 and job.lease_pid == running.lease_pid
@@ -79,20 +69,20 @@ def test_a_killed_pool_child_loses_its_lease_while_its_worker_lives(workers, api
     before = emulator.stats()["user_messages"]["total"]
 
     job_id = api.post("/triage/jobs", ticket(5)).json()["job_id"]
-    _wait(
+    wait_for(
         "the child sent the ticket",
         lambda: emulator.stats()["user_messages"]["total"] - before == 1 and _job(job_id).lease_pid,
         timeout=60,
     )
     child = _job(job_id).lease_pid
-    _wait("the child beats", lambda: WorkerHeartbeat.objects.filter(pid=child).exists(), timeout=10)
+    wait_for("the child beats", lambda: WorkerHeartbeat.objects.filter(pid=child).exists(), timeout=10)
     # Past three stale windows and a sweep, alive: its own beat keeps its one attempt.
     time.sleep(6.5)
     assert _job(job_id).attempts == 1
     os.kill(child, signal.SIGKILL)
     killed_at = time.time()
 
-    _wait("the job ends", lambda: _job(job_id).status in TriageJob.FINAL_STATUSES, timeout=90)
+    wait_for("the job ends", lambda: _job(job_id).status in TriageJob.FINAL_STATUSES, timeout=90)
     job = _job(job_id)
     assert job.status == TriageJob.Status.DONE, job.error_message
     assert job.attempts == 2 and job.lease_pid not in (child, worker.pid)

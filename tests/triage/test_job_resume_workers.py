@@ -16,7 +16,7 @@ import pytest
 from django.db.models import Count
 
 from managed_agents.adoption import sessions_tagged
-from tests.triage.support import V3, ticket
+from tests.triage.support import V3, ticket, wait_for
 from triage import services
 from triage.models import ShadowResult, TriageJob, TriageRequest
 from triage.services import jobs
@@ -32,15 +32,6 @@ FAST = {
     "PROMPTCTL_RATE_LIMITER": "off",
 }
 MODEL_SECONDS = 4.0  # the emulator's time to answer: long enough to kill a worker while it waits
-
-
-def _wait(what: str, condition, *, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s")
 
 
 def test_a_sigkilled_workers_job_and_shadow_run_finish_on_another_worker_without_duplicates(
@@ -60,7 +51,7 @@ def test_a_sigkilled_workers_job_and_shadow_run_finish_on_another_worker_without
     answer = api.post("/triage", ticket(3)).json()
     job_id = api.post("/triage/jobs", ticket(6)).json()["job_id"]
     # Killed while it holds both sessions in flight: the tickets sent, the model not done answering.
-    _wait(
+    wait_for(
         "the worker holds the job's and the shadow run's sessions",
         lambda: (
             emulator.stats()["user_messages"]["total"] - before["user_messages"]["total"] == 3
@@ -75,7 +66,7 @@ def test_a_sigkilled_workers_job_and_shadow_run_finish_on_another_worker_without
     assert [s.metadata[jobs.ATTEMPT_TAG] for s in dead] == ["1"] and not dead[0].archived
 
     # With no live worker the job reads as running, with the warning and the command to start one.
-    _wait(
+    wait_for(
         "the job status says no worker is alive",
         lambda: api.get(f"/triage/jobs/{job_id}").json()["warning"],
         timeout=15,
@@ -85,7 +76,7 @@ def test_a_sigkilled_workers_job_and_shadow_run_finish_on_another_worker_without
     assert "celery -A config worker" in waiting["warning"] and "the job stays running" in waiting["warning"]
 
     workers.start(concurrency=4, **FAST)
-    _wait(
+    wait_for(
         "the job finishes on the new worker",
         lambda: TriageJob.objects.get(pk=job_id).status in TriageJob.FINAL_STATUSES,
         timeout=90,
@@ -99,7 +90,7 @@ def test_a_sigkilled_workers_job_and_shadow_run_finish_on_another_worker_without
     assert shown["status"] == "done" and shown["attempts"] == 2 and shown["warning"] is None
 
     # Both logged requests (the call and the job) get exactly one shadow result each.
-    _wait("both shadow results are recorded", lambda: ShadowResult.objects.count() >= 2, timeout=90)
+    wait_for("both shadow results are recorded", lambda: ShadowResult.objects.count() >= 2, timeout=90)
     time.sleep(2.5)  # a few more sweep passes: nothing more may be recorded or sent
     assert TriageRequest.objects.count() == 2
     assert set(TriageRequest.objects.values_list("pk", flat=True)) == {answer["request_id"], job.request_id}
@@ -111,7 +102,7 @@ def test_a_sigkilled_workers_job_and_shadow_run_finish_on_another_worker_without
     # The call, its shadow run, the job and the job's shadow run: four tickets, each sent once.
     assert stats["user_messages"]["total"] - before["user_messages"]["total"] == 4, stats["user_messages"]
     assert stats["user_messages"]["sessions_with_duplicates"] == 0
-    _wait("every session is archived", lambda: emulator.stats()["sessions"]["unarchived"] == 0, timeout=15)
+    wait_for("every session is archived", lambda: emulator.stats()["sessions"]["unarchived"] == 0, timeout=15)
     assert [
         s.archived for s in sessions_tagged(agent_id=production.agent.remote_id, metadata={jobs.JOB_TAG: job_id})
     ] == [True]
