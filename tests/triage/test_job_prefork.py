@@ -35,15 +35,19 @@ def _job(job_id: str) -> TriageJob:
     return TriageJob.objects.get(pk=job_id)
 
 
-def test_a_long_job_in_a_pool_child_keeps_its_one_attempt(workers, api, production, emulator, settings):
+def _prefork_job(workers, api, emulator, settings, *, latency: float, index: int):
+    """A prefork worker (two children) and one job sent to it: (the worker, messages before, the job id)."""
     settings.PROMPTCTL_WORKER_STALE_SECONDS = 2
-    # Three stale windows and more: without the child's own beat its lease would read as dead.
-    emulator.configure(latency=8.0)
+    emulator.configure(latency=latency)
     worker = workers.start(concurrency=2, **PREFORK)
     workers.wait_ready()
     before = emulator.stats()["user_messages"]["total"]
+    return worker, before, api.post("/triage/jobs", ticket(index)).json()["job_id"]
 
-    job_id = api.post("/triage/jobs", ticket(2)).json()["job_id"]
+
+def test_a_long_job_in_a_pool_child_keeps_its_one_attempt(workers, api, production, emulator, settings):
+    # Three stale windows and more: without the child's own beat its lease would read as dead.
+    worker, before, job_id = _prefork_job(workers, api, emulator, settings, latency=8.0, index=2)
     running = wait_for("the job runs", lambda: _job(job_id).lease_pid and _job(job_id), timeout=60)
     assert running.lease_pid != worker.pid  # a pool child, not the worker
     beat = wait_for(
@@ -62,13 +66,7 @@ def test_a_long_job_in_a_pool_child_keeps_its_one_attempt(workers, api, producti
 
 
 def test_a_killed_pool_child_loses_its_lease_while_its_worker_lives(workers, api, production, emulator, settings):
-    settings.PROMPTCTL_WORKER_STALE_SECONDS = 2
-    emulator.configure(latency=12.0)
-    worker = workers.start(concurrency=2, **PREFORK)
-    workers.wait_ready()
-    before = emulator.stats()["user_messages"]["total"]
-
-    job_id = api.post("/triage/jobs", ticket(5)).json()["job_id"]
+    worker, before, job_id = _prefork_job(workers, api, emulator, settings, latency=12.0, index=5)
     wait_for(
         "the child sent the ticket",
         lambda: emulator.stats()["user_messages"]["total"] - before == 1 and _job(job_id).lease_pid,
